@@ -1,0 +1,3 @@
+from camserver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""Map camserver's exceptions and validation failures to JSON error responses."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from camserver.errors import (
+    CamServerError,
+    SnapshotUnavailable,
+    StoreError,
+    StreamExists,
+    StreamNotFound,
+)
+
+__all__ = ["install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[CamServerError], int]] = [
+    (StreamNotFound, 404),
+    (StreamExists, 409),
+    (SnapshotUnavailable, 503),
+    (StoreError, 503),
+]
+
+
+async def _camserver_error(request: Request, exc: Exception) -> JSONResponse:
+    code = next((c for kind, c in _STATUS if isinstance(exc, kind)), 400)
+    if code >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        errors.append({"field": ".".join(loc) or None, "message": msg})
+    summary = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"]
+                        for e in errors)
+    return JSONResponse({"detail": summary, "errors": errors}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CamServerError, _camserver_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,182 @@
+"""Socket.IO: live frames by room, stream status and discovery events.
+
+Client → server: ``join_stream`` / ``leave_stream`` with ``{"name": ...}``, acknowledged
+with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``.
+
+Server → client: ``frame`` ``{"name", "seq", "ts", "data": <binary JPEG>}`` to the room
+``stream:<name>``; ``stream_status`` ``{"name", "status"}`` to every client on each state
+change (so a dashboard sees tiles it is not watching too); ``camera_discovered``.
+
+One broadcaster task per watched stream reads the hub and emits each frame once to the room
+(python-socketio encodes the packet once per emit). python-socketio queues packets per
+client without bound, so a client whose queue is backed up is skipped for that frame: a
+slow viewer gets fewer, newer frames and never builds up latency or memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import socketio
+
+from camserver.errors import StreamNotFound
+from camserver.models import StreamStatus
+from camserver.streaming.manager import StreamManager
+
+__all__ = ["Realtime", "room_for"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/"
+# A binary event is two Engine.IO packets (placeholder + attachment): 4 queued packets
+# means the client is two frames behind.
+MAX_BACKLOG = 4
+
+
+def room_for(name: str) -> str:
+    return f"stream:{name}"
+
+
+class Realtime:
+    def __init__(self, cors_allowed_origins: list[str] | str | None = None) -> None:
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=cors_allowed_origins if cors_allowed_origins else [],
+            max_http_buffer_size=64 * 1024,
+        )
+        self._manager: StreamManager | None = None
+        self._broadcasters: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("join_stream", self._join)
+        self.sio.on("leave_stream", self._leave)
+
+    def attach(self, manager: StreamManager) -> None:
+        self._manager = manager
+        manager.add_listener(self._on_status)
+
+    async def close(self) -> None:
+        tasks = [*self._broadcasters.values(), *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._broadcasters.clear()
+
+    @property
+    def manager(self) -> StreamManager:
+        if self._manager is None:
+            raise RuntimeError("Realtime used before attach()")
+        return self._manager
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _members(self, name: str) -> list[tuple[str, str]]:
+        return list(self.sio.manager.get_participants(NAMESPACE, room_for(name)))
+
+    def _count(self, name: str) -> None:
+        if name in self.manager:
+            self.manager.hub(name).set_viewers("socketio", len(self._members(name)))
+
+    def _backlogged(self, members: list[tuple[str, str]]) -> list[str]:
+        sockets = self.sio.eio.sockets
+        slow = []
+        for sid, eio_sid in members:
+            sock = sockets.get(eio_sid)
+            if sock is not None and sock.queue.qsize() >= MAX_BACKLOG:
+                slow.append(sid)
+        return slow
+
+    async def emit_all(self, event: str, data: Any) -> None:
+        await self.sio.emit(event, data, namespace=NAMESPACE)
+
+    def _on_status(self, name: str, status: StreamStatus) -> None:
+        payload = {"name": name, "status": status.model_dump(mode="json")}
+        self._spawn(self.emit_all("stream_status", payload))
+
+    # -- handlers -----------------------------------------------------------------------
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        log.debug("socket.io client %s connected", sid)
+
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        # python-socketio has already removed the client from its rooms.
+        for name in self.manager.names():
+            self._count(name)
+
+    @staticmethod
+    def _name_of(data: Any) -> str | None:
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            return str(data["name"])
+        return None
+
+    async def _join(self, sid: str, data: Any = None) -> dict[str, Any]:
+        name = self._name_of(data)
+        if name is None:
+            return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
+        try:
+            hub = self.manager.hub(name)
+        except StreamNotFound as exc:
+            return {"ok": False, "error": str(exc)}
+        await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
+        self._count(name)
+        task = self._broadcasters.get(name)
+        if task is None or task.done():
+            self._broadcasters[name] = asyncio.create_task(
+                self._broadcast(name), name=f"sio-broadcast:{name}"
+            )
+        frame = hub.latest
+        if frame is not None:  # show a picture at once, not on the next frame
+            self._spawn(self.sio.emit("frame", self._payload(name, frame), to=sid))
+        return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
+
+    async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
+        name = self._name_of(data)
+        if name is None:
+            return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
+        await self.sio.leave_room(sid, room_for(name), namespace=NAMESPACE)
+        try:
+            self._count(name)
+            return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
+        except StreamNotFound as exc:
+            return {"ok": False, "error": str(exc)}
+
+    @staticmethod
+    def _payload(name: str, frame: Any) -> dict[str, Any]:
+        return {"name": name, "seq": frame.seq, "ts": frame.ts, "data": frame.data}
+
+    async def _broadcast(self, name: str) -> None:
+        """Emit each new frame of ``name`` to its room while the room has members."""
+        try:
+            hub = self.manager.hub(name)
+        except StreamNotFound:
+            return
+        last = hub.latest.seq if hub.latest else 0
+        room = room_for(name)
+        while True:
+            frame = await hub.next_frame(last, timeout=2.0)
+            members = self._members(name)
+            if not members or hub.closed:
+                break
+            if frame is None:
+                continue
+            last = frame.seq
+            skip = self._backlogged(members)
+            if len(skip) == len(members):
+                continue
+            try:
+                await self.sio.emit(
+                    "frame", self._payload(name, frame), room=room, skip_sid=skip or None,
+                    namespace=NAMESPACE,
+                )
+            except Exception:  # one bad client must not end the room's frames
+                log.exception("stream %s: emitting a frame failed", name)
+        if self._broadcasters.get(name) is asyncio.current_task():
+            del self._broadcasters[name]

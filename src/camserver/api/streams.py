@@ -1,0 +1,75 @@
+"""``/api/streams``: list, create, delete, start, stop, status and snapshot of streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from camserver.api.deps import ManagerDep
+from camserver.models import StreamCreate, StreamOut, StreamStatus
+
+router = APIRouter(prefix="/api/streams", tags=["streams"])
+
+_ERROR = {"content": {"application/json": {"example": {"detail": "no stream named 'porch'"}}}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such stream", **_ERROR}}
+
+
+@router.get("")
+async def list_streams(manager: ManagerDep) -> list[StreamOut]:
+    """Every stream with its live status."""
+    return manager.list()
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "A stream of that name exists", **_ERROR}},
+)
+async def create_stream(body: StreamCreate, manager: ManagerDep) -> StreamOut:
+    """Add a stream: an ESP32-CAM by ``host`` (``ip`` or ``ip:port``; the stream is read
+    from port + 1 as the firmware serves it) or any MJPEG source by ``stream_url``."""
+    return await manager.create(body.to_config())
+
+
+@router.get("/{name}", responses=_NOT_FOUND)
+async def get_stream(name: str, manager: ManagerDep) -> StreamOut:
+    return manager.get(name)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
+async def delete_stream(name: str, manager: ManagerDep) -> Response:
+    await manager.delete(name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/start", responses=_NOT_FOUND)
+async def start_stream(name: str, manager: ManagerDep) -> StreamStatus:
+    """Start pulling the camera (remembered across restarts)."""
+    return await manager.set_enabled(name, True)
+
+
+@router.post("/{name}/stop", responses=_NOT_FOUND)
+async def stop_stream(name: str, manager: ManagerDep) -> StreamStatus:
+    """Stop pulling the camera and close its connection (remembered across restarts)."""
+    return await manager.set_enabled(name, False)
+
+
+@router.get("/{name}/status", responses=_NOT_FOUND)
+async def stream_status(name: str, manager: ManagerDep) -> StreamStatus:
+    return manager.status(name)
+
+
+@router.get(
+    "/{name}/snapshot",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "A JPEG"},
+        503: {"description": "No recent frame and the camera gave none", **_ERROR},
+        **_NOT_FOUND,
+    },
+)
+async def snapshot(name: str, manager: ManagerDep) -> Response:
+    """The latest frame if it is under ~2 s old, else one fetched from the camera."""
+    data = await manager.snapshot(name)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

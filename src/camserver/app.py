@@ -1,0 +1,118 @@
+"""The ASGI application: FastAPI routers wrapped by the Socket.IO server.
+
+The lifespan owns every long-lived thing: the httpx client, the store, the stream manager
+(hubs and ingest tasks) and, with ``demo``, the simulated cameras.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import httpx
+import socketio
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from camserver import __version__
+from camserver.api import health, streams
+from camserver.api.errors import install_error_handlers
+from camserver.api.events import Realtime
+from camserver.config import Settings
+from camserver.models import StreamConfig, urls_for_host
+from camserver.store import SQLiteStore
+from camserver.streaming.ingest import IngestTiming
+from camserver.streaming.manager import StreamManager
+
+__all__ = ["WEB_DIR", "create_app"]
+
+log = logging.getLogger(__name__)
+
+# The dashboard: web/ beside src/ in a checkout (editable install), else inside the package.
+_HERE = Path(__file__).resolve().parent
+WEB_DIR = next(
+    (p for p in (_HERE.parents[1] / "web", _HERE / "web") if (p / "index.html").is_file()),
+    _HERE / "web",
+)
+
+
+def _timing(settings: Settings) -> IngestTiming:
+    return IngestTiming(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        frame_timeout=settings.frame_timeout,
+        backoff_initial=settings.backoff_initial,
+        backoff_max=settings.backoff_max,
+        healthy_after=settings.healthy_after,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
+
+
+async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
+    """Start ``count`` simulated cameras in-process; their stream configurations."""
+    from camserver.sim.camera import SimCamera
+
+    configs = []
+    for i in range(1, count + 1):
+        cam = await stack.enter_async_context(SimCamera(f"demo-{i}"))
+        host, snapshot, stream = urls_for_host(cam.address)
+        configs.append(
+            StreamConfig(name=f"demo-{i}", host=host, stream_url=stream, snapshot_url=snapshot)
+        )
+        log.info("demo camera demo-%d on http://%s", i, cam.address)
+    return configs
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    settings = settings or Settings()
+    realtime = Realtime()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # trust_env=False: a proxy set for the host must not carry LAN camera traffic.
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+                    headers={"User-Agent": f"camserver/{__version__}"},
+                )
+            )
+            # Simulated cameras stop last, after the streams that read them.
+            demo = await _start_demo(stack, settings.demo) if settings.demo else []
+            store = await SQLiteStore.open(settings.db)
+            stack.push_async_callback(store.close)
+            manager = StreamManager(
+                store,
+                client,
+                _timing(settings),
+                snapshot_max_age=settings.snapshot_max_age,
+                snapshot_timeout=settings.snapshot_timeout,
+            )
+            realtime.attach(manager)
+            await manager.load()
+            stack.push_async_callback(manager.close)
+            stack.push_async_callback(realtime.close)
+            for cfg in demo:
+                await manager.put(cfg)
+            app.state.settings = settings
+            app.state.manager = manager
+            app.state.realtime = realtime
+            log.info("camserver %s ready, database %s", __version__, settings.db)
+            yield
+
+    app = FastAPI(
+        title="camserver",
+        version=__version__,
+        summary="ESP32-CAM streams, pulled once and fanned out live.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(streams.router)
+    if WEB_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    return socketio.ASGIApp(realtime.sio, other_asgi_app=app)

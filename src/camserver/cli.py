@@ -1,0 +1,172 @@
+"""The ``camserver`` command: ``serve`` and ``sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from camserver import __version__
+from camserver.errors import ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("camserver")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camserver", description=__doc__)
+    p.add_argument("--version", action="version", version=f"camserver {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the server (flags override CAMSERVER_* variables)")
+    s.add_argument("--host", help="address to listen on (CAMSERVER_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to listen on (CAMSERVER_PORT, default 8000)")
+    s.add_argument("--db", type=Path, help="SQLite file (CAMSERVER_DB)")
+    s.add_argument("--demo", type=int, metavar="N", help="start N simulated cameras too")
+    s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    m = sub.add_parser("sim", help="run simulated ESP32-CAMs (Ctrl-C stops them)")
+    m.add_argument("--count", type=int, default=1)
+    m.add_argument("--host", default="127.0.0.1")
+    m.add_argument(
+        "--http-port", type=int, default=8080,
+        help="camera i answers HTTP on P+2i and streams on P+2i+1",
+    )
+    m.add_argument("--fps", type=float, default=15.0)
+    m.add_argument("--framesize", default="VGA", help="QVGA, VGA, SVGA, ... or a number")
+    m.add_argument("--quality", type=int, default=10, help="4 (best) .. 63")
+    m.add_argument("--replay", type=int, default=0, metavar="K",
+                   help="pre-encode K frames and replay them (cheap, for benchmarks)")
+    m.add_argument("--name-prefix", default="esp32-cam-")
+    for flag, kind, text in (
+        ("--drop-every", int, "close the stream mid-frame every N frames"),
+        ("--stall-seconds", float, "send nothing for S seconds (see --stall-every)"),
+        ("--stall-every", int, "stall every N frames (default: once)"),
+        ("--truncate-every", int, "send a truncated JPEG every N frames"),
+        ("--garbage-every", int, "send garbage between parts every N frames"),
+    ):
+        m.add_argument(flag, type=kind, default=0, help=text)
+    m.add_argument("--http-500", action="store_true", help="the stream answers HTTP 500")
+    m.add_argument("--refuse", action="store_true", help="the stream port refuses connections")
+    return p
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from camserver.app import create_app
+    from camserver.config import Settings
+    from camserver.store import check_database
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": args.host, "port": args.port, "db": args.db, "demo": args.demo,
+            "log_level": args.log_level,
+        }.items()
+        if v is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"camserver: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    try:
+        check_database(settings.db)  # a clear message now beats a traceback at startup
+    except ConfigError as exc:
+        print(f"camserver: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    log.info("open http://%s:%d/ in a browser", settings.host, settings.port)
+    # Long-lived objects made at start-up need no collecting; fewer, larger collections
+    # keep full-GC pauses from stalling fan-out (see the performance notes).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    server.run()
+    return 0
+
+
+async def _run_sims(args: argparse.Namespace) -> None:
+    from camserver.sim.camera import Faults, SimCamera
+    from camserver.sim.frames import FRAMESIZE_BY_NAME, FRAMESIZES
+
+    fs_text = str(args.framesize).upper()
+    framesize = int(fs_text) if fs_text.isdigit() else FRAMESIZE_BY_NAME[fs_text].number
+    if framesize not in FRAMESIZES:
+        raise ValueError(f"unknown framesize {args.framesize}")
+    cams = []
+    async with contextlib.AsyncExitStack() as stack:
+        for i in range(args.count):
+            faults = Faults(
+                drop_every=args.drop_every, stall_seconds=args.stall_seconds,
+                stall_every=args.stall_every, truncate_every=args.truncate_every,
+                garbage_every=args.garbage_every, http_500=args.http_500, refuse=args.refuse,
+            )
+            cam = SimCamera(
+                f"{args.name_prefix}{i + 1}", args.host, args.http_port + 2 * i,
+                fps=args.fps, framesize=framesize, quality=args.quality, replay=args.replay,
+                faults=faults,
+            )
+            await stack.enter_async_context(cam)
+            cams.append(cam)
+            print(
+                f"{cam.name}: http://{cam.address}/  stream "
+                f"http://{args.host}:{cam.stream_port}/stream",
+                flush=True,
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    print("simulated cameras stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "sim":
+        _setup_logging("info")
+        try:
+            asyncio.run(_run_sims(args))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"camserver sim: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            pass
+        return 0
+    return 2  # pragma: no cover - argparse requires a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

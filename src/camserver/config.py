@@ -1,0 +1,48 @@
+"""Settings, from ``CAMSERVER_*`` environment variables and command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_db_path"]
+
+
+def default_db_path() -> Path:
+    return Path(platformdirs.user_data_dir("camserver", appauthor=False)) / "camserver.db"
+
+
+class Settings(BaseSettings):
+    """Every setting has an environment variable: ``CAMSERVER_`` + its name in capitals."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMSERVER_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
+    demo: int = Field(0, ge=0, le=64, description="Simulated cameras to start in-process.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a camera.")
+    read_timeout: float = Field(
+        5.0, gt=0, description="A camera that sends nothing for this long is treated as dead."
+    )
+    frame_timeout: float = Field(
+        10.0, gt=0, description="A camera that sends no whole frame for this long is restarted."
+    )
+    backoff_initial: float = Field(0.5, gt=0, description="First reconnect delay, seconds.")
+    backoff_max: float = Field(30.0, gt=0, description="Longest reconnect delay, seconds.")
+    healthy_after: float = Field(
+        10.0, gt=0, description="Streaming this long resets the reconnect delay."
+    )
+    max_frame_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Larger frames are dropped, never buffered."
+    )
+    snapshot_max_age: float = Field(
+        2.0, gt=0, description="A snapshot serves the latest frame if it is younger than this."
+    )
+    snapshot_timeout: float = Field(5.0, gt=0, description="Seconds to fetch a camera snapshot.")

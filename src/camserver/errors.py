@@ -1,0 +1,82 @@
+"""Exceptions raised by camserver.
+
+One root, so callers can catch everything camserver raises on purpose::
+
+    CamServerError
+    ├── ConfigError            bad settings or an unusable database file
+    ├── StoreError             the stream store failed
+    ├── StreamError            a stream operation was refused
+    │   ├── StreamNotFound     no stream of that name
+    │   ├── StreamExists       a stream of that name already exists
+    │   └── SnapshotUnavailable  no recent frame and the camera gave none
+    └── UpstreamError          talking to a camera failed
+        ├── UpstreamConnectError   could not connect / HTTP error status
+        ├── UpstreamTimeout        nothing received for too long
+        └── UpstreamProtocolError  the camera sent something that is not MJPEG
+
+Third-party errors (httpx, sqlite3) are wrapped with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CamServerError",
+    "ConfigError",
+    "SnapshotUnavailable",
+    "StoreError",
+    "StreamError",
+    "StreamExists",
+    "StreamNotFound",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamTimeout",
+]
+
+
+class CamServerError(Exception):
+    """Root of every exception camserver raises on purpose."""
+
+
+class ConfigError(CamServerError):
+    """Settings or the database file cannot be used."""
+
+
+class StoreError(CamServerError):
+    """The stream store failed to read or write."""
+
+
+class StreamError(CamServerError):
+    """A stream operation was refused."""
+
+
+class StreamNotFound(StreamError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no stream named {name!r}")
+        self.name = name
+
+
+class StreamExists(StreamError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a stream named {name!r} already exists")
+        self.name = name
+
+
+class SnapshotUnavailable(StreamError):
+    """No recent frame, and the camera's snapshot URL gave none."""
+
+
+class UpstreamError(CamServerError):
+    """Talking to a camera failed; the message is a short human sentence."""
+
+
+class UpstreamConnectError(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class UpstreamProtocolError(UpstreamError):
+    pass

@@ -1,0 +1,181 @@
+"""Data shapes shared by the store, the stream manager and the API."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from typing import Annotated, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "NAME_PATTERN",
+    "StreamConfig",
+    "StreamCreate",
+    "StreamOut",
+    "StreamState",
+    "StreamStatus",
+    "check_url",
+    "urls_for_host",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
+MAX_URL_LENGTH = 2048
+
+StreamName = Annotated[
+    str,
+    Field(pattern=NAME_PATTERN, description="Lower-case letters, digits, '-' and '_'."),
+]
+
+
+class StreamState(enum.StrEnum):
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RETRYING = "retrying"
+
+
+class StreamStatus(BaseModel):
+    state: StreamState = StreamState.STOPPED
+    fps: float = 0.0
+    frames: int = 0
+    bytes: int = 0
+    bad_frames: int = 0
+    last_frame_at: float | None = Field(None, description="Epoch seconds of the last frame.")
+    last_error: str | None = None
+    upstream_connects: int = 0
+    viewers: int = 0
+
+
+def _split_host(value: str) -> tuple[str, int]:
+    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` → (host for a URL, port)."""
+    value = value.strip()
+    if "://" in value or "/" in value:
+        raise ValueError("host must be a host name or IP address, optionally with :port "
+                         "(give a full URL as stream_url instead)")
+    port = 80
+    host = value
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ValueError("unclosed '[' in IPv6 host")
+        host, rest = value[1:end], value[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("expected ':port' after the IPv6 address")
+            port = _port(rest[1:])
+        ipaddress.IPv6Address(host)
+        return f"[{host}]", port
+    if value.count(":") == 1:
+        host, port_text = value.split(":")
+        port = _port(port_text)
+    elif value.count(":") > 1:
+        ipaddress.IPv6Address(value)
+        return f"[{value}]", port
+    if not _HOSTNAME.match(host):
+        raise ValueError(f"{host!r} is not a valid host name or IP address")
+    return host, port
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65534:
+        # 65534 at most: the stream is served on port + 1.
+        raise ValueError("port must be a number from 1 to 65534")
+    return int(text)
+
+
+def urls_for_host(host: str) -> tuple[str, str, str]:
+    """(normalised host, snapshot URL, stream URL) by the firmware's rule: stream on port+1."""
+    name, port = _split_host(host)
+    return (
+        f"{name}:{port}",
+        f"http://{name}:{port}/capture",
+        f"http://{name}:{port + 1}/stream",
+    )
+
+
+def check_url(url: str, field: str) -> str:
+    if len(url) > MAX_URL_LENGTH:
+        raise ValueError(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{field} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{field} must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"{field} has no host")
+    if any(c.isspace() for c in url):
+        raise ValueError(f"{field} must not contain spaces")
+    return url
+
+
+class StreamCreate(BaseModel):
+    """Either ``host`` (an ESP32-CAM) or ``stream_url`` (any MJPEG source)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "porch", "host": "192.168.1.50"},
+                {"name": "garage", "stream_url": "http://10.0.0.7:8080/video"},
+            ]
+        },
+    )
+
+    name: StreamName
+    host: str | None = Field(None, max_length=300, description="'ip' or 'ip:port' (default 80).")
+    stream_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    enabled: bool = Field(True, description="Start the stream now (and after restarts).")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is not None:
+            urls_for_host(v)
+        return v
+
+    @field_validator("stream_url", "snapshot_url")
+    @classmethod
+    def _url(cls, v: str | None, info: object) -> str | None:
+        return None if v is None else check_url(v, getattr(info, "field_name", "url"))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.host is None) == (self.stream_url is None):
+            raise ValueError("give either host or stream_url (exactly one)")
+        if self.host is not None and self.snapshot_url is not None:
+            raise ValueError("snapshot_url is derived from host; give stream_url instead")
+        return self
+
+    def to_config(self) -> StreamConfig:
+        if self.host is not None:
+            host, snapshot, stream = urls_for_host(self.host)
+            return StreamConfig(
+                name=self.name, host=host, stream_url=stream, snapshot_url=snapshot,
+                enabled=self.enabled,
+            )
+        assert self.stream_url is not None
+        return StreamConfig(
+            name=self.name, host=None, stream_url=self.stream_url,
+            snapshot_url=self.snapshot_url, enabled=self.enabled,
+        )
+
+
+class StreamConfig(BaseModel):
+    """What the store keeps about a stream."""
+
+    name: str
+    host: str | None = None
+    stream_url: str
+    snapshot_url: str | None = None
+    enabled: bool = True
+
+
+class StreamOut(StreamConfig):
+    status: StreamStatus

@@ -1,0 +1,176 @@
+"""Where stream configurations live.
+
+:class:`StreamStore` is the interface the rest of camserver uses; :class:`SQLiteStore` the
+embedded default. Every change is one transaction, committed with ``synchronous=FULL`` in
+WAL mode before the call returns, so an acknowledged change survives ``kill -9``.
+SQLite runs on one dedicated thread, so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from camserver.errors import ConfigError, StoreError, StreamExists, StreamNotFound
+from camserver.models import StreamConfig
+
+__all__ = ["SQLiteStore", "StreamStore", "check_database"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    name TEXT PRIMARY KEY,
+    host TEXT,
+    stream_url TEXT NOT NULL,
+    snapshot_url TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL
+);
+"""
+_COLUMNS = "name, host, stream_url, snapshot_url, enabled"
+
+
+class StreamStore(Protocol):
+    async def list(self) -> list[StreamConfig]: ...
+
+    async def get(self, name: str) -> StreamConfig: ...
+
+    async def add(self, cfg: StreamConfig) -> None: ...
+
+    async def update(self, cfg: StreamConfig) -> None: ...
+
+    async def delete(self, name: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _row(row: tuple[str, str | None, str, str | None, int]) -> StreamConfig:
+    return StreamConfig(
+        name=row[0], host=row[1], stream_url=row[2], snapshot_url=row[3], enabled=bool(row[4])
+    )
+
+
+class SQLiteStore:
+    """SQLite-backed :class:`StreamStore`. Open with ``await SQLiteStore.open(path)``."""
+
+    def __init__(self, path: Path, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._executor = executor
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteStore:
+        """Open or create the database; ConfigError with a clear reason if it cannot."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, _connect, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, conn)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, self._conn)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error in {self.path}: {exc}") from exc
+
+    async def list(self) -> list[StreamConfig]:
+        rows = await self._call(
+            lambda c: c.execute(f"SELECT {_COLUMNS} FROM streams ORDER BY created_at, name")
+            .fetchall()
+        )
+        return [_row(r) for r in rows]
+
+    async def get(self, name: str) -> StreamConfig:
+        row = await self._call(
+            lambda c: c.execute(f"SELECT {_COLUMNS} FROM streams WHERE name = ?", (name,))
+            .fetchone()
+        )
+        if row is None:
+            raise StreamNotFound(name)
+        return _row(row)
+
+    async def add(self, cfg: StreamConfig) -> None:
+        def add(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(
+                    f"INSERT INTO streams ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        cfg.name, cfg.host, cfg.stream_url, cfg.snapshot_url,
+                        int(cfg.enabled), time.time(),
+                    ),
+                )
+
+        try:
+            await self._call(add)
+        except sqlite3.IntegrityError as exc:
+            raise StreamExists(cfg.name) from exc
+
+    async def update(self, cfg: StreamConfig) -> None:
+        def update(c: sqlite3.Connection) -> int:
+            with c:
+                cur = c.execute(
+                    "UPDATE streams SET host = ?, stream_url = ?, snapshot_url = ?, enabled = ?"
+                    " WHERE name = ?",
+                    (cfg.host, cfg.stream_url, cfg.snapshot_url, int(cfg.enabled), cfg.name),
+                )
+                return cur.rowcount
+
+        if await self._call(update) == 0:
+            raise StreamNotFound(cfg.name)
+
+    async def delete(self, name: str) -> None:
+        def delete(c: sqlite3.Connection) -> int:
+            with c:
+                return c.execute("DELETE FROM streams WHERE name = ?", (name,)).rowcount
+
+        if await self._call(delete) == 0:
+            raise StreamNotFound(name)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the database folder {path.parent}: {exc}") from exc
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.isolation_level = "DEFERRED"
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        check = conn.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        with conn:
+            conn.executescript(_SCHEMA)
+        return conn
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise ConfigError(
+            f"cannot use the database file {path}: {exc} "
+            "(is it a camserver database, and writable? move it away to start afresh)"
+        ) from exc
+
+
+def check_database(path: Path) -> None:
+    """Open, check and close the database: ConfigError with a clear reason if unusable."""
+    _connect(path).close()

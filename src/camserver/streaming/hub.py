@@ -1,0 +1,128 @@
+"""Fan-out hubs: one per stream, holding the latest frame and waking its viewers.
+
+The ingest task publishes each frame once; every viewer (Socket.IO broadcaster, MJPEG
+response, snapshot) asks for "the newest frame after the one I had". A viewer never
+queues frames: if it is slow it simply gets the newest one when it comes back, so a viewer
+holds at most one frame and can never slow the camera or another viewer.
+
+:class:`FrameHub` is the interface; :class:`LocalHub` the in-process implementation. A
+multi-node deployment can provide another (frames relayed through Redis) behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["FrameHub", "HubFrame", "LocalHub"]
+
+
+@dataclass(frozen=True, slots=True)
+class HubFrame:
+    seq: int
+    """Increases by one per frame received from the camera, across reconnects."""
+    ts: float
+    """Server receive time, epoch seconds."""
+    data: bytes
+    camera_ts: str | None = None
+
+
+class FrameHub(Protocol):
+    """What viewers and the ingest task need from a hub."""
+
+    @property
+    def latest(self) -> HubFrame | None: ...
+
+    @property
+    def viewers(self) -> int: ...
+
+    def set_viewers(self, kind: str, count: int) -> None:
+        """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members)."""
+        self._kinds[kind] = count
+
+    def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame: ...
+
+    async def next_frame(self, after: int, timeout: float | None = None) -> HubFrame | None: ...
+
+    def viewer(self, kind: str) -> AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalHub:
+    """In-process hub. Not thread-safe: use it from the event loop only."""
+
+    __slots__ = ("_closed", "_kinds", "_latest", "_seq", "_waiter", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._latest: HubFrame | None = None
+        self._seq = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._kinds: dict[str, int] = {}
+
+    @property
+    def latest(self) -> HubFrame | None:
+        return self._latest
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def viewers(self) -> int:
+        """Viewers registered with :meth:`viewer` (all kinds)."""
+        return sum(self._kinds.values())
+
+    def viewers_by_kind(self) -> dict[str, int]:
+        return dict(self._kinds)
+
+    @contextmanager
+    def viewer(self, kind: str) -> Iterator[None]:
+        """Count a viewer of ``kind`` for as long as the block runs."""
+        self._kinds[kind] = self._kinds.get(kind, 0) + 1
+        try:
+            yield
+        finally:
+            self._kinds[kind] -= 1
+
+    def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame:
+        self._seq += 1
+        frame = HubFrame(self._seq, time.time(), data, camera_ts)
+        self._latest = frame
+        self._wake()
+        return frame
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_frame(self, after: int, timeout: float | None = None) -> HubFrame | None:
+        """The newest frame with ``seq > after``; None on timeout or when the hub closes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            frame = self._latest
+            if frame is not None and frame.seq > after:
+                return frame
+            if self._closed:
+                return None
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            if deadline is None:
+                await asyncio.shield(self._waiter)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                await asyncio.wait({self._waiter}, timeout=remaining)
+
+    def close(self) -> None:
+        """Wake every waiter with None; the hub publishes nothing more."""
+        self._closed = True
+        self._wake()

@@ -1,0 +1,231 @@
+"""One task per started stream: pull the camera's MJPEG over one httpx connection, parse
+it, publish each whole frame once to the stream's hub, and reconnect when it breaks.
+
+Reconnects back off exponentially with jitter (``backoff_initial`` doubling up to
+``backoff_max``); the delay resets once a connection has streamed for ``healthy_after``
+seconds. ``last_error`` always holds a short sentence a user can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from camserver.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from camserver.models import StreamState, StreamStatus
+from camserver.streaming.hub import LocalHub
+from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
+
+__all__ = ["FpsMeter", "Ingest", "IngestTiming", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestTiming:
+    connect_timeout: float = 5.0
+    read_timeout: float = 5.0
+    frame_timeout: float = 10.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    healthy_after: float = 10.0
+    max_frame_bytes: int = 4 * 1024 * 1024
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Delay before reconnect ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
+    base = min(cap, initial * (2 ** min(attempt, 30)))
+    return base / 2 + rng.uniform(0, base / 2)
+
+
+class FpsMeter:
+    """Frames per second over the last ``window`` seconds."""
+
+    __slots__ = ("_times", "window")
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        limit = now - self.window
+        times = self._times
+        while times and times[0] < limit:
+            times.popleft()
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        times = self._times
+        if len(times) < 2:
+            return 0.0
+        span = max(now, times[-1]) - times[0]
+        return round((len(times) - 1) / span, 2) if span > 0 else 0.0
+
+    def reset(self) -> None:
+        self._times.clear()
+
+
+class Ingest:
+    """Pulls one camera into one hub. ``start()`` / ``await stop()``."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        client: httpx.AsyncClient,
+        hub: LocalHub,
+        timing: IngestTiming,
+        on_state: Callable[[str, StreamStatus], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.hub = hub
+        self._client = client
+        self._timing = timing
+        self._on_state = on_state
+        self._task: asyncio.Task[None] | None = None
+        self._fps = FpsMeter()
+        self._rng = random.Random()
+        self.status = StreamStatus()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def snapshot_status(self) -> StreamStatus:
+        """A copy of the status with fps and viewers brought up to date."""
+        s = self.status.model_copy()
+        s.fps = self._fps.rate(time.monotonic()) if s.state is StreamState.STREAMING else 0.0
+        s.viewers = self.hub.viewers
+        return s
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._task = asyncio.create_task(self._run(), name=f"ingest:{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_state(StreamState.STOPPED, None)
+
+    def _set_state(self, state: StreamState, error: str | None) -> None:
+        changed = state is not self.status.state or error != self.status.last_error
+        self.status.state = state
+        if error is not None:  # kept after recovery: "what went wrong last"
+            self.status.last_error = error
+        if state is not StreamState.STREAMING:
+            self._fps.reset()
+        if changed:
+            if error:
+                log.warning("stream %s: %s (%s)", self.name, state.value, error)
+            else:
+                log.info("stream %s: %s", self.name, state.value)
+            if self._on_state is not None:
+                self._on_state(self.name, self.snapshot_status())
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            self._set_state(StreamState.CONNECTING, None)
+            began = time.monotonic()
+            try:
+                await self._pull()
+                error = "the camera closed the stream"
+            except UpstreamError as exc:
+                error = str(exc)
+            if time.monotonic() - began >= self._timing.healthy_after:
+                attempt = 0
+            delay = backoff_delay(
+                attempt, self._timing.backoff_initial, self._timing.backoff_max, self._rng
+            )
+            attempt += 1
+            self._set_state(StreamState.RETRYING, f"{error}; retrying in {delay:.1f} s")
+            await asyncio.sleep(delay)
+
+    async def _pull(self) -> None:
+        """One upstream connection, until it ends. Raises UpstreamError subclasses."""
+        t = self._timing
+        timeout = httpx.Timeout(t.read_timeout, connect=t.connect_timeout)
+        try:
+            async with self._client.stream("GET", self.url, timeout=timeout) as resp:
+                self.status.upstream_connects += 1
+                if resp.status_code != 200:
+                    raise UpstreamConnectError(
+                        f"the camera answered HTTP {resp.status_code} {resp.reason_phrase}"
+                    )
+                parser = MJPEGParser.from_content_type(
+                    resp.headers.get("content-type"), max_frame_bytes=t.max_frame_bytes
+                )
+                await self._consume(resp, parser)
+        except httpx.ConnectTimeout as exc:
+            raise UpstreamTimeout(
+                f"the camera did not accept a connection within {t.connect_timeout:g} s"
+            ) from exc
+        except httpx.ReadTimeout as exc:
+            raise UpstreamTimeout(f"the camera sent nothing for {t.read_timeout:g} s") from exc
+        except httpx.ConnectError as exc:
+            raise UpstreamConnectError(f"cannot connect to the camera: {_reason(exc)}") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise UpstreamProtocolError(
+                f"the connection broke mid-stream: {_reason(exc)}"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"HTTP error: {_reason(exc)}") from exc
+
+    async def _consume(self, resp: httpx.Response, parser: MJPEGParser) -> None:
+        t = self._timing
+        hub, status, fps = self.hub, self.status, self._fps
+        last_good = time.monotonic()
+        async for chunk in resp.aiter_raw():
+            parser.receive_data(chunk)
+            now = time.monotonic()
+            while True:
+                event = parser.next_event()
+                if event is NEED_DATA or event is END:
+                    break
+                if isinstance(event, BadPart):
+                    status.bad_frames += 1
+                    log.debug("stream %s: skipped a part: %s", self.name, event.reason)
+                    continue
+                frame = hub.publish(event.data, event.camera_ts)
+                status.frames += 1
+                status.bytes += len(event.data)
+                status.last_frame_at = frame.ts
+                fps.tick(now)
+                last_good = now
+                if status.state is not StreamState.STREAMING:
+                    self._set_state(StreamState.STREAMING, None)
+            if now - last_good > t.frame_timeout:
+                raise UpstreamProtocolError(
+                    f"the camera sent no whole JPEG frame for {t.frame_timeout:g} s"
+                )
+        parser.receive_data(b"")
+        while (event := parser.next_event()) is not END:
+            if isinstance(event, BadPart):
+                status.bad_frames += 1
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
