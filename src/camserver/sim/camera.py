@@ -108,21 +108,23 @@ class Faults:
             setattr(self, key, kind(value))
 
 
-def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A port P such that P and P + 1 were both free a moment ago."""
+def free_port_pair(host: str = "127.0.0.1", span: int = 2) -> int:
+    """A port P such that P .. P + span - 1 were all free a moment ago."""
     for _ in range(200):
         with socket.socket() as a:
             a.bind((host, 0))
             port = int(a.getsockname()[1])
-            if port >= 65535:
+            if port + span - 1 > 65535:
                 continue
-            with socket.socket() as b:
+            with contextlib.ExitStack() as stack:
                 try:
-                    b.bind((host, port + 1))
+                    for i in range(1, span):
+                        s = stack.enter_context(socket.socket())
+                        s.bind((host, port + i))
                 except OSError:
                     continue
                 return port
-    raise OSError("no free pair of adjacent ports")
+    raise OSError(f"no {span} free adjacent ports")
 
 
 class SimCamera:

@@ -1,0 +1,209 @@
+"""Shared fixtures: simulated cameras and a real camserver on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from camserver.app import create_app
+from camserver.config import Settings
+from camserver.sim.camera import SimCamera
+
+# Fast failure detection so fault tests finish in seconds, not minutes.
+FAST = {
+    "connect_timeout": 2.0,
+    "read_timeout": 1.5,
+    "frame_timeout": 3.0,
+    "backoff_initial": 0.2,
+    "backoff_max": 1.0,
+    "healthy_after": 2.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Server:
+    url: str
+    client: httpx.AsyncClient
+    settings: Settings
+    app: Any
+    sims: list[SimCamera] = field(default_factory=list)
+
+    async def add_camera(self, name: str, cam: SimCamera, **extra: Any) -> dict[str, Any]:
+        resp = await self.client.post(
+            "/api/streams", json={"name": name, "host": cam.address, **extra}
+        )
+        assert resp.status_code == 201, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def status(self, name: str) -> dict[str, Any]:
+        resp = await self.client.get(f"/api/streams/{name}/status")
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def wait_state(self, name: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        async def check() -> bool:
+            nonlocal last
+            last = await self.status(name)
+            return bool(last["state"] == state)
+
+        try:
+            await wait_for(check, timeout, what=f"{name} to be {state}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last status {last}") from None
+        return last
+
+
+async def start_server(stack: AsyncExitStack, settings: Settings) -> Server:
+    """A real uvicorn serving camserver on a free loopback port, in this event loop."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=2)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    async def shutdown() -> None:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            sock.close()
+
+    stack.push_async_callback(shutdown)
+    await wait_for(lambda: server.started or task.done(), 10, what="uvicorn to start")
+    if task.done():
+        task.result()
+    url = f"http://127.0.0.1:{port}"
+    client = await stack.enter_async_context(
+        httpx.AsyncClient(base_url=url, timeout=10, trust_env=False)
+    )
+    return Server(url, client, settings, app)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=tmp_path / "camserver.db", **FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[Server]:
+    async with AsyncExitStack() as stack:
+        yield await start_server(stack, settings)
+
+
+CameraFactory = Callable[..., Awaitable[SimCamera]]
+
+
+@pytest.fixture
+async def camera() -> AsyncIterator[CameraFactory]:
+    """``await camera(name, **kwargs)`` starts a simulated camera, stopped at teardown."""
+    async with AsyncExitStack() as stack:
+
+        async def make(name: str = "cam", **kwargs: Any) -> SimCamera:
+            kwargs.setdefault("framesize", 6)  # QVGA: light on CPU, still real JPEGs
+            kwargs.setdefault("capture_delay", 0.02)
+            return await stack.enter_async_context(SimCamera(name, **kwargs))
+
+        yield make
+
+
+@pytest.fixture
+def output_dir(request: pytest.FixtureRequest) -> Path:
+    root = Path(os.environ.get("CAMSERVER_TEST_OUTPUT", "test-output"))
+    path = root / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class Proc:
+    proc: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """Run ``camserver serve`` as a real process; killed at teardown."""
+    procs: list[Proc] = []
+
+    def run(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
+        port = port or free_port()
+        log = tmp_path / f"serve-{len(procs)}.log"
+        fh = log.open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "camserver", "serve", "--port", str(port), *args],
+            stdout=fh, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **{f"CAMSERVER_{k.upper()}": str(v) for k, v in FAST.items()},
+                 **(env or {})},
+        )
+        p = Proc(proc, f"http://127.0.0.1:{port}", log)
+        procs.append(p)
+        return p
+
+    yield run
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(10)
+
+
+async def wait_healthy(p: Proc, timeout: float = 20.0) -> None:
+    async with httpx.AsyncClient(trust_env=False) as c:
+
+        async def ok() -> bool:
+            if p.proc.poll() is not None:
+                raise AssertionError(f"server exited {p.proc.returncode}: {p.output()}")
+            try:
+                return (await c.get(p.url + "/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_for(ok, timeout, 0.1, what="/healthz")
