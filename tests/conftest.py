@@ -124,17 +124,6 @@ async def start_server(stack: AsyncExitStack, settings: Settings) -> Server:
     return Server(url, client, settings, app)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(db=tmp_path / "camserver.db", **FAST)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[Server]:
-    async with AsyncExitStack() as stack:
-        yield await start_server(stack, settings)
-
-
 CameraFactory = Callable[..., Awaitable[SimCamera]]
 
 
@@ -149,6 +138,18 @@ async def camera() -> AsyncIterator[CameraFactory]:
             return await stack.enter_async_context(SimCamera(name, **kwargs))
 
         yield make
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=tmp_path / "camserver.db", **FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def server(settings: Settings, camera: CameraFactory) -> AsyncIterator[Server]:
+    # Depends on ``camera`` so that cameras stop after the server, not under it.
+    async with AsyncExitStack() as stack:
+        yield await start_server(stack, settings)
 
 
 @pytest.fixture

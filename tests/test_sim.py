@@ -17,7 +17,6 @@ from camserver.sim.camera import BOUNDARY, free_port_pair
 from camserver.streaming.mjpeg import BadPart, Frame, MJPEGParser
 from tests.conftest import CameraFactory, wait_for
 
-pytestmark = pytest.mark.asyncio
 
 
 async def raw_get(port: int, path: str, read_for: float = 0.6) -> bytes:

@@ -164,7 +164,7 @@ class SimCamera:
         self._stream: asyncio.Server | None = None
         self._stream_lock = asyncio.Lock()
         self._stream_writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._http_writers: set[asyncio.StreamWriter] = set()
         # Counters for tests.
         self.tcp_connections = 0
         self.stream_connections = 0
@@ -194,9 +194,8 @@ class SimCamera:
             if server is not None:
                 server.close()
         await self._close_stream_port()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in list(self._http_writers):  # the camera powered off: keep-alives die too
+            writer.transport.abort()
         self._http = None
 
     async def __aenter__(self) -> SimCamera:
@@ -207,8 +206,11 @@ class SimCamera:
         await self.stop()
 
     async def set_faults(self, **changes: Any) -> None:
-        """Change fault switches; turning ``refuse`` on drops the current stream client."""
+        """Change fault switches; ``refuse`` or ``http_500`` drop the current stream client."""
         self.faults.update(changes)
+        if changes.get("http_500"):
+            for writer in list(self._stream_writers):
+                writer.transport.abort()
         if self.faults.refuse and self._stream is not None:
             await self._close_stream_port()
         elif not self.faults.refuse and self._stream is None and self._http is not None:
@@ -253,6 +255,7 @@ class SimCamera:
     # -- port 80 ------------------------------------------------------------------------
 
     async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._http_writers.add(writer)
         try:
             while True:
                 req = await read_request(reader)
@@ -265,6 +268,7 @@ class SimCamera:
         except ConnectionError:
             pass
         finally:
+            self._http_writers.discard(writer)
             writer.close()
 
     async def _http_response(self, req: Request) -> bytes:

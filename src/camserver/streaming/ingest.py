@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -226,6 +228,16 @@ class Ingest:
                 status.bad_frames += 1
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """The most specific cause: anyio's "All connection attempts failed" hides the
+    ConnectionRefusedError or name-lookup error underneath."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused (is the camera on, and is this its address?)"
+        if isinstance(seen, socket.gaierror):
+            return f"cannot resolve the host name ({seen.strerror})"
+        if isinstance(seen, OSError) and seen.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return "host unreachable"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).strip() or type(exc).__name__

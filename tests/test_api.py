@@ -1,0 +1,189 @@
+"""REST API against a real uvicorn and simulated cameras."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from contextlib import AsyncExitStack
+
+import pytest
+from PIL import Image
+
+from camserver.config import Settings
+from tests.conftest import CameraFactory, Server, start_server, wait_for
+
+
+
+async def test_healthz(server: Server) -> None:
+    r = await server.client.get("/healthz")
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
+
+
+async def test_create_by_host_follows_the_firmware_rule(server: Server) -> None:
+    r = await server.client.post(
+        "/api/streams", json={"name": "porch", "host": "192.0.2.50", "enabled": False}
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["stream_url"] == "http://192.0.2.50:81/stream"
+    assert body["snapshot_url"] == "http://192.0.2.50:80/capture"
+    assert body["status"]["state"] == "stopped"
+    r = await server.client.post(
+        "/api/streams", json={"name": "yard", "host": "192.0.2.51:8080", "enabled": False}
+    )
+    assert r.json()["stream_url"] == "http://192.0.2.51:8081/stream"
+    assert r.json()["snapshot_url"] == "http://192.0.2.51:8080/capture"
+    r = await server.client.post(
+        "/api/streams",
+        json={"name": "any_1", "stream_url": "https://example.invalid/video.mjpg",
+              "enabled": False},
+    )
+    assert r.status_code == 201
+    assert r.json()["snapshot_url"] is None
+    names = [s["name"] for s in (await server.client.get("/api/streams")).json()]
+    assert names == ["porch", "yard", "any_1"]
+
+
+async def test_duplicate_name_is_409(server: Server) -> None:
+    body = {"name": "porch", "host": "192.0.2.50", "enabled": False}
+    assert (await server.client.post("/api/streams", json=body)).status_code == 201
+    r = await server.client.post("/api/streams", json=body)
+    assert r.status_code == 409
+    assert "already exists" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"name": "Porch", "host": "1.2.3.4"}, "name", "pattern"),
+        ({"name": "", "host": "1.2.3.4"}, "name", "pattern"),
+        ({"name": "a" * 65, "host": "1.2.3.4"}, "name", "pattern"),
+        ({"name": "p", "host": "http://1.2.3.4"}, "host", "stream_url"),
+        ({"name": "p", "host": "1.2.3.4:99999"}, "host", "port"),
+        ({"name": "p", "host": "1.2.3.4:65535"}, "host", "port"),
+        ({"name": "p", "host": "bad host!"}, "host", "not a valid host"),
+        ({"name": "p"}, None, "either host or stream_url"),
+        ({"name": "p", "host": "1.2.3.4", "stream_url": "http://x/"}, None, "exactly one"),
+        ({"name": "p", "stream_url": "ftp://x/y"}, "stream_url", "http://"),
+        ({"name": "p", "stream_url": "http:///nohost"}, "stream_url", "no host"),
+        ({"name": "p", "stream_url": "http://x:notaport/"}, "stream_url", "port"),
+        ({"name": "p", "host": "1.2.3.4", "extra": 1}, "extra", "not permitted"),
+    ],
+)
+async def test_invalid_input_is_422_with_a_clear_message(
+    server: Server, body: dict[str, object], field: str | None, words: str
+) -> None:
+    r = await server.client.post("/api/streams", json=body)
+    assert r.status_code == 422, r.text
+    data = r.json()
+    assert words in data["detail"], data
+    assert any(e["field"] == field for e in data["errors"]), data
+
+
+async def test_not_json_is_422(server: Server) -> None:
+    r = await server.client.post(
+        "/api/streams", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/streams/ghost"),
+        ("DELETE", "/api/streams/ghost"),
+        ("POST", "/api/streams/ghost/start"),
+        ("POST", "/api/streams/ghost/stop"),
+        ("GET", "/api/streams/ghost/status"),
+        ("GET", "/api/streams/ghost/snapshot"),
+    ],
+)
+async def test_unknown_name_is_404_json(server: Server, method: str, path: str) -> None:
+    r = await server.client.request(method, path)
+    assert r.status_code == 404
+    assert r.json() == {"detail": "no stream named 'ghost'"}
+
+
+async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraFactory) -> None:
+    cam = await camera("c1", fps=20)
+    await server.add_camera("c1", cam)
+    st = await server.wait_state("c1", "streaming")
+    await wait_for(lambda: cam.frames_sent >= 20, what="frames")
+    st = await server.status("c1")
+    assert st["frames"] >= 10
+    assert st["bytes"] > st["frames"] * 1000
+    assert 12 <= st["fps"] <= 25, st
+    assert st["last_frame_at"] is not None
+    assert st["upstream_connects"] == 1
+    assert st["bad_frames"] == 0
+    assert set(st) == {"state", "fps", "frames", "bytes", "bad_frames", "last_frame_at",
+                       "last_error", "upstream_connects", "viewers"}
+
+    r = await server.client.post("/api/streams/c1/stop")
+    assert r.status_code == 200
+    assert r.json()["state"] == "stopped"
+    await wait_for(lambda: cam.active_streams == 0, what="camera connection closed")
+    assert (await server.client.get("/api/streams/c1")).json()["enabled"] is False
+
+    r = await server.client.post("/api/streams/c1/start")
+    assert r.status_code == 200
+    await server.wait_state("c1", "streaming")
+    assert cam.stream_connections == 2
+
+    assert (await server.client.delete("/api/streams/c1")).status_code == 204
+    await wait_for(lambda: cam.active_streams == 0, what="camera connection closed")
+    assert (await server.client.get("/api/streams/c1")).status_code == 404
+
+
+async def test_snapshot_latest_frame_then_camera_then_503(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update={"snapshot_max_age": 0.3}))
+        await _snapshot_checks(server, camera)
+
+
+async def _snapshot_checks(server: Server, camera: CameraFactory) -> None:
+    cam = await camera("c1", fps=20)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    captures_before = cam._counter
+    r = await server.client.get("/api/streams/c1/snapshot")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).size == (320, 240)
+
+    # Stopped: the last frame gets old, so the snapshot comes from the camera's /capture.
+    await server.client.post("/api/streams/c1/stop")
+    await asyncio.sleep(0.5)  # older than snapshot_max_age
+    before = cam._counter
+    r = await server.client.get("/api/streams/c1/snapshot")
+    assert r.status_code == 200
+    assert cam._counter == before + 1  # one /capture was made
+    assert cam._counter > captures_before
+
+    # No frame and no snapshot URL: 503 with a reason.
+    r = await server.client.post(
+        "/api/streams",
+        json={"name": "raw", "stream_url": "http://127.0.0.1:9/stream", "enabled": False},
+    )
+    r = await server.client.get("/api/streams/raw/snapshot")
+    assert r.status_code == 503
+    assert "no snapshot URL" in r.json()["detail"]
+
+    # A camera that cannot be reached: 503, not 500.
+    await cam.stop()
+    r = await server.client.get("/api/streams/c1/snapshot")
+    assert r.status_code == 503
+    assert "snapshot URL failed" in r.json()["detail"]
+
+
+async def test_openapi_docs(server: Server) -> None:
+    r = await server.client.get("/openapi.json")
+    paths = r.json()["paths"]
+    for p in ("/api/streams", "/api/streams/{name}", "/api/streams/{name}/snapshot",
+              "/api/streams/{name}/start", "/api/streams/{name}/stop",
+              "/api/streams/{name}/status", "/healthz"):
+        assert p in paths
+    assert (await server.client.get("/docs")).status_code == 200

@@ -1,0 +1,169 @@
+"""Ingest against misbehaving simulated cameras: each fault ends with the stream streaming
+again, and a healthy camera beside it never notices."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from typing import Any
+
+import pytest
+
+from camserver.streaming.ingest import FpsMeter, backoff_delay
+from tests.conftest import CameraFactory, Server, wait_for
+
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(a, 0.5, 30.0, rng) for a in range(12)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert 0.5 <= delays[1] <= 1.0
+    assert all(15.0 <= d <= 30.0 for d in delays[7:])
+    assert backoff_delay(10_000, 0.5, 30.0, rng) <= 30.0
+    assert len({round(backoff_delay(3, 0.5, 30, rng), 6) for _ in range(20)}) > 1  # jitter
+
+
+def test_fps_meter() -> None:
+    m = FpsMeter(window=5.0)
+    for i in range(51):
+        m.tick(100 + i * 0.1)
+    assert m.rate(105.0) == pytest.approx(10.0, rel=0.05)
+    assert m.rate(200.0) == 0.0
+
+
+class StateRecorder:
+    """Polls a stream's status and remembers every state and error seen."""
+
+    def __init__(self, server: Server, name: str) -> None:
+        self.server, self.name = server, name
+        self.states: list[str] = []
+        self.errors: set[str] = set()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            st = await self.server.status(self.name)
+            if not self.states or self.states[-1] != st["state"]:
+                self.states.append(st["state"])
+            if st["last_error"]:
+                self.errors.add(st["last_error"])
+            await asyncio.sleep(0.03)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+FAULTS: list[tuple[dict[str, Any], str | None, bool]] = [
+    # (fault switches, error expected while it lasts, whether it is cleared to recover)
+    ({"drop_every": 8}, r"connection broke mid-stream", True),
+    ({"stall_seconds": 3.0}, r"sent nothing for 1\.5 s", False),
+    ({"http_500": True}, r"answered HTTP 500", True),
+    ({"refuse": True}, r"cannot connect to the camera: connection refused", True),
+    ({"endless_part": True}, r"no whole JPEG frame for 3 s", True),
+    ({"truncate_every": 3}, None, True),
+    ({"garbage_every": 2}, None, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "clear"), FAULTS, ids=[next(iter(f[0])) for f in FAULTS]
+)
+async def test_fault_recovers_and_other_camera_is_unaffected(
+    server: Server, camera: CameraFactory, fault: dict[str, Any], error: str | None, clear: bool
+) -> None:
+    bad_cam = await camera("bad", fps=20)
+    good_cam = await camera("good", fps=20)
+    await server.add_camera("bad", bad_cam)
+    await server.add_camera("good", good_cam)
+    await server.wait_state("bad", "streaming")
+    await server.wait_state("good", "streaming")
+    good_before = (await server.status("good"))["frames"]
+    t0 = time.monotonic()
+
+    rec = await _run_fault(server, bad_cam, fault, error, clear)
+
+    # The stream came back by itself and is streaming frames again.
+    await server.wait_state("bad", "streaming", timeout=15)
+    frames = (await server.status("bad"))["frames"]
+    await wait_for(
+        lambda: _frames_above(server, "bad", frames + 5), 10, what="frames after recovery"
+    )
+    if error is not None:
+        assert "retrying" in rec.states, rec.states
+        assert any(re.search(error, e) for e in rec.errors), rec.errors
+    else:
+        assert (await server.status("bad"))["bad_frames"] > 0 or fault.get("garbage_every")
+
+    # The healthy camera never noticed: one connection, streaming, full rate.
+    good = await server.status("good")
+    elapsed = time.monotonic() - t0
+    assert good["state"] == "streaming"
+    assert good["upstream_connects"] == 1
+    assert good["bad_frames"] == 0
+    assert good_cam.stream_connections == 1
+    rate = (good["frames"] - good_before) / elapsed
+    assert rate > 20 * 0.75, f"healthy camera slowed to {rate:.1f} fps"
+
+
+async def _frames_above(server: Server, name: str, n: int) -> bool:
+    return int((await server.status(name))["frames"]) >= n
+
+
+async def _run_fault(
+    server: Server, cam: Any, fault: dict[str, Any], error: str | None, clear: bool
+) -> StateRecorder:
+    rec = StateRecorder(server, "bad")
+    try:
+        await cam.set_faults(**fault)
+        if error is not None:
+            await wait_for(
+                lambda: any(re.search(error, e) for e in rec.errors), 15, what=error
+            )
+        else:
+            await asyncio.sleep(2.0)
+        if clear:
+            await cam.set_faults(**{k: type(v)() for k, v in fault.items()})
+        await wait_for(lambda: rec.states[-1] == "streaming", 15, what="streaming again")
+    finally:
+        await rec.stop()
+    return rec
+
+
+async def test_only_one_upstream_connection_per_camera_across_restarts(
+    server: Server, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=20)
+    await server.add_camera("c1", cam)
+    for _ in range(3):
+        await server.wait_state("c1", "streaming")
+        assert cam.active_streams == 1
+        await server.client.post("/api/streams/c1/stop")
+        await server.client.post("/api/streams/c1/start")
+    await server.wait_state("c1", "streaming")
+    await asyncio.sleep(0.3)
+    assert cam.active_streams == 1
+    # Each stop closed its connection before the next start opened one: the
+    # single-client camera never had a second client waiting.
+    assert cam.tcp_connections == cam.stream_connections == 4
+
+
+async def test_a_camera_that_is_gone_for_a_while_comes_back(
+    server: Server, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=20)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    port = cam.http_port
+    await cam.stop()  # powered off
+    await server.wait_state("c1", "retrying")
+    await asyncio.sleep(2.0)
+    st = await server.status("c1")
+    assert st["state"] == "retrying"
+    assert "refused" in st["last_error"] or "connect" in st["last_error"]
+    cam2 = await camera("c1", http_port=port, fps=20)  # powered on again, same address
+    await server.wait_state("c1", "streaming", timeout=10)
+    await wait_for(lambda: cam2.frames_sent > 5, what="frames from the rebooted camera")
