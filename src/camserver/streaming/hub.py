@@ -40,9 +40,7 @@ class FrameHub(Protocol):
     @property
     def viewers(self) -> int: ...
 
-    def set_viewers(self, kind: str, count: int) -> None:
-        """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members)."""
-        self._kinds[kind] = count
+    def set_viewers(self, kind: str, count: int) -> None: ...
 
     def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame: ...
 
@@ -90,6 +88,10 @@ class LocalHub:
             yield
         finally:
             self._kinds[kind] -= 1
+
+    def set_viewers(self, kind: str, count: int) -> None:
+        """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members)."""
+        self._kinds[kind] = count
 
     def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame:
         self._seq += 1

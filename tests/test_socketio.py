@@ -1,0 +1,187 @@
+"""Socket.IO fan-out with real python-socketio clients over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+import socketio
+import websockets
+
+from tests.conftest import CameraFactory, Server, wait_for
+
+
+class Viewer:
+    """A python-socketio client recording the frames it receives."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.frames: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.sio.on("frame", self._frame)
+        self.sio.on("stream_status", self._status)
+
+    async def _frame(self, data: dict[str, Any]) -> None:
+        data["received"] = time.time()
+        self.frames.append(data)
+
+    async def _status(self, data: dict[str, Any]) -> None:
+        self.statuses.append(data)
+
+    async def join(self, name: str) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.sio.call("join_stream", {"name": name}, timeout=5)
+        return ack
+
+    def fps_since(self, t0: float) -> float:
+        recent = [f for f in self.frames if f["received"] >= t0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1]["received"] - recent[0]["received"])
+
+
+ViewerFactory = Callable[[], Awaitable[Viewer]]
+
+
+@pytest.fixture
+async def viewer(server: Server) -> AsyncIterator[ViewerFactory]:
+    async with AsyncExitStack() as stack:
+
+        async def make() -> Viewer:
+            v = Viewer()
+            await v.sio.connect(server.url, transports=["websocket"], wait_timeout=5)
+            stack.push_async_callback(v.sio.disconnect)
+            return v
+
+        yield make
+
+
+async def test_join_errors(server: Server, viewer: ViewerFactory) -> None:
+    v = await viewer()
+    assert await v.join("ghost") == {"ok": False, "error": "no stream named 'ghost'"}
+    ack = await v.sio.call("join_stream", "porch", timeout=5)
+    assert ack["ok"] is False
+    assert "name" in ack["error"]
+    ack = await v.sio.call("leave_stream", {}, timeout=5)
+    assert ack["ok"] is False
+
+
+async def test_frames_are_binary_with_consecutive_seq(
+    server: Server, camera: CameraFactory, viewer: ViewerFactory
+) -> None:
+    cam = await camera("c1", fps=20)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    v = await viewer()
+    ack = await v.join("c1")
+    assert ack["ok"] is True
+    assert ack["status"]["state"] == "streaming"
+    await wait_for(lambda: len(v.frames) >= 20, what="20 frames")
+    f = v.frames[-1]
+    assert set(f) == {"name", "seq", "ts", "data", "received"}
+    assert f["name"] == "c1"
+    assert isinstance(f["data"], bytes)
+    assert f["data"][:2] == b"\xff\xd8" and f["data"][-2:] == b"\xff\xd9"
+    assert abs(f["ts"] - time.time()) < 5
+    seqs = [x["seq"] for x in v.frames[1:]]  # the first is the latest frame, sent on join
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert (await server.status("c1"))["viewers"] == 1
+
+    ack = await v.sio.call("leave_stream", {"name": "c1"}, timeout=5)
+    assert ack["ok"] is True
+    await asyncio.sleep(0.2)
+    n = len(v.frames)
+    await asyncio.sleep(0.5)
+    assert len(v.frames) == n
+    assert (await server.status("c1"))["viewers"] == 0
+
+
+async def test_twenty_viewers_one_upstream_connection(
+    server: Server, camera: CameraFactory, viewer: ViewerFactory
+) -> None:
+    cam = await camera("c1", fps=15)
+    await server.add_camera("c1", cam)
+    viewers = [await viewer() for _ in range(20)]
+    for v in viewers:
+        assert (await v.join("c1"))["ok"]
+    await wait_for(lambda: all(len(v.frames) >= 15 for v in viewers), 15, what="frames")
+    assert cam.tcp_connections == 1
+    assert cam.stream_connections == 1
+    st = await server.status("c1")
+    assert st["upstream_connects"] == 1
+    assert st["viewers"] == 20
+    # Every viewer got the same frames, each exactly once.
+    common = set.intersection(*({f["seq"] for f in v.frames} for v in viewers))
+    assert len(common) >= 10
+    for v in viewers:
+        seqs = [f["seq"] for f in v.frames]
+        assert len(seqs) == len(set(seqs))
+
+
+async def test_stream_status_events(
+    server: Server, camera: CameraFactory, viewer: ViewerFactory
+) -> None:
+    cam = await camera("c1", fps=15)
+    v = await viewer()
+    await server.add_camera("c1", cam)
+    await wait_for(
+        lambda: any(s["status"]["state"] == "streaming" for s in v.statuses), what="status"
+    )
+    await server.client.post("/api/streams/c1/stop")
+    await wait_for(
+        lambda: v.statuses[-1]["status"]["state"] == "stopped", what="stopped event"
+    )
+    assert v.statuses[-1]["name"] == "c1"
+
+
+async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:
+    """An Engine.IO/Socket.IO client that joins a room, then never reads again."""
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    # A tiny receive buffer, so the server feels the backpressure within a second or two.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    host, port = url.removeprefix("http://").split(":")
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    ws = await websockets.connect(ws_url, sock=sock, max_queue=1, max_size=None)
+    assert str(await ws.recv()).startswith("0")  # Engine.IO open
+    await ws.send("40")
+    assert str(await ws.recv()).startswith("40")  # Socket.IO connect
+    await ws.send("421" + json.dumps(["join_stream", {"name": name}]))
+    return ws
+
+
+async def test_slow_viewer_does_not_slow_another(
+    server: Server, camera: CameraFactory, viewer: ViewerFactory
+) -> None:
+    # XGA frames at 25 fps (~1.5 MB/s) fill the slow sockets' kernel buffers (a few MB on
+    # loopback) within seconds; after that, only the server's own queue could grow.
+    cam = await camera("c1", fps=25, framesize=12, replay=10)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    slow = [await slow_viewer(server.url, "c1") for _ in range(3)]
+    fast = await viewer()
+    await fast.join("c1")
+    await asyncio.sleep(4.0)  # let the slow ones fill their socket buffers
+    t0 = time.time()
+    eio = server.app.other_asgi_app.state.realtime.sio.eio
+    peak = 0
+    for _ in range(40):
+        await asyncio.sleep(0.1)
+        peak = max([peak, *(s.queue.qsize() for s in eio.sockets.values())])
+    rate = fast.fps_since(t0)
+    assert rate >= 25 * 0.85, f"fast viewer got {rate:.1f} fps beside slow ones"
+    # The server holds at most a couple of frames for a slow viewer.
+    assert peak <= 6, f"{peak} packets queued for one viewer"
+    seqs = [f["seq"] for f in fast.frames if f["received"] >= t0]
+    lat = [f["received"] - f["ts"] for f in fast.frames if f["received"] >= t0]
+    assert sorted(lat)[len(lat) // 2] < 0.1, "median latency above 100 ms"
+    assert len(seqs) == len(set(seqs))
+    for ws in slow:
+        ws.transport.abort()
+        await ws.wait_closed()
