@@ -155,7 +155,7 @@ async def server(settings: Settings, camera: CameraFactory) -> AsyncIterator[Ser
 @pytest.fixture
 def output_dir(request: pytest.FixtureRequest) -> Path:
     root = Path(os.environ.get("CAMSERVER_TEST_OUTPUT", "test-output"))
-    path = root / request.node.name
+    path = root / str(request.node.name)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -178,13 +178,18 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     def run(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
         port = port or free_port()
         log = tmp_path / f"serve-{len(procs)}.log"
-        fh = log.open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "camserver", "serve", "--port", str(port), *args],
-            stdout=fh, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **{f"CAMSERVER_{k.upper()}": str(v) for k, v in FAST.items()},
-                 **(env or {})},
-        )
+        with log.open("w") as fh:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "camserver", "serve", "--port", str(port), *args],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={
+                    **os.environ,
+                    **{f"CAMSERVER_{k.upper()}": str(v) for k, v in FAST.items()},
+                    **(env or {}),
+                },
+            )
         p = Proc(proc, f"http://127.0.0.1:{port}", log)
         procs.append(p)
         return p

@@ -13,7 +13,6 @@ from camserver.config import Settings
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 
 
-
 async def test_healthz(server: Server) -> None:
     r = await server.client.get("/healthz")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
@@ -35,8 +34,11 @@ async def test_create_by_host_follows_the_firmware_rule(server: Server) -> None:
     assert r.json()["snapshot_url"] == "http://192.0.2.51:8080/capture"
     r = await server.client.post(
         "/api/streams",
-        json={"name": "any_1", "stream_url": "https://example.invalid/video.mjpg",
-              "enabled": False},
+        json={
+            "name": "any_1",
+            "stream_url": "https://example.invalid/video.mjpg",
+            "enabled": False,
+        },
     )
     assert r.status_code == 201
     assert r.json()["snapshot_url"] is None
@@ -117,8 +119,17 @@ async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraF
     assert st["last_frame_at"] is not None
     assert st["upstream_connects"] == 1
     assert st["bad_frames"] == 0
-    assert set(st) == {"state", "fps", "frames", "bytes", "bad_frames", "last_frame_at",
-                       "last_error", "upstream_connects", "viewers"}
+    assert set(st) == {
+        "state",
+        "fps",
+        "frames",
+        "bytes",
+        "bad_frames",
+        "last_frame_at",
+        "last_error",
+        "upstream_connects",
+        "viewers",
+    }
 
     r = await server.client.post("/api/streams/c1/stop")
     assert r.status_code == 200
@@ -182,8 +193,14 @@ async def _snapshot_checks(server: Server, camera: CameraFactory) -> None:
 async def test_openapi_docs(server: Server) -> None:
     r = await server.client.get("/openapi.json")
     paths = r.json()["paths"]
-    for p in ("/api/streams", "/api/streams/{name}", "/api/streams/{name}/snapshot",
-              "/api/streams/{name}/start", "/api/streams/{name}/stop",
-              "/api/streams/{name}/status", "/healthz"):
+    for p in (
+        "/api/streams",
+        "/api/streams/{name}",
+        "/api/streams/{name}/snapshot",
+        "/api/streams/{name}/start",
+        "/api/streams/{name}/stop",
+        "/api/streams/{name}/status",
+        "/healthz",
+    ):
         assert p in paths
     assert (await server.client.get("/docs")).status_code == 200

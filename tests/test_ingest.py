@@ -15,7 +15,6 @@ from camserver.streaming.ingest import FpsMeter, backoff_delay
 from tests.conftest import CameraFactory, Server, wait_for
 
 
-
 def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
     rng = random.Random(1)
     delays = [backoff_delay(a, 0.5, 30.0, rng) for a in range(12)]
@@ -120,9 +119,7 @@ async def _run_fault(
     try:
         await cam.set_faults(**fault)
         if error is not None:
-            await wait_for(
-                lambda: any(re.search(error, e) for e in rec.errors), 15, what=error
-            )
+            await wait_for(lambda: any(re.search(error, e) for e in rec.errors), 15, what=error)
         else:
             await asyncio.sleep(2.0)
         if clear:

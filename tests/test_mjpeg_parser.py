@@ -35,7 +35,9 @@ JPEGS = [make_jpeg((i * 40 % 256, 90, 200 - i * 30)) for i in range(5)]
 def esp32_part(jpeg: bytes, ts: str = "12.000345") -> bytes:
     """CameraWebServer: boundary before the part, Content-Length, X-Timestamp."""
     return (
-        b"\r\n--" + B + b"\r\n"
+        b"\r\n--"
+        + B
+        + b"\r\n"
         + b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %s\r\n\r\n"
         % (len(jpeg), ts.encode())
         + jpeg
@@ -131,16 +133,17 @@ def test_random_chunking_gives_the_same_frames(chunks: list[int]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=400))
 def test_random_chunking_without_length_or_declared_boundary(chunks: list[int]) -> None:
-    data = b"".join(
-        b"--" + B + b"\nContent-Type: image/jpeg\n\n" + j + b"\n" for j in JPEGS
-    )
+    data = b"".join(b"--" + B + b"\nContent-Type: image/jpeg\n\n" + j + b"\n" for j in JPEGS)
     assert frames(feed(data, chunks)) == JPEGS
 
 
 def test_boundary_from_content_type_variants() -> None:
-    assert boundary_from_content_type(
-        "multipart/x-mixed-replace;boundary=123456789000000000000987654321"
-    ) == B
+    assert (
+        boundary_from_content_type(
+            "multipart/x-mixed-replace;boundary=123456789000000000000987654321"
+        )
+        == B
+    )
     assert boundary_from_content_type('multipart/x-mixed-replace; Boundary="my frame"') == (
         b"my frame"
     )
@@ -158,7 +161,8 @@ def test_boundary_learned_from_body_and_after_parts() -> None:
 def test_declared_boundary_with_leading_dashes() -> None:
     # Quirk: header says boundary=--myboundary, body uses "--myboundary".
     data = b"".join(
-        b"--myboundary\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j) + j
+        b"--myboundary\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j)
+        + j
         + b"\r\n"
         for j in JPEGS
     )
@@ -168,9 +172,7 @@ def test_declared_boundary_with_leading_dashes() -> None:
 def test_no_content_length_lf_only_and_header_case() -> None:
     data = b"".join(b"\n--" + B + b"\ncOnTeNt-TyPe: image/jpeg\n\n" + j for j in JPEGS)
     assert frames(feed(data, boundary=B)) == JPEGS
-    data = b"".join(
-        b"\r\n--" + B + b"\r\nCONTENT-LENGTH: %d\r\n\r\n" % len(j) + j for j in JPEGS
-    )
+    data = b"".join(b"\r\n--" + B + b"\r\nCONTENT-LENGTH: %d\r\n\r\n" % len(j) + j for j in JPEGS)
     assert frames(feed(data, boundary=B)) == JPEGS
 
 

@@ -18,7 +18,6 @@ from camserver.streaming.mjpeg import BadPart, Frame, MJPEGParser
 from tests.conftest import CameraFactory, wait_for
 
 
-
 async def raw_get(port: int, path: str, read_for: float = 0.6) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: cam\r\n\r\n".encode())
@@ -67,8 +66,15 @@ async def test_capture_status_control(camera: CameraFactory) -> None:
         assert 10_000 < len(r.content) < 40_000
 
         status = (await c.get("/status")).json()
-        for key in ("framesize", "quality", "brightness", "contrast", "saturation", "hmirror",
-                    "led_intensity"):
+        for key in (
+            "framesize",
+            "quality",
+            "brightness",
+            "contrast",
+            "saturation",
+            "hmirror",
+            "led_intensity",
+        ):
             assert key in status
         assert "vflip" not in status  # the firmware does not report it
 
@@ -111,7 +117,8 @@ async def test_stream_bytes_match_the_firmware(camera: CameraFactory) -> None:
     first = matches[0]
     n = int(first.group(1))
     jpeg = data[first.end() : first.end() + n]
-    assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
+    assert jpeg[:2] == b"\xff\xd8"
+    assert jpeg[-2:] == b"\xff\xd9"
     assert not data.rstrip().endswith(b"--")  # never a closing boundary
     frames = [data[m.end() : m.end() + int(m.group(1))] for m in matches[:-1]]
     assert len(set(frames)) == len(frames)  # every frame differs
@@ -142,7 +149,7 @@ async def test_fault_http_500_and_refuse(camera: CameraFactory) -> None:
     raw = await raw_get(cam.stream_port, "/stream", 0.3)
     assert raw.startswith(b"HTTP/1.1 500 Internal Server Error")
     await cam.set_faults(http_500=False, refuse=True)
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", cam.stream_port)
     await cam.set_faults(refuse=False)
     assert (await raw_get(cam.stream_port, "/stream", 0.3)).startswith(b"HTTP/1.1 200")
@@ -187,7 +194,7 @@ async def test_fault_drop_and_stall(camera: CameraFactory) -> None:
     cam = await camera("c1", fps=30)
     await cam.set_faults(drop_every=4)
     raw = await raw_get(cam.stream_port, "/stream", 2.0)  # returns when the camera drops
-    frames, bad = await parse_stream(cam.stream_port, 2.0)
+    frames, _bad = await parse_stream(cam.stream_port, 2.0)
     assert len(frames) == 3
     assert raw.count(b"X-Timestamp") == 4
     await cam.set_faults(drop_every=0, stall_seconds=1.0)
@@ -200,9 +207,23 @@ async def test_fault_drop_and_stall(camera: CameraFactory) -> None:
 async def test_sim_command_ports_and_ctrl_c() -> None:
     port = free_port_pair(span=4)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "camserver", "sim", "--count", "2", "--http-port", str(port),
-         "--fps", "10", "--framesize", "QVGA"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "camserver",
+            "sim",
+            "--count",
+            "2",
+            "--http-port",
+            str(port),
+            "--fps",
+            "10",
+            "--framesize",
+            "QVGA",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         async with httpx.AsyncClient(trust_env=False) as c:

@@ -42,7 +42,8 @@ class Viewer:
         recent = [f for f in self.frames if f["received"] >= t0]
         if len(recent) < 2:
             return 0.0
-        return (len(recent) - 1) / (recent[-1]["received"] - recent[0]["received"])
+        span: float = recent[-1]["received"] - recent[0]["received"]
+        return (len(recent) - 1) / span
 
 
 ViewerFactory = Callable[[], Awaitable[Viewer]]
@@ -86,7 +87,8 @@ async def test_frames_are_binary_with_consecutive_seq(
     assert set(f) == {"name", "seq", "ts", "data", "received"}
     assert f["name"] == "c1"
     assert isinstance(f["data"], bytes)
-    assert f["data"][:2] == b"\xff\xd8" and f["data"][-2:] == b"\xff\xd9"
+    assert f["data"][:2] == b"\xff\xd8"
+    assert f["data"][-2:] == b"\xff\xd9"
     assert abs(f["ts"] - time.time()) < 5
     seqs = [x["seq"] for x in v.frames[1:]]  # the first is the latest frame, sent on join
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -133,9 +135,7 @@ async def test_stream_status_events(
         lambda: any(s["status"]["state"] == "streaming" for s in v.statuses), what="status"
     )
     await server.client.post("/api/streams/c1/stop")
-    await wait_for(
-        lambda: v.statuses[-1]["status"]["state"] == "stopped", what="stopped event"
-    )
+    await wait_for(lambda: v.statuses[-1]["status"]["state"] == "stopped", what="stopped event")
     assert v.statuses[-1]["name"] == "c1"
 
 

@@ -115,4 +115,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(streams.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
-    return socketio.ASGIApp(realtime.sio, other_asgi_app=app)
+    wrapped: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=app)
+    return wrapped

@@ -48,14 +48,21 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--count", type=int, default=1)
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument(
-        "--http-port", type=int, default=8080,
+        "--http-port",
+        type=int,
+        default=8080,
         help="camera i answers HTTP on P+2i and streams on P+2i+1",
     )
     m.add_argument("--fps", type=float, default=15.0)
     m.add_argument("--framesize", default="VGA", help="QVGA, VGA, SVGA, ... or a number")
     m.add_argument("--quality", type=int, default=10, help="4 (best) .. 63")
-    m.add_argument("--replay", type=int, default=0, metavar="K",
-                   help="pre-encode K frames and replay them (cheap, for benchmarks)")
+    m.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        metavar="K",
+        help="pre-encode K frames and replay them (cheap, for benchmarks)",
+    )
     m.add_argument("--name-prefix", default="esp32-cam-")
     for flag, kind, text in (
         ("--drop-every", int, "close the stream mid-frame every N frames"),
@@ -80,7 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
-            "host": args.host, "port": args.port, "db": args.db, "demo": args.demo,
+            "host": args.host,
+            "port": args.port,
+            "db": args.db,
+            "demo": args.demo,
             "log_level": args.log_level,
         }.items()
         if v is not None
@@ -110,8 +120,16 @@ def _serve(args: argparse.Namespace) -> int:
     # keep full-GC pauses from stalling fan-out (see the performance notes).
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    server.run()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    # previous handler: make that handler a clean exit instead of death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 async def _run_sims(args: argparse.Namespace) -> None:
@@ -126,13 +144,22 @@ async def _run_sims(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
         for i in range(args.count):
             faults = Faults(
-                drop_every=args.drop_every, stall_seconds=args.stall_seconds,
-                stall_every=args.stall_every, truncate_every=args.truncate_every,
-                garbage_every=args.garbage_every, http_500=args.http_500, refuse=args.refuse,
+                drop_every=args.drop_every,
+                stall_seconds=args.stall_seconds,
+                stall_every=args.stall_every,
+                truncate_every=args.truncate_every,
+                garbage_every=args.garbage_every,
+                http_500=args.http_500,
+                refuse=args.refuse,
             )
             cam = SimCamera(
-                f"{args.name_prefix}{i + 1}", args.host, args.http_port + 2 * i,
-                fps=args.fps, framesize=framesize, quality=args.quality, replay=args.replay,
+                f"{args.name_prefix}{i + 1}",
+                args.host,
+                args.http_port + 2 * i,
+                fps=args.fps,
+                framesize=framesize,
+                quality=args.quality,
+                replay=args.replay,
                 faults=faults,
             )
             await stack.enter_async_context(cam)

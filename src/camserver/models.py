@@ -54,8 +54,10 @@ def _split_host(value: str) -> tuple[str, int]:
     """``"host"``, ``"host:port"`` or ``"[v6]:port"`` → (host for a URL, port)."""
     value = value.strip()
     if "://" in value or "/" in value:
-        raise ValueError("host must be a host name or IP address, optionally with :port "
-                         "(give a full URL as stream_url instead)")
+        raise ValueError(
+            "host must be a host name or IP address, optionally with :port "
+            "(give a full URL as stream_url instead)"
+        )
     port = 80
     host = value
     if value.startswith("["):
@@ -157,13 +159,19 @@ class StreamCreate(BaseModel):
         if self.host is not None:
             host, snapshot, stream = urls_for_host(self.host)
             return StreamConfig(
-                name=self.name, host=host, stream_url=stream, snapshot_url=snapshot,
+                name=self.name,
+                host=host,
+                stream_url=stream,
+                snapshot_url=snapshot,
                 enabled=self.enabled,
             )
         assert self.stream_url is not None
         return StreamConfig(
-            name=self.name, host=None, stream_url=self.stream_url,
-            snapshot_url=self.snapshot_url, enabled=self.enabled,
+            name=self.name,
+            host=None,
+            stream_url=self.stream_url,
+            snapshot_url=self.snapshot_url,
+            enabled=self.enabled,
         )
 
 

@@ -87,15 +87,17 @@ class SQLiteStore:
 
     async def list(self) -> list[StreamConfig]:
         rows = await self._call(
-            lambda c: c.execute(f"SELECT {_COLUMNS} FROM streams ORDER BY created_at, name")
-            .fetchall()
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM streams ORDER BY created_at, name"
+            ).fetchall()
         )
         return [_row(r) for r in rows]
 
     async def get(self, name: str) -> StreamConfig:
         row = await self._call(
-            lambda c: c.execute(f"SELECT {_COLUMNS} FROM streams WHERE name = ?", (name,))
-            .fetchone()
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM streams WHERE name = ?", (name,)
+            ).fetchone()
         )
         if row is None:
             raise StreamNotFound(name)
@@ -107,8 +109,12 @@ class SQLiteStore:
                 c.execute(
                     f"INSERT INTO streams ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        cfg.name, cfg.host, cfg.stream_url, cfg.snapshot_url,
-                        int(cfg.enabled), time.time(),
+                        cfg.name,
+                        cfg.host,
+                        cfg.stream_url,
+                        cfg.snapshot_url,
+                        int(cfg.enabled),
+                        time.time(),
                     ),
                 )
 

@@ -37,13 +37,14 @@ async def _camserver_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = []
+    errors: list[dict[str, str | None]] = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         errors.append({"field": ".".join(loc) or None, "message": msg})
-    summary = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"]
-                        for e in errors)
+    summary = "; ".join(
+        f"{e['field']}: {e['message']}" if e["field"] else str(e["message"]) for e in errors
+    )
     return JSONResponse({"detail": summary, "errors": errors}, status_code=422)
 
 

@@ -173,7 +173,10 @@ class Realtime:
                 continue
             try:
                 await self.sio.emit(
-                    "frame", self._payload(name, frame), room=room, skip_sid=skip or None,
+                    "frame",
+                    self._payload(name, frame),
+                    room=room,
+                    skip_sid=skip or None,
                     namespace=NAMESPACE,
                 )
             except Exception:  # one bad client must not end the room's frames

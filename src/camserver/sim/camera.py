@@ -67,10 +67,34 @@ CONTROL_RANGES: dict[str, tuple[int, int]] = {
 }
 # Keys of /status in the firmware's order; it reports no "vflip" though /control takes it.
 _STATUS_KEYS = (
-    "xclk pixformat framesize quality brightness contrast saturation sharpness "
-    "special_effect wb_mode awb awb_gain aec aec2 ae_level aec_value agc agc_gain "
-    "gainceiling bpc wpc raw_gma lenc hmirror dcw colorbar led_intensity"
-).split()
+    "xclk",
+    "pixformat",
+    "framesize",
+    "quality",
+    "brightness",
+    "contrast",
+    "saturation",
+    "sharpness",
+    "special_effect",
+    "wb_mode",
+    "awb",
+    "awb_gain",
+    "aec",
+    "aec2",
+    "ae_level",
+    "aec_value",
+    "agc",
+    "agc_gain",
+    "gainceiling",
+    "bpc",
+    "wpc",
+    "raw_gma",
+    "lenc",
+    "hmirror",
+    "dcw",
+    "colorbar",
+    "led_intensity",
+)
 
 
 @dataclass
@@ -153,8 +177,20 @@ class SimCamera:
         self.faults = faults or Faults()
         self.settings: dict[str, int] = {k: 0 for k in _STATUS_KEYS}
         self.settings.update(
-            xclk=20, pixformat=4, framesize=framesize, quality=quality, awb=1, aec=1, agc=1,
-            bpc=0, wpc=1, raw_gma=1, lenc=1, dcw=1, awb_gain=1, aec_value=204,
+            xclk=20,
+            pixformat=4,
+            framesize=framesize,
+            quality=quality,
+            awb=1,
+            aec=1,
+            agc=1,
+            bpc=0,
+            wpc=1,
+            raw_gma=1,
+            lenc=1,
+            dcw=1,
+            awb_gain=1,
+            aec_value=204,
         )
         self.settings["vflip"] = 0
         self._renderer = FrameRenderer(name, replay=replay)

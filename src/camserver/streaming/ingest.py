@@ -49,7 +49,7 @@ class IngestTiming:
 
 def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
     """Delay before reconnect ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
-    base = min(cap, initial * (2 ** min(attempt, 30)))
+    base = min(cap, initial * 2.0 ** min(attempt, 30))
     return base / 2 + rng.uniform(0, base / 2)
 
 
@@ -189,9 +189,7 @@ class Ingest:
         except httpx.ConnectError as exc:
             raise UpstreamConnectError(f"cannot connect to the camera: {_reason(exc)}") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise UpstreamProtocolError(
-                f"the connection broke mid-stream: {_reason(exc)}"
-            ) from exc
+            raise UpstreamProtocolError(f"the connection broke mid-stream: {_reason(exc)}") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"HTTP error: {_reason(exc)}") from exc
 

@@ -179,7 +179,8 @@ class StreamManager:
             resp = await self._client.get(url, timeout=self._snapshot_timeout)
         except httpx.HTTPError as exc:
             raise SnapshotUnavailable(
-                f"no recent frame, and the camera's snapshot URL failed: {exc or type(exc).__name__}"
+                "no recent frame, and the camera's snapshot URL failed: "
+                f"{str(exc) or type(exc).__name__}"
             ) from exc
         if resp.status_code != 200:
             raise SnapshotUnavailable(

@@ -1,0 +1,126 @@
+"""``camserver serve`` as a real process: demo cameras, kill -9 and restart, bad databases."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from camserver import __version__
+from tests.conftest import CameraFactory, Proc, wait_for, wait_healthy
+
+
+async def _streams(url: str) -> dict[str, dict[str, object]]:
+    async with httpx.AsyncClient(trust_env=False) as c:
+        return {s["name"]: s for s in (await c.get(url + "/api/streams")).json()}
+
+
+async def _state_is(url: str, name: str, state: str) -> bool:
+    s = (await _streams(url)).get(name)
+    return s is not None and s["status"]["state"] == state  # type: ignore[index]
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "camserver", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"camserver {__version__}"
+
+
+async def test_demo_cameras_stream_with_no_hardware(
+    spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    p = spawn("--db", str(tmp_path / "demo.db"), "--demo", "2")
+    await wait_healthy(p)
+    for name in ("demo-1", "demo-2"):
+        await wait_for(lambda n=name: _state_is(p.url, n, "streaming"), 15, what=name)
+    async with httpx.AsyncClient(trust_env=False) as c:
+        r = await c.get(p.url + "/api/streams/demo-1/snapshot")
+        assert r.status_code == 200
+        assert r.content[:2] == b"\xff\xd8"
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.proc.wait(10) == 0
+    assert "Traceback" not in p.output()
+
+
+async def test_kill_9_keeps_streams_and_restarts_started_ones(
+    spawn: Callable[..., Proc], camera: CameraFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "state.db"
+    cams = [await camera(f"c{i}", fps=10) for i in range(3)]
+    p = spawn("--db", str(db))
+    await wait_healthy(p)
+    async with httpx.AsyncClient(base_url=p.url, trust_env=False) as c:
+        for i, cam in enumerate(cams):
+            r = await c.post("/api/streams", json={"name": f"c{i}", "host": cam.address})
+            assert r.status_code == 201
+        r = await c.post("/api/streams/c1/stop")
+        assert r.status_code == 200
+        r = await c.delete("/api/streams/c2")
+        assert r.status_code == 204
+        await wait_for(lambda: _state_is(p.url, "c0", "streaming"), 10, what="c0")
+    p.proc.send_signal(signal.SIGKILL)
+    p.proc.wait(10)
+
+    p2 = spawn("--db", str(db))
+    await wait_healthy(p2)
+    streams = await _streams(p2.url)
+    assert set(streams) == {"c0", "c1"}
+    assert streams["c0"]["enabled"] is True
+    assert streams["c1"]["enabled"] is False
+    await wait_for(lambda: _state_is(p2.url, "c0", "streaming"), 10, what="c0 restarted")
+    assert (await _streams(p2.url))["c1"]["status"]["state"] == "stopped"  # type: ignore[index]
+
+
+def test_corrupt_database_gives_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "bad.db"
+    db.write_bytes(b"this is not a database" * 100)
+    out = subprocess.run(
+        [sys.executable, "-m", "camserver", "serve", "--db", str(db), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "cannot use the database file" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unwritable_database_location_gives_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = subprocess.run(
+        [sys.executable, "-m", "camserver", "serve", "--db", str(blocker / "sub" / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "cannot create the database folder" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_database_is_wal_with_one_row_per_stream(tmp_path: Path) -> None:
+    import asyncio
+
+    from camserver.models import StreamConfig
+    from camserver.store import SQLiteStore
+
+    async def go() -> None:
+        store = await SQLiteStore.open(tmp_path / "s.db")
+        await store.add(StreamConfig(name="a", stream_url="http://x/"))
+        await store.close()
+
+    asyncio.run(go())
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT name FROM streams").fetchall() == [("a",)]
+    conn.close()

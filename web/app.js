@@ -1,0 +1,236 @@
+// camserver dashboard: live tiles over Socket.IO, managed through the REST API.
+"use strict";
+
+const grid = document.getElementById("grid");
+const empty = document.getElementById("empty");
+const banner = document.getElementById("banner");
+const summary = document.getElementById("summary");
+const template = document.getElementById("tile-template");
+const tiles = new Map(); // name -> tile state
+
+const socket = io({ transports: ["websocket", "polling"] });
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, init);
+  let data = null;
+  const type = resp.headers.get("content-type") || "";
+  if (type.includes("application/json")) data = await resp.json();
+  return { ok: resp.ok, status: resp.status, data, resp };
+}
+
+// -- tiles ------------------------------------------------------------------------------
+
+function describe(status) {
+  const parts = [];
+  if (status.state === "streaming") parts.push(`${status.fps.toFixed(1)} fps`);
+  parts.push(`${status.viewers} viewer${status.viewers === 1 ? "" : "s"}`);
+  return parts.join(" · ");
+}
+
+function renderStatus(tile) {
+  const { stream, el } = tile;
+  const s = stream.status;
+  const badge = el.querySelector(".badge");
+  badge.textContent = s.state;
+  badge.dataset.state = s.state;
+  badge.title = s.last_error ? `Last error: ${s.last_error}` : "";
+  el.querySelector(".stats").textContent = describe(s);
+  const toggle = el.querySelector('[data-act="toggle"]');
+  toggle.textContent = stream.enabled ? "Stop" : "Start";
+  toggle.setAttribute("aria-label", `${stream.enabled ? "Stop" : "Start"} ${stream.name}`);
+}
+
+function createTile(stream) {
+  const el = template.content.firstElementChild.cloneNode(true);
+  el.dataset.name = stream.name;
+  el.querySelector(".name").textContent = stream.name;
+  const img = el.querySelector(".picture");
+  img.alt = `Live picture from camera ${stream.name}`;
+  for (const btn of el.querySelectorAll("button")) {
+    const label = btn.textContent || btn.dataset.act;
+    btn.setAttribute("aria-label", `${label} ${stream.name}`);
+    btn.addEventListener("click", () => onAction(stream.name, btn.dataset.act));
+  }
+  const tile = { stream, el, img, url: null, visible: false, joined: false };
+  tiles.set(stream.name, tile);
+  observer.observe(el);
+  grid.appendChild(el);
+  renderStatus(tile);
+  return tile;
+}
+
+function removeTile(name) {
+  const tile = tiles.get(name);
+  if (!tile) return;
+  observer.unobserve(tile.el);
+  if (tile.url) URL.revokeObjectURL(tile.url);
+  tile.el.remove();
+  tiles.delete(name);
+  if (tile.joined) socket.emit("leave_stream", { name });
+}
+
+function updateSummary() {
+  empty.hidden = tiles.size > 0;
+  const live = [...tiles.values()].filter((t) => t.stream.status.state === "streaming").length;
+  summary.textContent = `${tiles.size} camera${tiles.size === 1 ? "" : "s"}, ${live} streaming`;
+}
+
+async function refresh() {
+  const { ok, data } = await api("GET", "/api/streams").catch(() => ({ ok: false }));
+  if (!ok) return;
+  const seen = new Set();
+  for (const stream of data) {
+    seen.add(stream.name);
+    const tile = tiles.get(stream.name);
+    if (tile) {
+      tile.stream = stream;
+      renderStatus(tile);
+    } else {
+      createTile(stream);
+    }
+  }
+  for (const name of [...tiles.keys()]) if (!seen.has(name)) removeTile(name);
+  updateSummary();
+  syncRooms();
+}
+
+// -- rooms: a tile watches its stream only while visible ----------------------------------
+
+const observer = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const tile = tiles.get(entry.target.dataset.name);
+    if (tile) tile.visible = entry.isIntersecting;
+  }
+  syncRooms();
+});
+
+function syncRooms() {
+  const active = socket.connected && document.visibilityState === "visible";
+  for (const [name, tile] of tiles) {
+    const want = active && tile.visible;
+    if (want && !tile.joined) {
+      tile.joined = true;
+      socket.emit("join_stream", { name }, (ack) => {
+        if (!ack || !ack.ok) tile.joined = false;
+      });
+    } else if (!want && tile.joined && socket.connected) {
+      tile.joined = false;
+      socket.emit("leave_stream", { name });
+    }
+  }
+}
+
+document.addEventListener("visibilitychange", syncRooms);
+
+socket.on("connect", () => {
+  banner.hidden = true;
+  for (const tile of tiles.values()) tile.joined = false; // the server forgot our rooms
+  refresh();
+});
+socket.on("disconnect", () => {
+  banner.hidden = false;
+  for (const tile of tiles.values()) tile.joined = false;
+});
+socket.on("connect_error", () => { banner.hidden = false; });
+
+socket.on("frame", (msg) => {
+  const tile = tiles.get(msg.name);
+  if (!tile || !tile.joined) return;
+  const url = URL.createObjectURL(new Blob([msg.data], { type: "image/jpeg" }));
+  const old = tile.url;
+  tile.url = url;
+  tile.img.src = url;
+  if (old) URL.revokeObjectURL(old); // keep memory flat: one object URL per tile
+  tile.el.dataset.seq = msg.seq;
+});
+
+socket.on("stream_status", (msg) => {
+  const tile = tiles.get(msg.name);
+  if (!tile) { refresh(); return; }
+  tile.stream.status = msg.status;
+  renderStatus(tile);
+  updateSummary();
+});
+
+setInterval(() => { if (document.visibilityState === "visible") refresh(); }, 3000);
+
+// -- actions ------------------------------------------------------------------------------
+
+async function onAction(name, act) {
+  const tile = tiles.get(name);
+  if (!tile) return;
+  if (act === "full") {
+    tile.el.classList.toggle("full");
+    if (tile.el.classList.contains("full") && tile.el.requestFullscreen) {
+      tile.el.requestFullscreen().catch(() => {});
+    } else if (document.fullscreenElement) {
+      document.exitFullscreen().catch(() => {});
+    }
+  } else if (act === "snapshot") {
+    const resp = await fetch(`/api/streams/${encodeURIComponent(name)}/snapshot`);
+    if (!resp.ok) { alert(`No snapshot: ${(await resp.json()).detail}`); return; }
+    const url = URL.createObjectURL(await resp.blob());
+    const a = Object.assign(document.createElement("a"), {
+      href: url, download: `${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.jpg`,
+    });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } else if (act === "toggle") {
+    const verb = tile.stream.enabled ? "stop" : "start";
+    const { ok } = await api("POST", `/api/streams/${encodeURIComponent(name)}/${verb}`);
+    if (ok) await refresh();
+  } else if (act === "remove") {
+    if (!confirm(`Remove camera "${name}"?`)) return;
+    const { ok } = await api("DELETE", `/api/streams/${encodeURIComponent(name)}`);
+    if (ok) { removeTile(name); updateSummary(); }
+  }
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") for (const t of tiles.values()) t.el.classList.remove("full");
+});
+
+// -- add form -----------------------------------------------------------------------------
+
+const form = document.getElementById("add-form");
+const fieldFor = { name: "name", host: "source", stream_url: "source", snapshot_url: "source" };
+
+function showErrors(errors) {
+  for (const id of ["name", "source", "form"]) {
+    document.getElementById(`err-${id}`).textContent = "";
+  }
+  for (const input of form.querySelectorAll("input")) input.removeAttribute("aria-invalid");
+  for (const err of errors) {
+    const target = fieldFor[err.field] || "form";
+    const span = document.getElementById(`err-${target}`);
+    span.textContent = span.textContent ? `${span.textContent}; ${err.message}` : err.message;
+    const input = document.getElementById(`add-${target}`);
+    if (input) input.setAttribute("aria-invalid", "true");
+  }
+}
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = form.elements.name.value.trim();
+  const source = form.elements.source.value.trim();
+  const body = { name };
+  if (source.includes("://")) body.stream_url = source; else body.host = source;
+  const { ok, status, data } = await api("POST", "/api/streams", body);
+  if (ok) {
+    showErrors([]);
+    form.reset();
+    await refresh();
+    return;
+  }
+  if (status === 422 && data && data.errors) showErrors(data.errors);
+  else showErrors([{ field: null, message: (data && data.detail) || `HTTP ${status}` }]);
+});
+
+refresh();
