@@ -164,3 +164,34 @@ async def test_a_camera_that_is_gone_for_a_while_comes_back(
     cam2 = await camera("c1", http_port=port, fps=20)  # powered on again, same address
     await server.wait_state("c1", "streaming", timeout=10)
     await wait_for(lambda: cam2.frames_sent > 5, what="frames from the rebooted camera")
+
+
+def _delays(errors: set[str]) -> list[float]:
+    return [float(m.group(1)) for e in errors if (m := re.search(r"retrying in ([\d.]+) s", e))]
+
+
+async def test_backoff_grows_while_failing_and_resets_after_healthy_streaming(
+    server: Server, camera: CameraFactory
+) -> None:
+    # FAST settings: backoff 0.2 s doubling to 1.0 s, healthy after 2 s.
+    cam = await camera("c1", fps=20)
+    await cam.set_faults(refuse=True)
+    await server.add_camera("c1", cam)
+    rec = StateRecorder(server, "c1")
+    await asyncio.sleep(4.0)
+    await rec.stop()
+    failing = _delays(rec.errors)
+    assert min(failing) <= 0.2
+    assert max(failing) > 0.5  # grew towards the cap
+    assert max(failing) <= 1.0  # and never past it
+
+    # Now a camera that streams 3 s (longer than healthy_after) between drops: the delay
+    # starts from the bottom every time.
+    await cam.set_faults(refuse=False, drop_every=60)
+    await server.wait_state("c1", "streaming", timeout=5)
+    rec = StateRecorder(server, "c1")
+    await asyncio.sleep(7.0)
+    await rec.stop()
+    after = _delays({e for e in rec.errors if "broke mid-stream" in e})
+    assert after, rec.errors
+    assert max(after) <= 0.2, after

@@ -124,3 +124,12 @@ def test_database_is_wal_with_one_row_per_stream(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT name FROM streams").fetchall() == [("a",)]
     conn.close()
+
+
+async def test_settings_come_from_the_environment(
+    spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    db = tmp_path / "from-env.db"
+    p = spawn(env={"CAMSERVER_DB": str(db)})
+    await wait_healthy(p)
+    assert db.exists()
