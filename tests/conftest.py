@@ -30,13 +30,20 @@ FAST = {
     "backoff_initial": 0.2,
     "backoff_max": 1.0,
     "healthy_after": 2.0,
+    # Network safety: discovery never leaves loopback in tests.
+    "discovery_interfaces": "lo",
+    "discovery_listen_port": 0,
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    return free_port(socket.SOCK_DGRAM)
 
 
 async def wait_for(
@@ -64,6 +71,11 @@ class Server:
     settings: Settings
     app: Any
     sims: list[SimCamera] = field(default_factory=list)
+
+    @property
+    def state(self) -> Any:
+        """The FastAPI app's state (manager, discovery, realtime)."""
+        return self.app.other_asgi_app.state
 
     async def add_camera(self, name: str, cam: SimCamera, **extra: Any) -> dict[str, Any]:
         resp = await self.client.post(
@@ -142,7 +154,12 @@ async def camera() -> AsyncIterator[CameraFactory]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(db=tmp_path / "camserver.db", **FAST)  # type: ignore[arg-type]
+    # Cameras in a test answer probes on a port of the test's own.
+    return Settings(
+        db=tmp_path / "camserver.db",
+        discovery_port=free_udp_port(),
+        **FAST,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

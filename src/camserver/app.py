@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -18,10 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from camserver import __version__
-from camserver.api import health, streams
+from camserver.api import discovery, health, streams
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
 from camserver.config import Settings
+from camserver.discovery.interfaces import select_interfaces
+from camserver.discovery.service import DiscoveredCamera, DiscoveryService
+from camserver.errors import StreamExists
 from camserver.models import StreamConfig, urls_for_host
 from camserver.store import SQLiteStore
 from camserver.streaming.ingest import IngestTiming
@@ -66,6 +69,57 @@ async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
     return configs
 
 
+async def _start_discovery(
+    stack: AsyncExitStack, settings: Settings, manager: StreamManager, realtime: Realtime
+) -> tuple[DiscoveryService | None, str]:
+    """Start UDP discovery; on failure the server runs on without it (and says why)."""
+    if not settings.discovery_listen:
+        return None, "turned off (CAMSERVER_DISCOVERY_LISTEN=false)"
+    try:
+        interfaces = select_interfaces(settings.effective_discovery_interfaces())
+    except ValueError as exc:
+        log.error("discovery is off: %s", exc)
+        return None, str(exc)
+    service = DiscoveryService(
+        listen_port=settings.discovery_listen_port,
+        camera_port=settings.discovery_port,
+        interfaces=interfaces,
+        rate=settings.discovery_rate,
+    )
+    try:
+        await service.start()
+    except OSError as exc:
+        reason = f"cannot listen on UDP port {settings.discovery_listen_port}: {exc}"
+        log.error("discovery is off: %s", reason)
+        return None, reason
+    stack.push_async_callback(service.close)
+
+    def on_new(cam: DiscoveredCamera) -> None:
+        payload = {
+            "name": cam.name,
+            "ip": cam.ip,
+            "port": cam.port,
+            "stream_port": cam.stream_port,
+            "first_seen": cam.first_seen,
+        }
+        realtime.spawn(realtime.emit_all("camera_discovered", payload))
+        if settings.discovery_auto_add:
+            realtime.spawn(_auto_add(manager, cam))
+
+    service.add_listener(on_new)
+    if settings.discovery_interval:
+        service.start_periodic(settings.discovery_interval)
+    return service, ""
+
+
+async def _auto_add(manager: StreamManager, cam: DiscoveredCamera) -> None:
+    cfg = cam.stream_config()
+    if cfg.name in manager or any(s.stream_url == cfg.stream_url for s in manager.list()):
+        return
+    with suppress(StreamExists):
+        await manager.create(cfg)
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     realtime = Realtime()
@@ -98,6 +152,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             stack.push_async_callback(realtime.close)
             for cfg in demo:
                 await manager.put(cfg)
+            discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
+            app.state.discovery = discovery
+            app.state.discovery_off = why_off
             app.state.settings = settings
             app.state.manager = manager
             app.state.realtime = realtime
@@ -113,6 +170,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(streams.router)
+    app.include_router(discovery.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     wrapped: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=app)

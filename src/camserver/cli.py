@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import signal
 import sys
@@ -43,6 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--db", type=Path, help="SQLite file (CAMSERVER_DB)")
     s.add_argument("--demo", type=int, metavar="N", help="start N simulated cameras too")
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    s.add_argument(
+        "--discovery-interfaces",
+        metavar="NAMES",
+        help="interfaces to probe: auto, none, or names like lo,eth0 (--demo: lo)",
+    )
+
+    d = sub.add_parser("discover", help="probe for cameras once and list those that answer")
+    d.add_argument(
+        "--interface",
+        action="append",
+        metavar="NAME",
+        help="interface to probe (repeatable; default CAMSERVER_DISCOVERY_INTERFACES or auto)",
+    )
+    d.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
+    d.add_argument("--port", type=int, help="UDP port cameras listen on (default 8888)")
+    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     m = sub.add_parser("sim", help="run simulated ESP32-CAMs (Ctrl-C stops them)")
     m.add_argument("--count", type=int, default=1)
@@ -74,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
         m.add_argument(flag, type=kind, default=0, help=text)
     m.add_argument("--http-500", action="store_true", help="the stream answers HTTP 500")
     m.add_argument("--refuse", action="store_true", help="the stream port refuses connections")
+    m.add_argument(
+        "--discovery-port",
+        type=int,
+        default=8888,
+        help="UDP port to answer probes on (0: do not answer)",
+    )
+    m.add_argument(
+        "--discovery-listen-port",
+        type=int,
+        default=8888,
+        help="UDP port of the server, to announce to at start (0: do not announce)",
+    )
+    m.add_argument(
+        "--announce-format",
+        choices=["json", "legacy"],
+        default="json",
+        help="json, or legacy ESP32_CAMERA:<ip>:<port>",
+    )
     return p
 
 
@@ -92,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
             "db": args.db,
             "demo": args.demo,
             "log_level": args.log_level,
+            "discovery_interfaces": args.discovery_interfaces,
         }.items()
         if v is not None
     }
@@ -133,6 +169,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 async def _run_sims(args: argparse.Namespace) -> None:
+    from camserver.discovery.interfaces import list_interfaces
     from camserver.sim.camera import Faults, SimCamera
     from camserver.sim.frames import FRAMESIZE_BY_NAME, FRAMESIZES
 
@@ -140,6 +177,13 @@ async def _run_sims(args: argparse.Namespace) -> None:
     framesize = int(fs_text) if fs_text.isdigit() else FRAMESIZE_BY_NAME[fs_text].number
     if framesize not in FRAMESIZES:
         raise ValueError(f"unknown framesize {args.framesize}")
+    announce_to = None
+    if args.discovery_listen_port:
+        bcast = next((i.broadcast for i in list_interfaces() if i.address == args.host), None)
+        if bcast is None:
+            log.warning("no interface has address %s: not announcing", args.host)
+        else:
+            announce_to = (bcast, args.discovery_listen_port)
     cams = []
     async with contextlib.AsyncExitStack() as stack:
         for i in range(args.count):
@@ -161,6 +205,9 @@ async def _run_sims(args: argparse.Namespace) -> None:
                 quality=args.quality,
                 replay=args.replay,
                 faults=faults,
+                discovery_port=args.discovery_port or None,
+                announce_to=announce_to,
+                announce_format=args.announce_format,
             )
             await stack.enter_async_context(cam)
             cams.append(cam)
@@ -178,10 +225,65 @@ async def _run_sims(args: argparse.Namespace) -> None:
     print("simulated cameras stopped", flush=True)
 
 
+async def _discover(args: argparse.Namespace) -> int:
+    from camserver.config import Settings
+    from camserver.discovery.interfaces import select_interfaces
+    from camserver.discovery.service import DiscoveryService
+
+    settings = Settings()
+    spec = ",".join(args.interface) if args.interface else settings.discovery_interfaces
+    interfaces = select_interfaces(spec)
+    if not interfaces:
+        print(f"camserver discover: no interface to probe ({spec!r})", file=sys.stderr)
+        return 2
+    service = DiscoveryService(
+        listen_port=0, camera_port=args.port or settings.discovery_port, interfaces=interfaces
+    )
+    await service.start()
+    try:
+        found = await service.scan(args.timeout)
+    finally:
+        await service.close()
+    names = ", ".join(i.name for i in interfaces)
+    if args.json:
+        rows = [
+            {
+                "name": c.name,
+                "ip": c.ip,
+                "port": c.port,
+                "stream_port": c.stream_port,
+                "model": c.model,
+                "fw": c.fw,
+                "mac": c.mac,
+                "claimed_ip": c.claimed_ip,
+            }
+            for c in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if found:
+        print(f"{'NAME':<28} {'ADDRESS':<22} {'STREAM':<36} MODEL")
+        for c in found:
+            flag = f"  (claimed {c.claimed_ip})" if c.claimed_ip else ""
+            print(
+                f"{c.name:<28} {c.ip + ':' + str(c.port):<22} "
+                f"{c.stream_config().stream_url:<36} {c.model or '-'}{flag}"
+            )
+    print(f"{len(found)} camera(s) answered on {names} within {args.timeout:g} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "discover":
+        _setup_logging("warning")
+        try:
+            return asyncio.run(_discover(args))
+        except (OSError, ValueError) as exc:
+            print(f"camserver discover: {exc}", file=sys.stderr)
+            return 2
     if args.command == "sim":
         _setup_logging("info")
         try:

@@ -46,3 +46,29 @@ class Settings(BaseSettings):
         2.0, gt=0, description="A snapshot serves the latest frame if it is younger than this."
     )
     snapshot_timeout: float = Field(5.0, gt=0, description="Seconds to fetch a camera snapshot.")
+
+    discovery_port: int = Field(
+        8888, ge=1, le=65535, description="UDP port cameras listen on for probes."
+    )
+    discovery_listen_port: int = Field(
+        8888, ge=0, le=65535, description="UDP port the server listens on (0: any free port)."
+    )
+    discovery_interfaces: str = Field(
+        "auto",
+        description="Interfaces to probe: 'auto' (private, non-virtual), 'none', or "
+        "comma-separated names such as 'lo' or 'eth0,wlan0'. With --demo: 'lo' unless set.",
+    )
+    discovery_interval: float | None = Field(
+        None, gt=0, description="Probe every this many seconds (off when unset)."
+    )
+    discovery_auto_add: bool = Field(False, description="Add every new camera as a stream.")
+    discovery_listen: bool = Field(True, description="Listen for camera announcements.")
+    discovery_rate: int = Field(
+        40, ge=1, description="Datagrams per second accepted from one address; more are dropped."
+    )
+
+    def effective_discovery_interfaces(self) -> str:
+        """Demo servers keep discovery on loopback unless told otherwise."""
+        if self.demo and "discovery_interfaces" not in self.model_fields_set:
+            return "lo"
+        return self.discovery_interfaces

@@ -9,6 +9,10 @@ One root, so callers can catch everything camserver raises on purpose::
     │   ├── StreamNotFound     no stream of that name
     │   ├── StreamExists       a stream of that name already exists
     │   └── SnapshotUnavailable  no recent frame and the camera gave none
+    ├── DiscoveryError         UDP discovery refused a request
+    │   ├── DiscoveryUnavailable  discovery is not running (port busy, turned off)
+    │   ├── UnknownInterface      no usable interface of that name
+    │   └── NotDiscovered         no discovered camera of that name
     └── UpstreamError          talking to a camera failed
         ├── UpstreamConnectError   could not connect / HTTP error status
         ├── UpstreamTimeout        nothing received for too long
@@ -22,11 +26,15 @@ from __future__ import annotations
 __all__ = [
     "CamServerError",
     "ConfigError",
+    "DiscoveryError",
+    "DiscoveryUnavailable",
+    "NotDiscovered",
     "SnapshotUnavailable",
     "StoreError",
     "StreamError",
     "StreamExists",
     "StreamNotFound",
+    "UnknownInterface",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamProtocolError",
@@ -64,6 +72,24 @@ class StreamExists(StreamError):
 
 class SnapshotUnavailable(StreamError):
     """No recent frame, and the camera's snapshot URL gave none."""
+
+
+class DiscoveryError(CamServerError):
+    """UDP discovery refused a request."""
+
+
+class DiscoveryUnavailable(DiscoveryError):
+    pass
+
+
+class UnknownInterface(DiscoveryError):
+    pass
+
+
+class NotDiscovered(DiscoveryError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no discovered camera named {name!r}")
+        self.name = name
 
 
 class UpstreamError(CamServerError):

@@ -14,6 +14,7 @@ __all__ = [
     "NAME_PATTERN",
     "StreamConfig",
     "StreamCreate",
+    "StreamName",
     "StreamOut",
     "StreamState",
     "StreamStatus",

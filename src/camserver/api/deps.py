@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from camserver.config import Settings
+from camserver.discovery.service import DiscoveryService
+from camserver.errors import DiscoveryUnavailable
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["ManagerDep", "SettingsDep"]
+__all__ = ["DiscoveryDep", "ManagerDep", "SettingsDep"]
 
 
 def get_manager(request: Request) -> StreamManager:
@@ -17,10 +19,18 @@ def get_manager(request: Request) -> StreamManager:
     return manager
 
 
+def get_discovery(request: Request) -> DiscoveryService:
+    discovery: DiscoveryService | None = request.app.state.discovery
+    if discovery is None:
+        raise DiscoveryUnavailable(f"discovery is not running: {request.app.state.discovery_off}")
+    return discovery
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
+DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]
 ManagerDep = Annotated[StreamManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -10,10 +10,13 @@ from fastapi.responses import JSONResponse
 
 from camserver.errors import (
     CamServerError,
+    DiscoveryUnavailable,
+    NotDiscovered,
     SnapshotUnavailable,
     StoreError,
     StreamExists,
     StreamNotFound,
+    UnknownInterface,
 )
 
 __all__ = ["install_error_handlers"]
@@ -25,6 +28,9 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
     (StreamExists, 409),
     (SnapshotUnavailable, 503),
     (StoreError, 503),
+    (NotDiscovered, 404),
+    (UnknownInterface, 422),
+    (DiscoveryUnavailable, 503),
 ]
 
 

@@ -73,7 +73,7 @@ class Realtime:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -99,7 +99,7 @@ class Realtime:
 
     def _on_status(self, name: str, status: StreamStatus) -> None:
         payload = {"name": name, "status": status.model_dump(mode="json")}
-        self._spawn(self.emit_all("stream_status", payload))
+        self.spawn(self.emit_all("stream_status", payload))
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ class Realtime:
             )
         frame = hub.latest
         if frame is not None:  # show a picture at once, not on the next frame
-            self._spawn(self.sio.emit("frame", self._payload(name, frame), to=sid))
+            self.spawn(self.sio.emit("frame", self._payload(name, frame), to=sid))
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:

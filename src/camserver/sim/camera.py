@@ -26,6 +26,7 @@ from typing import Any
 
 from camserver.sim.frames import FRAMESIZES, FrameRenderer
 from camserver.sim.http import Request, chunk, read_request, response
+from camserver.sim.responder import AnnounceFormat, SimResponder
 
 __all__ = ["BOUNDARY", "CONTROL_RANGES", "Faults", "SimCamera", "free_port_pair"]
 
@@ -166,7 +167,12 @@ class SimCamera:
         replay: int = 0,
         capture_delay: float = 0.15,
         faults: Faults | None = None,
+        discovery_port: int | None = None,
+        announce_to: tuple[str, int] | None = None,
+        announce_format: AnnounceFormat = "json",
     ) -> None:
+        """``discovery_port``: answer probes there; ``announce_to``: (broadcast address,
+        server's listen port) to announce to at start."""
         if fps <= 0:
             raise ValueError("fps must be > 0")
         self.name = name
@@ -194,6 +200,10 @@ class SimCamera:
         )
         self.settings["vflip"] = 0
         self._renderer = FrameRenderer(name, replay=replay)
+        self._discovery_port = discovery_port
+        self._announce_to = announce_to
+        self._announce_format: AnnounceFormat = announce_format
+        self.responder: SimResponder | None = None
         self._boot = time.monotonic()
         self._counter = 0
         self._http: asyncio.Server | None = None
@@ -224,8 +234,17 @@ class SimCamera:
         self._http = await asyncio.start_server(self._serve_http, self.host, self.http_port)
         if not self.faults.refuse:
             await self._open_stream_port()
+        if self._discovery_port is not None or self._announce_to is not None:
+            self.responder = SimResponder(
+                self.name, self.host, self.http_port, self._announce_format
+            )
+            await self.responder.start(self._discovery_port or 0)
+            if self._announce_to is not None:
+                self.responder.announce(self._announce_to)
 
     async def stop(self) -> None:
+        if self.responder is not None:
+            self.responder.close()
         for server in (self._http, self._stream):
             if server is not None:
                 server.close()

@@ -1,0 +1,90 @@
+"""``/api/discovery``: cameras found by UDP discovery; scan; add one as a stream."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel
+
+from camserver.api.deps import DiscoveryDep, ManagerDep
+from camserver.discovery.interfaces import select_interfaces
+from camserver.discovery.service import DiscoveredCamera
+from camserver.errors import NotDiscovered, UnknownInterface
+from camserver.models import StreamName, StreamOut
+from camserver.streaming.manager import StreamManager
+
+router = APIRouter(prefix="/api/discovery", tags=["discovery"])
+
+_ERROR = {"content": {"application/json": {"example": {"detail": "..."}}}}
+
+
+class DiscoveredOut(BaseModel):
+    name: str
+    ip: str
+    port: int
+    stream_port: int
+    first_seen: float
+    last_seen: float
+    legacy: bool
+    mac: str | None = None
+    model: str | None = None
+    fw: str | None = None
+    claimed_ip: str | None = None
+    stream: str | None = None
+    """The stream already reading this camera, if any."""
+
+
+def _out(cam: DiscoveredCamera, manager: StreamManager) -> DiscoveredOut:
+    url = cam.stream_config().stream_url
+    existing = next((s.name for s in manager.list() if s.stream_url == url), None)
+    fields: dict[str, Any] = {
+        k: getattr(cam, k) for k in DiscoveredOut.model_fields if k != "stream"
+    }
+    return DiscoveredOut(**fields, stream=existing)
+
+
+@router.get("")
+async def list_discovered(discovery: DiscoveryDep, manager: ManagerDep) -> list[DiscoveredOut]:
+    """Every camera seen since the server started (announced or answering a probe)."""
+    return [_out(c, manager) for c in discovery.cameras()]
+
+
+@router.post("/scan", responses={503: {"description": "Discovery is off", **_ERROR}})
+async def scan(
+    discovery: DiscoveryDep,
+    manager: ManagerDep,
+    timeout: Annotated[float, Query(gt=0, le=10, description="Seconds to wait")] = 2.0,
+    interface: Annotated[
+        str | None, Query(max_length=200, description="Probe only these (comma-separated)")
+    ] = None,
+) -> list[DiscoveredOut]:
+    """Probe each selected interface's broadcast address, wait, return who answered."""
+    ifaces = None
+    if interface is not None:
+        try:
+            ifaces = select_interfaces(interface)
+        except ValueError as exc:
+            raise UnknownInterface(str(exc)) from exc
+    found = await discovery.scan(timeout, ifaces)
+    return [_out(c, manager) for c in found]
+
+
+class AddBody(BaseModel):
+    name: StreamName | None = None
+
+
+@router.post(
+    "/{name}/add",
+    status_code=status.HTTP_201_CREATED,
+    responses={404: {"description": "Not discovered", **_ERROR}, 409: _ERROR},
+)
+async def add_discovered(
+    name: str, discovery: DiscoveryDep, manager: ManagerDep, body: AddBody | None = None
+) -> StreamOut:
+    """Turn a discovered camera into a stream (optionally under another name)."""
+    cam = discovery.get(name)
+    if cam is None:
+        raise NotDiscovered(name)
+    cfg = cam.stream_config(body.name if body else None)
+    return await manager.create(cfg)

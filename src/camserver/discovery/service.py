@@ -1,0 +1,239 @@
+"""The discovery endpoint: listens for announcements all the time, probes on request.
+
+One UDP socket bound to the listen port receives replies and unprompted announcements
+from any interface; probes go out from that same socket (so cameras reply to it) to the
+directed broadcast address of each selected interface only — never anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from camserver.discovery.codec import (
+    NEED_DATA,
+    PROBE,
+    Announcement,
+    DiscoveryCodec,
+    Probe,
+    Rejected,
+)
+from camserver.discovery.interfaces import Interface
+from camserver.models import StreamConfig, urls_for_host
+
+__all__ = ["DiscoveredCamera", "DiscoveryService", "open_udp_socket"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class DiscoveredCamera:
+    name: str
+    ip: str
+    port: int
+    stream_port: int
+    first_seen: float
+    last_seen: float
+    legacy: bool
+    mac: str | None = None
+    model: str | None = None
+    fw: str | None = None
+    claimed_ip: str | None = None
+
+    def stream_config(self, name: str | None = None) -> StreamConfig:
+        """The stream that reads this camera: the firmware's URLs, or the stream port
+        the camera announced when it is not port + 1."""
+        host, snapshot, stream = urls_for_host(f"{self.ip}:{self.port}")
+        if self.stream_port != self.port + 1:
+            stream = f"http://{self.ip}:{self.stream_port}/stream"
+        return StreamConfig(
+            name=name or self.name, host=host, stream_url=stream, snapshot_url=snapshot
+        )
+
+
+Listener = Callable[[DiscoveredCamera], None]
+
+
+def open_udp_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket that may send broadcasts, bound to ``host:port``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, service: DiscoveryService) -> None:
+        self.service = service
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.service.feed(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("discovery socket error: %s", exc)
+
+
+class DiscoveryService:
+    def __init__(
+        self,
+        *,
+        listen_port: int,
+        camera_port: int,
+        interfaces: list[Interface],
+        bind: str = "0.0.0.0",
+        rate: int = 40,
+    ) -> None:
+        self.listen_port = listen_port
+        self.camera_port = camera_port
+        self.interfaces = interfaces
+        self.bind = bind
+        self.codec = DiscoveryCodec(rate=rate)
+        self.counts: Counter[str] = Counter()
+        self._cameras: dict[str, DiscoveredCamera] = {}
+        self._listeners: list[Listener] = []
+        self._transport: asyncio.DatagramTransport | None = None
+        self._periodic: asyncio.Task[None] | None = None
+        self._warned: set[tuple[str, str]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        sock = open_udp_socket(self.bind, self.listen_port)
+        self.listen_port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        self._transport = transport
+        names = ", ".join(i.name for i in self.interfaces) or "none"
+        log.info(
+            "discovery listening on UDP %s:%d; probes go to port %d on: %s",
+            self.bind,
+            self.listen_port,
+            self.camera_port,
+            names,
+        )
+
+    def start_periodic(self, interval: float) -> None:
+        async def loop() -> None:
+            while True:
+                self.probe()
+                await asyncio.sleep(interval)
+
+        self._periodic = asyncio.create_task(loop(), name="discovery-periodic")
+
+    async def close(self) -> None:
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- probing ------------------------------------------------------------------------
+
+    def probe(self, interfaces: list[Interface] | None = None) -> int:
+        """Send one probe per interface to its broadcast address; how many were sent."""
+        if self._transport is None:
+            raise RuntimeError("discovery is not running")
+        sent = 0
+        for iface in self.interfaces if interfaces is None else interfaces:
+            try:
+                self._transport.sendto(PROBE, (iface.broadcast, self.camera_port))
+                sent += 1
+            except OSError as exc:
+                log.warning("cannot probe on %s (%s): %s", iface.name, iface.broadcast, exc)
+        self.counts["probes_sent"] += sent
+        return sent
+
+    async def scan(
+        self, timeout: float = 2.0, interfaces: list[Interface] | None = None
+    ) -> list[DiscoveredCamera]:
+        """Probe, wait ``timeout`` seconds, return the cameras that answered meanwhile."""
+        started = time.time()
+        self.probe(interfaces)
+        await asyncio.sleep(timeout)
+        return [c for c in self._cameras.values() if c.last_seen >= started]
+
+    def cameras(self) -> list[DiscoveredCamera]:
+        return sorted(self._cameras.values(), key=lambda c: c.first_seen)
+
+    def get(self, name: str) -> DiscoveredCamera | None:
+        return self._cameras.get(name)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def feed(self, data: bytes, source: tuple[str, int]) -> None:
+        self.codec.receive_datagram(data, source, time.monotonic())
+        while (event := self.codec.next_event()) is not NEED_DATA:
+            if isinstance(event, Announcement):
+                self._announced(event)
+            elif isinstance(event, Probe):
+                self.counts["probes_received"] += 1  # our own, or another server's
+            elif isinstance(event, Rejected):
+                self.counts[f"rejected_{event.reason}"] += 1
+                log.debug(
+                    "discovery: dropped datagram from %s: %s (%s)",
+                    event.source[0],
+                    event.reason,
+                    event.detail,
+                )
+
+    def _announced(self, a: Announcement) -> None:
+        self.counts["announcements"] += 1
+        if a.claimed_ip is not None:
+            self.counts["spoofed_claims"] += 1
+            key = (a.ip, a.claimed_ip)
+            if key not in self._warned and len(self._warned) < 1024:
+                self._warned.add(key)
+                log.warning(
+                    "discovery: %s claims to be %s; trusting the source address %s",
+                    a.ip,
+                    a.claimed_ip,
+                    a.ip,
+                )
+        now = time.time()
+        cam = self._cameras.get(a.name)
+        if cam is not None:
+            cam.last_seen = now
+            cam.ip, cam.port, cam.stream_port = a.ip, a.port, a.stream_port
+            cam.claimed_ip = a.claimed_ip
+            return
+        if len(self._cameras) >= 1024:
+            self.counts["rejected_too_many_cameras"] += 1
+            return
+        cam = DiscoveredCamera(
+            name=a.name,
+            ip=a.ip,
+            port=a.port,
+            stream_port=a.stream_port,
+            first_seen=now,
+            last_seen=now,
+            legacy=a.legacy,
+            mac=a.mac,
+            model=a.model,
+            fw=a.fw,
+            claimed_ip=a.claimed_ip,
+        )
+        self._cameras[a.name] = cam
+        self.counts["new_cameras"] += 1
+        log.info("discovered camera %s at %s:%d", cam.name, cam.ip, cam.port)
+        for listener in self._listeners:
+            try:
+                listener(cam)
+            except Exception:
+                log.exception("discovery listener failed for %s", cam.name)
