@@ -44,7 +44,11 @@ def test_legacy_announcement() -> None:
     e = parse(encode_legacy_announcement("192.168.1.50", 80))
     assert isinstance(e, Announcement)
     assert (e.name, e.ip, e.port, e.stream_port, e.legacy) == (
-        "esp32-192-168-1-50", "192.168.1.50", 80, 81, True,
+        "esp32-192-168-1-50",
+        "192.168.1.50",
+        80,
+        81,
+        True,
     )
     assert e.claimed_ip is None
     e = parse(b"ESP32_CAMERA:192.168.1.50:8080")
@@ -54,7 +58,12 @@ def test_legacy_announcement() -> None:
 
 def test_json_announcement() -> None:
     data = encode_announcement(
-        "ESP32-CAM 1A2B", "192.168.1.50", 80, 81, mac="24:0a:c4:00:1a:2b", model="AI-Thinker",
+        "ESP32-CAM 1A2B",
+        "192.168.1.50",
+        80,
+        81,
+        mac="24:0a:c4:00:1a:2b",
+        model="AI-Thinker",
         fw="2.0.14",
     )
     e = parse(data)
