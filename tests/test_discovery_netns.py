@@ -189,7 +189,7 @@ def test_broadcast_probe_finds_cameras_on_other_hosts(lab: Lab, tmp_path: Path) 
 
     def streaming() -> bool:
         st = http(lab, "GET", base + "/api/streams/north-1/status")
-        return st["status"] == 200 and st["body"]["state"] == "streaming"
+        return bool(st["status"] == 200 and st["body"]["state"] == "streaming")
 
     wait_until(streaming)
 
