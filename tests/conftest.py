@@ -106,11 +106,12 @@ class Server:
         return last
 
 
-async def start_server(stack: AsyncExitStack, settings: Settings) -> Server:
-    """A real uvicorn serving camserver on a free loopback port, in this event loop."""
+async def start_server(stack: AsyncExitStack, settings: Settings, port: int = 0) -> Server:
+    """A real uvicorn serving camserver on a loopback port (free unless given), in this
+    event loop."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     app = create_app(settings)
     server = uvicorn.Server(

@@ -131,6 +131,7 @@ socket.on("connect", () => {
   banner.hidden = true;
   for (const tile of tiles.values()) tile.joined = false; // the server forgot our rooms
   refresh();
+  loadFound();
 });
 socket.on("disconnect", () => {
   banner.hidden = false;
@@ -197,6 +198,73 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape") for (const t of tiles.values()) t.el.classList.remove("full");
 });
 
+// -- discovery ----------------------------------------------------------------------------
+
+const foundList = document.getElementById("found");
+const foundEmpty = document.getElementById("found-empty");
+const scanState = document.getElementById("scan-state");
+const found = new Map(); // name -> discovered camera
+
+function renderFound() {
+  foundList.replaceChildren();
+  for (const cam of [...found.values()].sort((a, b) => a.first_seen - b.first_seen)) {
+    const li = document.createElement("li");
+    li.dataset.name = cam.name;
+    const what = document.createElement("span");
+    what.className = "what";
+    const model = cam.model ? ` · ${cam.model}` : "";
+    what.textContent = `${cam.name} — ${cam.ip}:${cam.port}${model}`;
+    const btn = document.createElement("button");
+    btn.type = "button";
+    const taken = cam.stream || tiles.has(cam.name);
+    btn.textContent = taken ? "Added" : "Add";
+    btn.disabled = Boolean(taken);
+    btn.setAttribute("aria-label", `Add discovered camera ${cam.name}`);
+    btn.addEventListener("click", async () => {
+      btn.disabled = true;
+      const { ok, data } = await api("POST", `/api/discovery/${encodeURIComponent(cam.name)}/add`);
+      if (!ok) {
+        btn.disabled = false;
+        scanState.textContent = (data && data.detail) || "Could not add the camera";
+        return;
+      }
+      cam.stream = cam.name;
+      await refresh();
+      renderFound();
+    });
+    li.append(what, btn);
+    foundList.appendChild(li);
+  }
+  foundEmpty.hidden = found.size > 0;
+}
+
+async function loadFound() {
+  const { ok, status, data } = await api("GET", "/api/discovery").catch(() => ({ ok: false }));
+  if (ok) {
+    for (const cam of data) found.set(cam.name, cam);
+    renderFound();
+  } else if (status === 503) {
+    scanState.textContent = data.detail;
+  }
+}
+
+socket.on("camera_discovered", (cam) => {
+  found.set(cam.name, { ...found.get(cam.name), ...cam });
+  renderFound();
+});
+
+document.getElementById("scan").addEventListener("click", async (e) => {
+  const btn = e.currentTarget;
+  btn.disabled = true;
+  scanState.textContent = "Scanning…";
+  const { ok, data } = await api("POST", "/api/discovery/scan?timeout=2");
+  btn.disabled = false;
+  if (!ok) { scanState.textContent = (data && data.detail) || "Scan failed"; return; }
+  for (const cam of data) found.set(cam.name, cam);
+  scanState.textContent = `${data.length} camera${data.length === 1 ? "" : "s"} answered`;
+  renderFound();
+});
+
 // -- add form -----------------------------------------------------------------------------
 
 const form = document.getElementById("add-form");
@@ -234,3 +302,4 @@ form.addEventListener("submit", async (e) => {
 });
 
 refresh();
+loadFound();
