@@ -6,7 +6,8 @@ bash scripts/setup.sh --dev
 source scripts/lib.sh
 # iproute2: the multi-host discovery test builds network namespaces (when run as root).
 # chromium: the dashboard tests drive Debian's Chromium with Playwright.
-apt_need iproute2 chromium
+# ffmpeg: decodes the MJPEG re-stream as a real third-party client.
+apt_need iproute2 chromium ffmpeg
 export CAMSERVER_TEST_OUTPUT="${CAMSERVER_TEST_OUTPUT:-$PWD/test-output}"
 echo "== ruff"; .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

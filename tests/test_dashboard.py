@@ -250,3 +250,22 @@ async def test_banner_while_disconnected_and_recovery_after_restart(
         await page.wait_for_timeout(500)
         assert await tile_frame_seq(page, "porch") > seq  # frames flow again
         await page.close()
+
+
+async def test_mjpeg_in_a_plain_img_tag(
+    server: Server, camera: CameraFactory, browser: Browser
+) -> None:
+    cam = await camera("c1", fps=15)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    page, console = await open_page(browser, server)
+    await page.set_content(f'<img id="v" alt="live" src="{server.url}/api/streams/c1/mjpeg">')
+    img = page.locator("#v")
+    await wait_for(lambda: _decoded(img), 10, what="the browser to decode the MJPEG")
+    first = await img.screenshot()
+    await page.wait_for_timeout(700)
+    assert await img.screenshot() != first  # the <img> keeps updating
+    assert (await server.status("c1"))["viewers"] == 1
+    await page.close()
+    await wait_for(lambda: _viewers(server, "c1", 0), 5, what="browser viewer cleaned up")
+    assert console.problems == []

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from camserver import __version__
-from camserver.api import discovery, health, streams
+from camserver.api import camera_settings, compat, discovery, health, streams
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
 from camserver.config import Settings
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 _timing(settings),
                 snapshot_max_age=settings.snapshot_max_age,
                 snapshot_timeout=settings.snapshot_timeout,
+                on_demand_grace=settings.on_demand_grace,
             )
             realtime.attach(manager)
             await manager.load()
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             app.state.discovery = discovery
             app.state.discovery_off = why_off
             app.state.settings = settings
+            app.state.client = client
             app.state.manager = manager
             app.state.realtime = realtime
             log.info("camserver %s ready, database %s", __version__, settings.db)
@@ -171,6 +173,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(health.router)
     app.include_router(streams.router)
     app.include_router(discovery.router)
+    app.include_router(camera_settings.router)
+    app.include_router(compat.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     wrapped: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=app)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         2.0, gt=0, description="A snapshot serves the latest frame if it is younger than this."
     )
     snapshot_timeout: float = Field(5.0, gt=0, description="Seconds to fetch a camera snapshot.")
+    on_demand_grace: float = Field(
+        10.0, ge=0, description="An on-demand stream disconnects this long after its last viewer."
+    )
 
     discovery_port: int = Field(
         8888, ge=1, le=65535, description="UDP port cameras listen on for probes."

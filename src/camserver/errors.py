@@ -8,7 +8,8 @@ One root, so callers can catch everything camserver raises on purpose::
     ├── StreamError            a stream operation was refused
     │   ├── StreamNotFound     no stream of that name
     │   ├── StreamExists       a stream of that name already exists
-    │   └── SnapshotUnavailable  no recent frame and the camera gave none
+    │   ├── SnapshotUnavailable  no recent frame and the camera gave none
+    │   └── NotAnESP32         camera settings asked of a stream added by URL
     ├── DiscoveryError         UDP discovery refused a request
     │   ├── DiscoveryUnavailable  discovery is not running (port busy, turned off)
     │   ├── UnknownInterface      no usable interface of that name
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DiscoveryError",
     "DiscoveryUnavailable",
+    "NotAnESP32",
     "NotDiscovered",
     "SnapshotUnavailable",
     "StoreError",
@@ -90,6 +92,10 @@ class NotDiscovered(DiscoveryError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no discovered camera named {name!r}")
         self.name = name
+
+
+class NotAnESP32(StreamError):
+    """The stream was added by URL, so camserver does not know it is an ESP32-CAM."""
 
 
 class UpstreamError(CamServerError):

@@ -16,6 +16,7 @@ __all__ = [
     "StreamCreate",
     "StreamName",
     "StreamOut",
+    "StreamPatch",
     "StreamState",
     "StreamStatus",
     "check_url",
@@ -34,6 +35,8 @@ StreamName = Annotated[
 
 class StreamState(enum.StrEnum):
     STOPPED = "stopped"
+    IDLE = "idle"
+    """On-demand stream waiting for a viewer."""
     CONNECTING = "connecting"
     STREAMING = "streaming"
     RETRYING = "retrying"
@@ -135,6 +138,7 @@ class StreamCreate(BaseModel):
     stream_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     enabled: bool = Field(True, description="Start the stream now (and after restarts).")
+    on_demand: bool = Field(False, description="Connect to the camera only while somebody watches.")
 
     @field_validator("host")
     @classmethod
@@ -157,23 +161,14 @@ class StreamCreate(BaseModel):
         return self
 
     def to_config(self) -> StreamConfig:
-        if self.host is not None:
-            host, snapshot, stream = urls_for_host(self.host)
-            return StreamConfig(
-                name=self.name,
-                host=host,
-                stream_url=stream,
-                snapshot_url=snapshot,
-                enabled=self.enabled,
-            )
-        assert self.stream_url is not None
-        return StreamConfig(
+        cfg = StreamConfig(
             name=self.name,
-            host=None,
-            stream_url=self.stream_url,
+            stream_url=self.stream_url or "",
             snapshot_url=self.snapshot_url,
             enabled=self.enabled,
+            on_demand=self.on_demand,
         )
+        return cfg.with_host(self.host) if self.host is not None else cfg
 
 
 class StreamConfig(BaseModel):
@@ -184,6 +179,63 @@ class StreamConfig(BaseModel):
     stream_url: str
     snapshot_url: str | None = None
     enabled: bool = True
+    on_demand: bool = False
+
+    def with_host(self, host: str) -> StreamConfig:
+        """This stream reading the ESP32 at ``host`` (URLs by the firmware's rule)."""
+        norm, snapshot, stream = urls_for_host(host)
+        return self.model_copy(
+            update={"host": norm, "stream_url": stream, "snapshot_url": snapshot}
+        )
+
+
+class StreamPatch(BaseModel):
+    """Fields to change; a new ``host`` or ``stream_url`` restarts the ingest."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"on_demand": True}]})
+
+    host: str | None = Field(None, max_length=300)
+    stream_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    enabled: bool | None = None
+    on_demand: bool | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return StreamCreate._host(v)
+
+    @field_validator("stream_url", "snapshot_url")
+    @classmethod
+    def _url(cls, v: str | None, info: object) -> str | None:
+        return StreamCreate._url(v, info)
+
+    @model_validator(mode="after")
+    def _not_both(self) -> Self:
+        if self.host is not None and (self.stream_url is not None or self.snapshot_url):
+            raise ValueError("give host, or stream_url (and snapshot_url), not both")
+        return self
+
+    def apply(self, cfg: StreamConfig) -> StreamConfig:
+        """``cfg`` with these changes."""
+        if self.host is not None:
+            cfg = cfg.with_host(self.host)
+        elif self.stream_url is not None:
+            cfg = cfg.model_copy(
+                update={
+                    "host": None,
+                    "stream_url": self.stream_url,
+                    "snapshot_url": self.snapshot_url,
+                }
+            )
+        elif self.snapshot_url is not None:
+            cfg = cfg.model_copy(update={"snapshot_url": self.snapshot_url})
+        flags = {
+            k: v
+            for k, v in (("enabled", self.enabled), ("on_demand", self.on_demand))
+            if v is not None
+        }
+        return cfg.model_copy(update=flags) if flags else cfg
 
 
 class StreamOut(StreamConfig):

@@ -30,10 +30,13 @@ CREATE TABLE IF NOT EXISTS streams (
     stream_url TEXT NOT NULL,
     snapshot_url TEXT,
     enabled INTEGER NOT NULL DEFAULT 1,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    on_demand INTEGER NOT NULL DEFAULT 0
 );
 """
-_COLUMNS = "name, host, stream_url, snapshot_url, enabled"
+# Columns added after the first release: (name, definition), applied when missing.
+_MIGRATIONS = [("on_demand", "INTEGER NOT NULL DEFAULT 0")]
+_COLUMNS = "name, host, stream_url, snapshot_url, enabled, on_demand"
 
 
 class StreamStore(Protocol):
@@ -50,9 +53,26 @@ class StreamStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _row(row: tuple[str, str | None, str, str | None, int]) -> StreamConfig:
+def _row(row: tuple[str, str | None, str, str | None, int, int]) -> StreamConfig:
     return StreamConfig(
-        name=row[0], host=row[1], stream_url=row[2], snapshot_url=row[3], enabled=bool(row[4])
+        name=row[0],
+        host=row[1],
+        stream_url=row[2],
+        snapshot_url=row[3],
+        enabled=bool(row[4]),
+        on_demand=bool(row[5]),
+    )
+
+
+def _values(cfg: StreamConfig) -> tuple[str | int | None, ...]:
+    """The row for ``cfg``, in ``_COLUMNS`` order."""
+    return (
+        cfg.name,
+        cfg.host,
+        cfg.stream_url,
+        cfg.snapshot_url,
+        int(cfg.enabled),
+        int(cfg.on_demand),
     )
 
 
@@ -107,15 +127,8 @@ class SQLiteStore:
         def add(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(
-                    f"INSERT INTO streams ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        cfg.name,
-                        cfg.host,
-                        cfg.stream_url,
-                        cfg.snapshot_url,
-                        int(cfg.enabled),
-                        time.time(),
-                    ),
+                    f"INSERT INTO streams ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*_values(cfg), time.time()),
                 )
 
         try:
@@ -127,9 +140,9 @@ class SQLiteStore:
         def update(c: sqlite3.Connection) -> int:
             with c:
                 cur = c.execute(
-                    "UPDATE streams SET host = ?, stream_url = ?, snapshot_url = ?, enabled = ?"
-                    " WHERE name = ?",
-                    (cfg.host, cfg.stream_url, cfg.snapshot_url, int(cfg.enabled), cfg.name),
+                    "UPDATE streams SET host = ?, stream_url = ?, snapshot_url = ?, enabled = ?,"
+                    " on_demand = ? WHERE name = ?",
+                    (*_values(cfg)[1:], cfg.name),
                 )
                 return cur.rowcount
 
@@ -167,6 +180,10 @@ def _connect(path: Path) -> sqlite3.Connection:
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
         with conn:
             conn.executescript(_SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(streams)")}
+            for column, definition in _MIGRATIONS:
+                if column not in have:
+                    conn.execute(f"ALTER TABLE streams ADD COLUMN {column} {definition}")
         return conn
     except sqlite3.Error as exc:
         if conn is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Request
 
 from camserver.config import Settings
@@ -11,7 +12,7 @@ from camserver.discovery.service import DiscoveryService
 from camserver.errors import DiscoveryUnavailable
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["DiscoveryDep", "ManagerDep", "SettingsDep"]
+__all__ = ["ClientDep", "DiscoveryDep", "ManagerDep", "SettingsDep"]
 
 
 def get_manager(request: Request) -> StreamManager:
@@ -26,11 +27,17 @@ def get_discovery(request: Request) -> DiscoveryService:
     return discovery
 
 
+def get_client(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = request.app.state.client
+    return client
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
+ClientDep = Annotated[httpx.AsyncClient, Depends(get_client)]
 DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]
 ManagerDep = Annotated[StreamManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -11,12 +11,14 @@ from fastapi.responses import JSONResponse
 from camserver.errors import (
     CamServerError,
     DiscoveryUnavailable,
+    NotAnESP32,
     NotDiscovered,
     SnapshotUnavailable,
     StoreError,
     StreamExists,
     StreamNotFound,
     UnknownInterface,
+    UpstreamError,
 )
 
 __all__ = ["install_error_handlers"]
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 _STATUS: list[tuple[type[CamServerError], int]] = [
     (StreamNotFound, 404),
     (StreamExists, 409),
+    (NotAnESP32, 409),
+    (UpstreamError, 502),
     (SnapshotUnavailable, 503),
     (StoreError, 503),
     (NotDiscovered, 404),

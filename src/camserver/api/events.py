@@ -81,9 +81,10 @@ class Realtime:
     def _members(self, name: str) -> list[tuple[str, str]]:
         return list(self.sio.manager.get_participants(NAMESPACE, room_for(name)))
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, leaving: str | None = None) -> None:
         if name in self.manager:
-            self.manager.hub(name).set_viewers("socketio", len(self._members(name)))
+            members = [sid for sid, _ in self._members(name) if sid != leaving]
+            self.manager.hub(name).set_viewers("socketio", len(members))
 
     def _backlogged(self, members: list[tuple[str, str]]) -> list[str]:
         sockets = self.sio.eio.sockets
@@ -107,9 +108,11 @@ class Realtime:
         log.debug("socket.io client %s connected", sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
-        # python-socketio has already removed the client from its rooms.
-        for name in self.manager.names():
-            self._count(name)
+        # python-socketio removes the client from its rooms after this handler returns.
+        prefix = room_for("")
+        for room in self.sio.rooms(sid, namespace=NAMESPACE):
+            if room.startswith(prefix):
+                self._count(room.removeprefix(prefix), leaving=sid)
 
     @staticmethod
     def _name_of(data: Any) -> str | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import ManagerDep
-from camserver.models import StreamCreate, StreamOut, StreamStatus
+from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
+from camserver.streaming.manager import StreamManager
+from camserver.streaming.restream import CONTENT_TYPE, mjpeg_parts
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
@@ -35,6 +38,12 @@ async def create_stream(body: StreamCreate, manager: ManagerDep) -> StreamOut:
 @router.get("/{name}", responses=_NOT_FOUND)
 async def get_stream(name: str, manager: ManagerDep) -> StreamOut:
     return manager.get(name)
+
+
+@router.patch("/{name}", responses=_NOT_FOUND)
+async def update_stream(name: str, body: StreamPatch, manager: ManagerDep) -> StreamOut:
+    """Change host or URLs (the ingest restarts on a new URL), ``enabled`` or ``on_demand``."""
+    return await manager.update(name, body)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
@@ -73,3 +82,29 @@ async def snapshot(name: str, manager: ManagerDep) -> Response:
     """The latest frame if it is under ~2 s old, else one fetched from the camera."""
     data = await manager.snapshot(name)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+FpsQuery = Annotated[
+    float | None, Query(gt=0, le=60, description="Cap the frame rate for this viewer")
+]
+
+
+def mjpeg_response(name: str, manager: StreamManager, fps: float | None) -> StreamingResponse:
+    hub = manager.hub(name)  # 404 before the response starts
+    return StreamingResponse(
+        mjpeg_parts(hub, fps),
+        media_type=CONTENT_TYPE,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/{name}/mjpeg",
+    response_class=StreamingResponse,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Endless MJPEG"}, **_NOT_FOUND},
+)
+async def mjpeg(name: str, manager: ManagerDep, fps: FpsQuery = None) -> StreamingResponse:
+    """The camera as ``multipart/x-mixed-replace`` MJPEG, for ``<img>``, VLC, ffmpeg and
+    Home Assistant's MJPEG camera (``mjpeg_url``; ``still_image_url`` is ``/snapshot``).
+    One camera connection serves every client; a slow client skips frames."""
+    return mjpeg_response(name, manager, fps)

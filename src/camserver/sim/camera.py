@@ -24,11 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from camserver.esp32 import CONTROL_RANGES
 from camserver.sim.frames import FRAMESIZES, FrameRenderer
 from camserver.sim.http import Request, chunk, read_request, response
 from camserver.sim.responder import AnnounceFormat, SimResponder
 
-__all__ = ["BOUNDARY", "CONTROL_RANGES", "Faults", "SimCamera", "free_port_pair"]
+__all__ = ["BOUNDARY", "Faults", "SimCamera", "free_port_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -38,34 +39,6 @@ _PART_BOUNDARY = f"\r\n--{BOUNDARY}\r\n".encode()
 _CORS = {"Access-Control-Allow-Origin": "*"}
 _SEND_TIMEOUT = 5.0  # esp_http_server's send/recv timeout
 
-# /control variables of CameraWebServer and the values the sensor accepts.
-CONTROL_RANGES: dict[str, tuple[int, int]] = {
-    "framesize": (0, 15),
-    "quality": (4, 63),
-    "contrast": (-2, 2),
-    "brightness": (-2, 2),
-    "saturation": (-2, 2),
-    "gainceiling": (0, 6),
-    "colorbar": (0, 1),
-    "awb": (0, 1),
-    "agc": (0, 1),
-    "aec": (0, 1),
-    "hmirror": (0, 1),
-    "vflip": (0, 1),
-    "awb_gain": (0, 1),
-    "agc_gain": (0, 30),
-    "aec_value": (0, 1200),
-    "aec2": (0, 1),
-    "dcw": (0, 1),
-    "bpc": (0, 1),
-    "wpc": (0, 1),
-    "raw_gma": (0, 1),
-    "lenc": (0, 1),
-    "special_effect": (0, 6),
-    "wb_mode": (0, 4),
-    "ae_level": (-2, 2),
-    "led_intensity": (0, 255),
-}
 # Keys of /status in the firmware's order; it reports no "vflip" though /control takes it.
 _STATUS_KEYS = (
     "xclk",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,10 +54,22 @@ class FrameHub(Protocol):
 class LocalHub:
     """In-process hub. Not thread-safe: use it from the event loop only."""
 
-    __slots__ = ("_closed", "_kinds", "_latest", "_seq", "_waiter", "name")
+    __slots__ = (
+        "_closed",
+        "_encoded",
+        "_kinds",
+        "_latest",
+        "_seq",
+        "_waiter",
+        "name",
+        "on_change",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.on_change: Callable[[int], None] | None = None
+        """Called with the new total whenever the number of viewers changes."""
+        self._encoded: dict[str, tuple[int, bytes]] = {}
         self._latest: HubFrame | None = None
         self._seq = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -84,14 +96,31 @@ class LocalHub:
     def viewer(self, kind: str) -> Iterator[None]:
         """Count a viewer of ``kind`` for as long as the block runs."""
         self._kinds[kind] = self._kinds.get(kind, 0) + 1
+        self._changed()
         try:
             yield
         finally:
             self._kinds[kind] -= 1
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.viewers)
 
     def set_viewers(self, kind: str, count: int) -> None:
         """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members)."""
-        self._kinds[kind] = count
+        if self._kinds.get(kind, 0) != count:
+            self._kinds[kind] = count
+            self._changed()
+
+    def encoded(self, key: str, frame: HubFrame, encode: Callable[[HubFrame], bytes]) -> bytes:
+        """``encode(frame)``, computed once per frame and ``key`` however many viewers ask."""
+        cached = self._encoded.get(key)
+        if cached is not None and cached[0] == frame.seq:
+            return cached[1]
+        data = encode(frame)
+        self._encoded[key] = (frame.seq, data)
+        return data
 
     def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame:
         self._seq += 1

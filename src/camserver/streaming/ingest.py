@@ -123,13 +123,19 @@ class Ingest:
             return
         self._task = asyncio.create_task(self._run(), name=f"ingest:{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, state: StreamState = StreamState.STOPPED) -> None:
+        """Cancel the task (closing the camera connection) and show ``state``."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._set_state(StreamState.STOPPED, None)
+        self._set_state(state, None)
+
+    def set_state(self, state: StreamState) -> None:
+        """Show ``state`` while not running (e.g. ``idle``)."""
+        if not self.running:
+            self._set_state(state, None)
 
     def _set_state(self, state: StreamState, error: str | None) -> None:
         changed = state is not self.status.state or error != self.status.last_error

@@ -1,4 +1,9 @@
-"""The set of streams: their stored configuration, hub and ingest task, kept in step."""
+"""The set of streams: their stored configuration, hub and ingest task, kept in step.
+
+Whether a stream's ingest runs follows from its configuration and its viewers:
+``enabled`` off → stopped; ``on_demand`` off → running; ``on_demand`` on → running while
+the hub has viewers, stopped ``grace`` seconds after the last one left (state ``idle``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from camserver.errors import SnapshotUnavailable, StreamNotFound
-from camserver.models import StreamConfig, StreamOut, StreamStatus
+from camserver.models import StreamConfig, StreamOut, StreamPatch, StreamState, StreamStatus
 from camserver.store import StreamStore
 from camserver.streaming import jpeg
 from camserver.streaming.hub import LocalHub
@@ -29,6 +34,7 @@ class _Stream:
     cfg: StreamConfig
     hub: LocalHub
     ingest: Ingest
+    grace: asyncio.Task[None] | None = field(default=None)
 
 
 class StreamManager:
@@ -40,12 +46,14 @@ class StreamManager:
         *,
         snapshot_max_age: float = 2.0,
         snapshot_timeout: float = 5.0,
+        on_demand_grace: float = 10.0,
     ) -> None:
         self.store = store
         self._client = client
         self._timing = timing
         self._snapshot_max_age = snapshot_max_age
         self._snapshot_timeout = snapshot_timeout
+        self._grace = on_demand_grace
         self._streams: dict[str, _Stream] = {}
         self._listeners: list[StatusListener] = []
         self._lock = asyncio.Lock()  # serialises changes so store and runtime agree
@@ -67,12 +75,12 @@ class StreamManager:
     async def load(self) -> None:
         """Create the runtime of every stored stream; start those that were started."""
         for cfg in await self.store.list():
-            stream = self._runtime(cfg)
-            if cfg.enabled:
-                stream.ingest.start()
+            await self._reconcile(self._runtime(cfg))
         log.info("loaded %d stream(s)", len(self._streams))
 
     async def close(self) -> None:
+        for s in self._streams.values():
+            self._cancel_grace(s)
         await asyncio.gather(*(s.ingest.stop() for s in self._streams.values()))
         for s in self._streams.values():
             s.hub.close()
@@ -81,8 +89,55 @@ class StreamManager:
         hub = LocalHub(cfg.name)
         ingest = Ingest(cfg.name, cfg.stream_url, self._client, hub, self._timing, self._notify)
         stream = _Stream(cfg, hub, ingest)
+        hub.on_change = lambda viewers: self._demand(stream, viewers)
         self._streams[cfg.name] = stream
         return stream
+
+    async def _reconcile(self, stream: _Stream) -> None:
+        """Start or stop the ingest as the configuration and the viewers say."""
+        cfg, ingest = stream.cfg, stream.ingest
+        if ingest.url != cfg.stream_url:
+            await ingest.stop()
+            ingest.url = cfg.stream_url
+        if not cfg.enabled:
+            self._cancel_grace(stream)
+            await ingest.stop(StreamState.STOPPED)
+        elif not cfg.on_demand or stream.hub.viewers > 0:
+            self._cancel_grace(stream)
+            ingest.start()
+        elif ingest.running:
+            self._start_grace(stream)
+        else:
+            ingest.set_state(StreamState.IDLE)
+
+    # -- on demand ----------------------------------------------------------------------
+
+    def _demand(self, stream: _Stream, viewers: int) -> None:
+        if not (stream.cfg.enabled and stream.cfg.on_demand):
+            return
+        if viewers > 0:
+            self._cancel_grace(stream)
+            if not stream.ingest.running:
+                log.info("stream %s: first viewer, connecting on demand", stream.cfg.name)
+                stream.ingest.start()
+        elif stream.ingest.running:
+            self._start_grace(stream)
+
+    def _start_grace(self, stream: _Stream) -> None:
+        if stream.grace is None or stream.grace.done():
+            stream.grace = asyncio.create_task(self._grace_stop(stream))
+
+    def _cancel_grace(self, stream: _Stream) -> None:
+        if stream.grace is not None:
+            stream.grace.cancel()
+            stream.grace = None
+
+    async def _grace_stop(self, stream: _Stream) -> None:
+        await asyncio.sleep(self._grace)
+        if stream.hub.viewers == 0 and stream.cfg.on_demand and stream.cfg.enabled:
+            log.info("stream %s: no viewers for %g s, disconnecting", stream.cfg.name, self._grace)
+            stream.grace = None
+            await stream.ingest.stop(StreamState.IDLE)
 
     # -- queries ------------------------------------------------------------------------
 
@@ -101,6 +156,9 @@ class StreamManager:
     def hub(self, name: str) -> LocalHub:
         return self._get(name).hub
 
+    def config(self, name: str) -> StreamConfig:
+        return self._get(name).cfg
+
     def status(self, name: str) -> StreamStatus:
         return self._get(name).ingest.snapshot_status()
 
@@ -117,8 +175,7 @@ class StreamManager:
         async with self._lock:
             await self.store.add(cfg)  # raises StreamExists
             stream = self._runtime(cfg)
-            if cfg.enabled:
-                stream.ingest.start()
+            await self._reconcile(stream)
             log.info("stream %s: created (%s)", cfg.name, cfg.stream_url)
             return self.get(cfg.name)
 
@@ -127,12 +184,14 @@ class StreamManager:
             stream = self._get(name)
             await self.store.delete(name)
             del self._streams[name]
+        self._cancel_grace(stream)
+        stream.hub.on_change = None
         await stream.ingest.stop()
         stream.hub.close()
         log.info("stream %s: deleted", name)
 
     async def put(self, cfg: StreamConfig) -> StreamOut:
-        """Create the stream, or replace its configuration; a new URL restarts the ingest."""
+        """Create the stream, or replace its configuration."""
         async with self._lock:
             stream = self._streams.get(cfg.name)
             if stream is None:
@@ -140,39 +199,49 @@ class StreamManager:
                 stream = self._runtime(cfg)
             else:
                 await self.store.update(cfg)
-                if stream.cfg.stream_url != cfg.stream_url or not cfg.enabled:
-                    await stream.ingest.stop()
-                    stream.ingest.url = cfg.stream_url
                 stream.cfg = cfg
-            if cfg.enabled:
-                stream.ingest.start()
+            await self._reconcile(stream)
             return self.get(cfg.name)
 
-    async def set_enabled(self, name: str, enabled: bool) -> StreamStatus:
+    async def update(self, name: str, patch: StreamPatch) -> StreamOut:
+        """Apply ``patch``; a changed URL restarts the ingest on the new one."""
         async with self._lock:
             stream = self._get(name)
-            if stream.cfg.enabled != enabled:
-                cfg = stream.cfg.model_copy(update={"enabled": enabled})
+            cfg = patch.apply(stream.cfg)
+            if cfg != stream.cfg:
                 await self.store.update(cfg)
                 stream.cfg = cfg
-            if enabled:
-                stream.ingest.start()
-            else:
-                await stream.ingest.stop()
-            return stream.ingest.snapshot_status()
+                log.info("stream %s: updated (%s)", name, patch.model_dump(exclude_none=True))
+            await self._reconcile(stream)
+            return self.get(name)
+
+    async def set_enabled(self, name: str, enabled: bool) -> StreamStatus:
+        await self.update(name, StreamPatch(enabled=enabled))
+        return self.status(name)
 
     # -- snapshots ----------------------------------------------------------------------
 
     async def snapshot(self, name: str) -> bytes:
-        """The latest frame if recent, else one fetched from the camera's snapshot URL."""
+        """The latest frame if recent; for an on-demand stream, the first frame after
+        connecting; else one fetched from the camera's snapshot URL."""
         stream = self._get(name)
-        frame = stream.hub.latest
-        if frame is not None and time.time() - frame.ts <= self._snapshot_max_age:
-            return frame.data
-        url = stream.cfg.snapshot_url
+        with stream.hub.viewer("snapshot"):  # wakes an on-demand stream
+            frame = stream.hub.latest
+            if frame is not None and time.time() - frame.ts <= self._snapshot_max_age:
+                return frame.data
+            if stream.cfg.on_demand and stream.ingest.running:
+                fresh = await stream.hub.next_frame(
+                    frame.seq if frame else 0, timeout=self._snapshot_timeout
+                )
+                if fresh is not None:
+                    return fresh.data
+            return await self._fetch_snapshot(stream.cfg)
+
+    async def _fetch_snapshot(self, cfg: StreamConfig) -> bytes:
+        url = cfg.snapshot_url
         if not url:
             raise SnapshotUnavailable(
-                f"stream {name!r} has no frame from the last {self._snapshot_max_age:g} s "
+                f"stream {cfg.name!r} has no frame from the last {self._snapshot_max_age:g} s "
                 "and no snapshot URL"
             )
         try:

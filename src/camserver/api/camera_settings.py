@@ -1,0 +1,85 @@
+"""``/api/streams/{name}/settings``: the ESP32-CAM's own settings, read and changed through
+its ``/status`` and ``/control`` endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from camserver.api.deps import ClientDep, ManagerDep, SettingsDep
+from camserver.errors import NotAnESP32
+from camserver.esp32 import CONTROL_RANGES, check_control, read_status, set_control
+from camserver.streaming.manager import StreamManager
+
+router = APIRouter(prefix="/api/streams", tags=["camera settings"])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such stream"},
+    409: {"description": "The stream was not added as an ESP32 host"},
+    502: {"description": "The camera did not answer as expected"},
+}
+
+
+def _esp32_host(manager: StreamManager, name: str) -> str:
+    cfg = manager.config(name)
+    if cfg.host is None:
+        raise NotAnESP32(
+            f"stream {name!r} was added by URL, not as an ESP32-CAM host: its camera "
+            'settings are unknown (add it with "host" to use them)'
+        )
+    return cfg.host
+
+
+@router.get("/{name}/settings", responses=_RESPONSES)
+async def get_settings(name: str, manager: ManagerDep, client: ClientDep) -> dict[str, Any]:
+    """The camera's ``/status`` JSON (framesize, quality, brightness, …)."""
+    host = _esp32_host(manager, name)
+    return await read_status(client, host)
+
+
+class ControlResult(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class SettingsResult(BaseModel):
+    ok: bool
+    """True when every variable was accepted."""
+    results: dict[str, ControlResult]
+
+
+SettingsBody = Annotated[
+    dict[str, Any],
+    Body(
+        examples=[{"framesize": 10, "quality": 12, "led_intensity": 0}],
+        description=f"Variables of CameraWebServer's /control: {', '.join(CONTROL_RANGES)}",
+    ),
+]
+
+
+@router.put("/{name}/settings", responses=_RESPONSES)
+async def put_settings(
+    name: str,
+    manager: ManagerDep,
+    settings: SettingsDep,
+    client: ClientDep,
+    body: SettingsBody,
+) -> SettingsResult:
+    """Validate every variable first (422 names the offending one), then call the camera's
+    ``/control`` for each, in order, and report each one's outcome."""
+    host = _esp32_host(manager, name)
+    problems = [(k, why) for k, v in body.items() if (why := check_control(k, v)) is not None]
+    if not body:
+        problems.append(("body", "give at least one setting"))
+    if problems:
+        raise RequestValidationError(
+            [{"loc": ("body", k), "msg": why, "type": "value_error"} for k, why in problems]
+        )
+    results: dict[str, ControlResult] = {}
+    for var, value in body.items():
+        error = await set_control(client, host, var, int(value), settings.snapshot_timeout)
+        results[var] = ControlResult(ok=error is None, error=error)
+    return SettingsResult(ok=all(r.ok for r in results.values()), results=results)

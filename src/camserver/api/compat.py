@@ -1,0 +1,27 @@
+"""go2rtc-style URLs, so people moving from go2rtc keep their links working."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from camserver.api.deps import ManagerDep
+from camserver.api.streams import FpsQuery, mjpeg_response, snapshot
+
+router = APIRouter(prefix="/api", tags=["go2rtc compatibility"])
+
+Src = Annotated[str, Query(description="Stream name", max_length=64)]
+
+
+@router.get("/frame.jpeg", response_class=Response)
+async def frame_jpeg(src: Src, manager: ManagerDep) -> Response:
+    """Same as ``/api/streams/{src}/snapshot``."""
+    return await snapshot(src, manager)
+
+
+@router.get("/stream.mjpeg", response_class=StreamingResponse)
+async def stream_mjpeg(src: Src, manager: ManagerDep, fps: FpsQuery = None) -> StreamingResponse:
+    """Same as ``/api/streams/{src}/mjpeg``."""
+    return mjpeg_response(src, manager, fps)

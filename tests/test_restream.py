@@ -1,0 +1,357 @@
+"""MJPEG re-stream, go2rtc aliases, on-demand upstream, PATCH and camera settings."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+import socketio
+from PIL import Image
+
+from camserver.config import Settings
+from camserver.sim.camera import SimCamera
+from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
+from tests.conftest import CameraFactory, Server, start_server, wait_for
+
+
+@dataclass
+class MjpegViewer:
+    frames: list[tuple[float, Frame]] = field(default_factory=list)
+    content_type: str = ""
+    task: asyncio.Task[None] | None = None
+
+    def fps_since(self, t0: float) -> float:
+        times = [t for t, _ in self.frames if t >= t0]
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+async def _read(client: httpx.AsyncClient, url: str, viewer: MjpegViewer) -> None:
+    async with client.stream("GET", url) as resp:
+        assert resp.status_code == 200
+        viewer.content_type = resp.headers["content-type"]
+        parser = MJPEGParser.from_content_type(viewer.content_type)
+        async for chunk in resp.aiter_raw():
+            parser.receive_data(chunk)
+            while (e := parser.next_event()) is not NEED_DATA:
+                if isinstance(e, Frame):
+                    viewer.frames.append((time.time(), e))
+
+
+@asynccontextmanager
+async def mjpeg_viewers(url: str, n: int) -> AsyncIterator[list[MjpegViewer]]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
+        viewers = [MjpegViewer() for _ in range(n)]
+        for v in viewers:
+            v.task = asyncio.create_task(_read(client, url, v))
+        try:
+            yield viewers
+        finally:
+            for v in viewers:
+                assert v.task is not None
+                v.task.cancel()
+            await asyncio.gather(*(v.task for v in viewers if v.task), return_exceptions=True)
+
+
+async def streaming_camera(
+    server: Server, camera: CameraFactory, name: str = "x", **kw: Any
+) -> SimCamera:
+    cam = await camera(name, **kw)
+    await server.add_camera(name, cam)
+    await server.wait_state(name, "streaming")
+    return cam
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+async def test_ffmpeg_decodes_the_restream(server: Server, camera: CameraFactory) -> None:
+    await streaming_camera(server, camera, fps=20)
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "info",
+        "-i",
+        f"{server.url}/api/streams/x/mjpeg",
+        "-frames:v",
+        "30",
+        "-f",
+        "null",
+        "-",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "Input #0, mpjpeg" in text
+    assert "frame=   30" in text
+    await wait_for(lambda: _viewers(server, "x", 0), 5, what="ffmpeg cleaned up")
+
+
+async def _viewers(server: Server, name: str, n: int) -> bool:
+    return bool((await server.status(name))["viewers"] == n)
+
+
+async def test_parts_have_type_length_and_timestamp(server: Server, camera: CameraFactory) -> None:
+    await streaming_camera(server, camera, fps=20)
+    async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg", 1) as (v,):
+        await wait_for(lambda: len(v.frames) >= 5, what="frames")
+    assert v.content_type == "multipart/x-mixed-replace; boundary=camserverframe"
+    t, frame = v.frames[-1]
+    assert Image.open(io.BytesIO(frame.data)).size == (320, 240)
+    assert frame.camera_ts is not None
+    assert 0 <= t - float(frame.camera_ts) < 1.0  # the server's receive time, epoch
+
+
+async def test_home_assistant_style_multipart_reader(server: Server, camera: CameraFactory) -> None:
+    # Home Assistant's MJPEG camera reads the stream with aiohttp.
+    await streaming_camera(server, camera, fps=20)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url}/api/streams/x/mjpeg") as resp,
+    ):
+        reader = aiohttp.MultipartReader.from_response(resp)
+        for _ in range(3):
+            part = await reader.next()
+            assert isinstance(part, aiohttp.BodyPartReader)
+            assert part.headers["Content-Type"] == "image/jpeg"
+            data = await part.read()
+            assert len(data) == int(part.headers["Content-Length"])
+            assert data[:2] == b"\xff\xd8"
+
+
+async def test_fifty_mjpeg_and_twenty_socketio_viewers_one_upstream(
+    server: Server, camera: CameraFactory
+) -> None:
+    cam = await streaming_camera(server, camera, fps=15)
+    sios = []
+    got: dict[int, int] = {}
+    try:
+        for i in range(20):
+            sio = socketio.AsyncClient(reconnection=False)
+            got[i] = 0
+
+            def on_frame(data: object, i: int = i) -> None:
+                got[i] += 1
+
+            sio.on("frame", on_frame)
+            await sio.connect(server.url, transports=["websocket"])
+            assert (await sio.call("join_stream", {"name": "x"}))["ok"]
+            sios.append(sio)
+        async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg", 50) as viewers:
+            await wait_for(
+                lambda: all(len(v.frames) >= 10 for v in viewers) and min(got.values()) >= 10,
+                20,
+                what="every viewer to get 10 frames",
+            )
+            st = await server.status("x")
+            assert st["viewers"] == 70
+        assert cam.tcp_connections == 1
+        assert cam.stream_connections == 1
+        assert st["upstream_connects"] == 1
+    finally:
+        for sio in sios:
+            await sio.disconnect()
+
+
+async def slow_reader(url: str) -> socket.socket:
+    """Requests the MJPEG stream, then never reads (tiny receive buffer)."""
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    path = "/" + url.split("/", 3)[3]
+    await asyncio.get_running_loop().sock_sendall(
+        sock, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    )
+    return sock
+
+
+async def test_a_client_that_stops_reading_does_not_slow_another(
+    server: Server, camera: CameraFactory
+) -> None:
+    await streaming_camera(server, camera, fps=25, framesize=12, replay=10)  # ~1.5 MB/s
+    url = f"{server.url}/api/streams/x/mjpeg"
+    slow = [await slow_reader(url) for _ in range(3)]
+    try:
+        async with mjpeg_viewers(url, 1) as (fast,):
+            await asyncio.sleep(4.0)  # the slow sockets' buffers are full by now
+            t0 = time.time()
+            await asyncio.sleep(4.0)
+            rate = fast.fps_since(t0)
+            assert rate >= 25 * 0.85, f"fast client got {rate:.1f} fps"
+            lat = sorted(t - float(f.camera_ts or 0) for t, f in fast.frames if t >= t0)
+            assert lat[len(lat) // 2] < 0.1
+        assert (await server.status("x"))["viewers"] == 3
+    finally:
+        for s in slow:
+            s.close()
+    await wait_for(lambda: _viewers(server, "x", 0), 5, what="slow clients cleaned up")
+
+
+async def test_disconnect_is_cleaned_up_at_once_and_fps_cap(
+    server: Server, camera: CameraFactory
+) -> None:
+    await streaming_camera(server, camera, fps=20)
+    async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg?fps=5", 1) as (v,):
+        await wait_for(lambda: len(v.frames) >= 2, what="frames")
+        assert (await server.status("x"))["viewers"] == 1
+        t0 = time.time()
+        await asyncio.sleep(3.0)
+        assert 4.0 <= v.fps_since(t0) <= 6.0, v.fps_since(t0)
+    await wait_for(lambda: _viewers(server, "x", 0), 1.0, what="viewer count back to 0")
+    r = await server.client.get("/api/streams/x/mjpeg", params={"fps": 0})
+    assert r.status_code == 422
+    assert (await server.client.get("/api/streams/nope/mjpeg")).status_code == 404
+
+
+async def test_go2rtc_aliases(server: Server, camera: CameraFactory) -> None:
+    await streaming_camera(server, camera, fps=20)
+    r = await server.client.get("/api/frame.jpeg", params={"src": "x"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.content[:2] == b"\xff\xd8"
+    async with mjpeg_viewers(f"{server.url}/api/stream.mjpeg?src=x", 1) as (v,):
+        await wait_for(lambda: len(v.frames) >= 3, what="frames from the alias")
+    assert (await server.client.get("/api/frame.jpeg", params={"src": "nope"})).status_code == 404
+    assert (await server.client.get("/api/stream.mjpeg")).status_code == 422
+
+
+async def test_on_demand_connects_for_viewers_and_leaves_after_grace(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update={"on_demand_grace": 1.0}))
+        cam = await camera("od", fps=20)
+        await server.add_camera("od", cam, on_demand=True)
+        await server.wait_state("od", "idle")
+        await asyncio.sleep(0.5)
+        assert cam.tcp_connections == 0  # nobody watches: the camera is left alone
+
+        url = f"{server.url}/api/streams/od/mjpeg"
+        t0 = time.monotonic()
+        async with mjpeg_viewers(url, 1) as (v,):
+            await wait_for(lambda: len(v.frames) >= 1, 3, what="first frame")
+            first = time.monotonic() - t0
+            assert first < 1.0, f"first frame after {first:.2f} s"
+            assert cam.active_streams == 1
+        await asyncio.sleep(0.5)
+        assert cam.active_streams == 1  # within the grace period
+        await server.wait_state("od", "idle", timeout=3)
+        await wait_for(lambda: cam.active_streams == 0, 2, what="camera disconnected")
+
+        # A viewer returning within the grace period keeps the one connection.
+        async with mjpeg_viewers(url, 1) as (v,):
+            await wait_for(lambda: len(v.frames) >= 1, 3, what="frame")
+        async with mjpeg_viewers(url, 1) as (v,):
+            await wait_for(lambda: len(v.frames) >= 1, 3, what="frame")
+        assert cam.stream_connections == 2
+
+        # Socket.IO viewers and snapshots wake it too.
+        await server.wait_state("od", "idle", timeout=4)
+        r = await server.client.get("/api/streams/od/snapshot")
+        assert r.status_code == 200
+        assert cam.stream_connections == 3
+        await server.wait_state("od", "idle", timeout=4)
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(server.url, transports=["websocket"])
+        assert (await sio.call("join_stream", {"name": "od"}))["ok"]
+        await server.wait_state("od", "streaming", timeout=2)
+        await sio.disconnect()
+        await server.wait_state("od", "idle", timeout=4)
+
+
+async def test_patch(server: Server, camera: CameraFactory) -> None:
+    cam1 = await streaming_camera(server, camera, "x", fps=15)
+    cam2 = await camera("other", fps=15)
+    r = await server.client.patch("/api/streams/x", json={"host": cam2.address})
+    assert r.status_code == 200, r.text
+    assert r.json()["stream_url"] == f"http://127.0.0.1:{cam2.stream_port}/stream"
+    await server.wait_state("x", "streaming")
+    await wait_for(lambda: cam2.active_streams == 1, what="new camera connected")
+    assert cam1.active_streams == 0  # the old connection was closed cleanly
+
+    r = await server.client.patch("/api/streams/x", json={"enabled": False})
+    assert r.json()["status"]["state"] == "stopped"
+    r = await server.client.patch("/api/streams/x", json={"enabled": True, "on_demand": True})
+    assert r.json()["on_demand"] is True
+    await server.wait_state("x", "idle")
+    r = await server.client.patch(
+        "/api/streams/x", json={"stream_url": f"http://127.0.0.1:{cam1.stream_port}/stream"}
+    )
+    assert r.json()["host"] is None
+    assert r.json()["snapshot_url"] is None
+
+    assert (await server.client.patch("/api/streams/x", json={"host": "a b"})).status_code == 422
+    r = await server.client.patch(
+        "/api/streams/x", json={"host": "1.2.3.4", "stream_url": "http://x/"}
+    )
+    assert r.status_code == 422
+    assert (await server.client.patch("/api/streams/x", json={"bogus": 1})).status_code == 422
+    assert (await server.client.patch("/api/streams/nope", json={})).status_code == 404
+
+
+async def test_camera_settings_passthrough(server: Server, camera: CameraFactory) -> None:
+    cam = await streaming_camera(server, camera, "x", fps=20, framesize=10)
+    r = await server.client.get("/api/streams/x/settings")
+    assert r.status_code == 200
+    assert r.json()["framesize"] == 10
+
+    r = await server.client.put("/api/streams/x/settings", json={"framesize": 6, "quality": 30})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "ok": True,
+        "results": {
+            "framesize": {"ok": True, "error": None},
+            "quality": {"ok": True, "error": None},
+        },
+    }
+    assert cam.settings["framesize"] == 6
+
+    async def small_frames() -> bool:
+        snap = (await server.client.get("/api/streams/x/snapshot")).content
+        return Image.open(io.BytesIO(snap)).size == (320, 240)
+
+    await wait_for(small_frames, 5, what="frames at QVGA")
+
+    r = await server.client.put("/api/streams/x/settings", json={"quality": 99, "framesize": 6})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "quality", "message": "must be from 4 to 63"}]
+    r = await server.client.put("/api/streams/x/settings", json={"nope": 1})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "nope"
+    assert (await server.client.put("/api/streams/x/settings", json={})).status_code == 422
+    r = await server.client.put("/api/streams/x/settings", json={"quality": "10"})
+    assert r.status_code == 422
+
+    await server.client.post(
+        "/api/streams",
+        json={"name": "byurl", "stream_url": "http://127.0.0.1:9/s", "enabled": False},
+    )
+    r = await server.client.get("/api/streams/byurl/settings")
+    assert r.status_code == 409
+    assert "added by URL" in r.json()["detail"]
+    assert (
+        await server.client.put("/api/streams/byurl/settings", json={"quality": 10})
+    ).status_code == 409
+
+    await cam.stop()
+    r = await server.client.get("/api/streams/x/settings")
+    assert r.status_code == 502
+    assert "cannot read" in r.json()["detail"]
+    r = await server.client.put("/api/streams/x/settings", json={"quality": 10})
+    assert r.status_code == 200
+    assert r.json()["ok"] is False
+    assert "unreachable" in r.json()["results"]["quality"]["error"]
