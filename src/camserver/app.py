@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import socketio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
@@ -21,6 +22,7 @@ from camserver import __version__
 from camserver.api import camera_settings, compat, discovery, health, streams
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
+from camserver.api.security import AccessMiddleware, BodyLimitMiddleware, RedactTokens, TokenChecker
 from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
@@ -122,7 +124,11 @@ async def _auto_add(manager: StreamManager, cam: DiscoveredCamera) -> None:
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
-    realtime = Realtime()
+    checker = TokenChecker(settings.api_token, settings.view_token)
+    realtime = Realtime(checker, settings.cors_list(), settings.max_viewers)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access_log.filters):
+        access_log.addFilter(RedactTokens())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,6 +152,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 snapshot_max_age=settings.snapshot_max_age,
                 snapshot_timeout=settings.snapshot_timeout,
                 on_demand_grace=settings.on_demand_grace,
+                max_streams=settings.max_streams,
             )
             realtime.attach(manager)
             await manager.load()
@@ -170,6 +177,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Outermost last: CORS answers preflights before the token check sees them.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessMiddleware, checker=checker)
+    if settings.cors_list():
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_list(),
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.include_router(health.router)
     app.include_router(streams.router)
     app.include_router(discovery.router)

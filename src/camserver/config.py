@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "default_db_path"]
@@ -69,6 +70,53 @@ class Settings(BaseSettings):
     discovery_rate: int = Field(
         40, ge=1, description="Datagrams per second accepted from one address; more are dropped."
     )
+
+    api_token: SecretStr | None = Field(
+        None, description="When set, every route but /healthz and the dashboard shell needs it."
+    )
+    view_token: SecretStr | None = Field(
+        None, description="A read-only token for viewers (frames, MJPEG, snapshots, lists)."
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS ('' = CORS off, '*' = any)."
+    )
+    allowed_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs that camera URLs must resolve into ('' = any).",
+    )
+    max_streams: int = Field(64, ge=1, description="Most streams the server accepts.")
+    max_viewers: int = Field(
+        500, ge=1, description="Most viewers of one stream (MJPEG + Socket.IO + snapshots)."
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.api_token is not None or self.view_token is not None
+
+    def cors_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def networks(self) -> list[IPv4Network | IPv6Network]:
+        """The allowed networks; ValueError names a bad entry."""
+        out: list[IPv4Network | IPv6Network] = []
+        for item in self.allowed_networks.split(","):
+            if item.strip():
+                out.append(ip_network(item.strip(), strict=False))
+        return out
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, v: str) -> str:
+        for item in v.split(","):
+            if item.strip():
+                try:
+                    ip_network(item.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"bad network {item.strip()!r}: {exc}") from exc
+        return v
 
     def effective_discovery_interfaces(self) -> str:
         """Demo servers keep discovery on loopback unless told otherwise."""

@@ -9,7 +9,10 @@ One root, so callers can catch everything camserver raises on purpose::
     │   ├── StreamNotFound     no stream of that name
     │   ├── StreamExists       a stream of that name already exists
     │   ├── SnapshotUnavailable  no recent frame and the camera gave none
-    │   └── NotAnESP32         camera settings asked of a stream added by URL
+    │   ├── NotAnESP32         camera settings asked of a stream added by URL
+    │   ├── TooManyStreams     the stream limit is reached
+    │   ├── TooManyViewers     the stream's viewer limit is reached
+    │   └── TargetNotAllowed   the camera URL is outside the allowed networks
     ├── DiscoveryError         UDP discovery refused a request
     │   ├── DiscoveryUnavailable  discovery is not running (port busy, turned off)
     │   ├── UnknownInterface      no usable interface of that name
@@ -36,6 +39,9 @@ __all__ = [
     "StreamError",
     "StreamExists",
     "StreamNotFound",
+    "TargetNotAllowed",
+    "TooManyStreams",
+    "TooManyViewers",
     "UnknownInterface",
     "UpstreamConnectError",
     "UpstreamError",
@@ -96,6 +102,18 @@ class NotDiscovered(DiscoveryError):
 
 class NotAnESP32(StreamError):
     """The stream was added by URL, so camserver does not know it is an ESP32-CAM."""
+
+
+class TooManyStreams(StreamError):
+    pass
+
+
+class TooManyViewers(StreamError):
+    pass
+
+
+class TargetNotAllowed(StreamError):
+    """A camera URL resolves outside ``CAMSERVER_ALLOWED_NETWORKS``."""
 
 
 class UpstreamError(CamServerError):

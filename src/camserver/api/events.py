@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import socketio
 
+from camserver.api.security import TokenChecker
 from camserver.errors import StreamNotFound
 from camserver.models import StreamStatus
 from camserver.streaming.manager import StreamManager
@@ -40,12 +42,20 @@ def room_for(name: str) -> str:
 
 
 class Realtime:
-    def __init__(self, cors_allowed_origins: list[str] | str | None = None) -> None:
+    def __init__(
+        self,
+        checker: TokenChecker | None = None,
+        cors_origins: list[str] | None = None,
+        max_viewers: int = 500,
+    ) -> None:
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
-            cors_allowed_origins=cors_allowed_origins if cors_allowed_origins else [],
+            # None: same origin only (the dashboard); otherwise the configured origins.
+            cors_allowed_origins=("*" if cors_origins == ["*"] else cors_origins) or None,
             max_http_buffer_size=64 * 1024,
         )
+        self._checker = checker or TokenChecker(None, None)
+        self._max_viewers = max_viewers
         self._manager: StreamManager | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,6 +115,17 @@ class Realtime:
     # -- handlers -----------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if self._checker.enabled:
+            token = auth.get("token") if isinstance(auth, dict) else None
+            if not isinstance(token, str):
+                query = environ.get("QUERY_STRING", "")
+                token = next((v for k, v in parse_qsl(query) if k == "token"), None)
+            if self._checker.role(token) is None:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "invalid token"
+                    if token
+                    else 'a token is required: connect with auth {"token": ...}'
+                )
         log.debug("socket.io client %s connected", sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
@@ -128,6 +149,11 @@ class Realtime:
             hub = self.manager.hub(name)
         except StreamNotFound as exc:
             return {"ok": False, "error": str(exc)}
+        if hub.viewers >= self._max_viewers:
+            return {
+                "ok": False,
+                "error": f"stream {name!r} has its maximum of {self._max_viewers} viewers",
+            }
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
         self._count(name)
         task = self._broadcasters.get(name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from camserver.errors import SnapshotUnavailable, StreamNotFound
+from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams
 from camserver.models import StreamConfig, StreamOut, StreamPatch, StreamState, StreamStatus
 from camserver.store import StreamStore
 from camserver.streaming import jpeg
@@ -47,7 +47,9 @@ class StreamManager:
         snapshot_max_age: float = 2.0,
         snapshot_timeout: float = 5.0,
         on_demand_grace: float = 10.0,
+        max_streams: int = 64,
     ) -> None:
+        self._max_streams = max_streams
         self.store = store
         self._client = client
         self._timing = timing
@@ -171,8 +173,17 @@ class StreamManager:
 
     # -- changes ------------------------------------------------------------------------
 
+    def _check_room(self) -> None:
+        if len(self._streams) >= self._max_streams:
+            raise TooManyStreams(
+                f"the server already has its maximum of {self._max_streams} streams "
+                "(CAMSERVER_MAX_STREAMS)"
+            )
+
     async def create(self, cfg: StreamConfig) -> StreamOut:
         async with self._lock:
+            if cfg.name not in self._streams:
+                self._check_room()
             await self.store.add(cfg)  # raises StreamExists
             stream = self._runtime(cfg)
             await self._reconcile(stream)
@@ -195,6 +206,7 @@ class StreamManager:
         async with self._lock:
             stream = self._streams.get(cfg.name)
             if stream is None:
+                self._check_room()
                 await self.store.add(cfg)
                 stream = self._runtime(cfg)
             else:

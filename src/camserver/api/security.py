@@ -1,0 +1,173 @@
+"""Access control and request limits, as plain ASGI middleware (they cover the API, the
+MJPEG streams and the static files alike).
+
+- Tokens: with ``api_token`` and/or ``view_token`` set, every route except ``/healthz``, the
+  dashboard shell and the API docs needs one, as ``Authorization: Bearer <token>`` or
+  ``?token=<token>`` (for ``<img>`` and VLC URLs). The view token is read-only: any method
+  other than GET/HEAD is refused with 403. Tokens are compared in constant time and never
+  logged (:class:`RedactTokens` scrubs them from access logs).
+- Bodies larger than ``max_body_bytes`` are refused with 413 before the app reads them.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import json
+import logging
+import re
+from urllib.parse import parse_qsl
+
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["AccessMiddleware", "BodyLimitMiddleware", "RedactTokens", "Role", "TokenChecker"]
+
+# The dashboard shell and the API docs: public, so a browser can load the page that asks
+# for the token. Everything else is behind the token.
+_PUBLIC = re.compile(
+    r"^/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|redoc"
+    r"|openapi\.json|docs/oauth2-redirect)?$"
+)
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class TokenChecker:
+    def __init__(self, api_token: SecretStr | None, view_token: SecretStr | None) -> None:
+        self._admin = api_token.get_secret_value().encode() if api_token else None
+        self._view = view_token.get_secret_value().encode() if view_token else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._admin is not None or self._view is not None
+
+    def role(self, presented: str | None) -> Role | None:
+        """The role a token grants, or None. Compares against both in constant time."""
+        if not self.enabled:
+            return Role.ADMIN
+        if not presented:
+            return None
+        given = presented.encode()
+        admin = self._admin is not None and hmac.compare_digest(given, self._admin)
+        view = self._view is not None and hmac.compare_digest(given, self._view)
+        if admin:
+            return Role.ADMIN
+        return Role.VIEWER if view else None
+
+
+def token_from(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    query: bytes = scope.get("query_string", b"")
+    for key, found in parse_qsl(query.decode("latin-1")):
+        if key == "token":
+            return found
+    return None
+
+
+async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, checker: TokenChecker) -> None:
+        self.app = app
+        self.checker = checker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.checker.enabled or _PUBLIC.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        token = token_from(scope)
+        role = self.checker.role(token)
+        if role is None:
+            reason = (
+                "invalid token"
+                if token
+                else "a token is required: send 'Authorization: Bearer <token>' or ?token=<token>"
+            )
+            await _json(send, 401, reason, [(b"www-authenticate", b'Bearer realm="camserver"')])
+            return
+        if role is Role.VIEWER and scope["method"] not in _READ_METHODS:
+            await _json(send, 403, "this token is read-only: changes need the API token", [])
+            return
+        scope.setdefault("state", {})["role"] = role
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _READ_METHODS:
+            await self.app(scope, receive, send)
+            return
+        too_big = f"request body larger than {self.max_bytes} bytes"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await _json(send, 413, too_big, [])
+                return
+        # Read the (small) body here, so a chunked upload cannot exceed the limit either.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _json(send, 413, too_big, [])
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class RedactTokens(logging.Filter):
+    """Scrubs ``token=...`` from log records (uvicorn's access log prints query strings)."""
+
+    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = self._PATTERN.sub(r"\1***", record.msg)
+        return True
