@@ -28,11 +28,12 @@ from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
 from camserver.models import StreamConfig, urls_for_host
+from camserver.netguard import NetworkGuard
 from camserver.store import SQLiteStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["WEB_DIR", "create_app"]
+__all__ = ["WEB_DIR", "begin_shutdown", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,14 @@ async def _auto_add(manager: StreamManager, cam: DiscoveredCamera) -> None:
         await manager.create(cfg)
 
 
+def begin_shutdown(asgi_app: object) -> None:
+    """Close every hub, ending MJPEG responses and Socket.IO frame loops at once."""
+    fastapi_app = getattr(asgi_app, "other_asgi_app", None)
+    manager = getattr(getattr(fastapi_app, "state", None), "manager", None)
+    if isinstance(manager, StreamManager):
+        manager.close_hubs()
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     checker = TokenChecker(settings.api_token, settings.view_token)
@@ -153,6 +162,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 snapshot_timeout=settings.snapshot_timeout,
                 on_demand_grace=settings.on_demand_grace,
                 max_streams=settings.max_streams,
+                guard=NetworkGuard(settings.networks()),
             )
             realtime.attach(manager)
             await manager.load()

@@ -109,13 +109,15 @@ def _parser() -> argparse.ArgumentParser:
         default="json",
         help="json, or legacy ESP32_CAMERA:<ip>:<port>",
     )
+    m.add_argument("--login", metavar="USER:PASSWORD", help="require an HTTP login")
+    m.add_argument("--login-scheme", choices=["basic", "digest"], default="basic")
     return p
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from camserver.app import create_app
+    from camserver.app import begin_shutdown, create_app
     from camserver.config import Settings
     from camserver.store import check_database
 
@@ -150,7 +152,24 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=3,
     )
-    server = uvicorn.Server(config)
+    app = config.app
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # End MJPEG responses and Socket.IO frame loops now, so the graceful
+            # shutdown does not wait out its timeout on endless responses.
+            asyncio.get_event_loop().call_soon_threadsafe(begin_shutdown, app)
+
+    server = Server(config)
+    if not settings.auth_enabled:
+        log.warning(
+            "no CAMSERVER_API_TOKEN set: anyone who can reach http://%s:%d/ can view and "
+            "control the cameras%s",
+            settings.host,
+            settings.port,
+            "" if settings.host.startswith("127.") else " (set a token on a shared network)",
+        )
     log.info("open http://%s:%d/ in a browser", settings.host, settings.port)
     # Long-lived objects made at start-up need no collecting; fewer, larger collections
     # keep full-GC pauses from stalling fan-out (see the performance notes).
@@ -172,6 +191,7 @@ async def _run_sims(args: argparse.Namespace) -> None:
     from camserver.discovery.interfaces import list_interfaces
     from camserver.sim.camera import Faults, SimCamera
     from camserver.sim.frames import FRAMESIZE_BY_NAME, FRAMESIZES
+    from camserver.sim.http import Login
 
     fs_text = str(args.framesize).upper()
     framesize = int(fs_text) if fs_text.isdigit() else FRAMESIZE_BY_NAME[fs_text].number
@@ -184,6 +204,10 @@ async def _run_sims(args: argparse.Namespace) -> None:
             log.warning("no interface has address %s: not announcing", args.host)
         else:
             announce_to = (bcast, args.discovery_listen_port)
+    login = None
+    if args.login:
+        user, _, password = args.login.partition(":")
+        login = Login(user, password, args.login_scheme)
     cams = []
     async with contextlib.AsyncExitStack() as stack:
         for i in range(args.count):
@@ -208,6 +232,7 @@ async def _run_sims(args: argparse.Namespace) -> None:
                 discovery_port=args.discovery_port or None,
                 announce_to=announce_to,
                 announce_format=args.announce_format,
+                login=login,
             )
             await stack.enter_async_context(cam)
             cams.append(cam)

@@ -53,11 +53,16 @@ def check_control(var: str, value: object) -> str | None:
     return None
 
 
-async def read_status(client: httpx.AsyncClient, host: str, timeout: float = 5.0) -> dict[str, Any]:
+_NO_AUTH = httpx.USE_CLIENT_DEFAULT
+
+
+async def read_status(
+    client: httpx.AsyncClient, host: str, timeout: float = 5.0, auth: httpx.Auth | None = None
+) -> dict[str, Any]:
     """The camera's ``/status`` JSON. Raises UpstreamError with a readable reason."""
     url = f"http://{host}/status"
     try:
-        resp = await client.get(url, timeout=timeout)
+        resp = await client.get(url, timeout=timeout, auth=auth or _NO_AUTH)
     except httpx.HTTPError as exc:
         raise UpstreamConnectError(f"cannot read {url}: {str(exc) or type(exc).__name__}") from exc
     if resp.status_code != 200:
@@ -72,12 +77,20 @@ async def read_status(client: httpx.AsyncClient, host: str, timeout: float = 5.0
 
 
 async def set_control(
-    client: httpx.AsyncClient, host: str, var: str, value: int, timeout: float = 5.0
+    client: httpx.AsyncClient,
+    host: str,
+    var: str,
+    value: int,
+    timeout: float = 5.0,
+    auth: httpx.Auth | None = None,
 ) -> str | None:
     """Call ``/control?var=…&val=…``; None on success, else why it failed."""
     try:
         resp = await client.get(
-            f"http://{host}/control", params={"var": var, "val": str(value)}, timeout=timeout
+            f"http://{host}/control",
+            params={"var": var, "val": str(value)},
+            timeout=timeout,
+            auth=auth or _NO_AUTH,
         )
     except httpx.HTTPError as exc:
         return f"camera unreachable: {str(exc) or type(exc).__name__}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
     "NAME_PATTERN",
@@ -23,6 +24,7 @@ __all__ = [
     "urls_for_host",
 ]
 
+AuthScheme = Literal["basic", "digest"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 MAX_URL_LENGTH = 2048
@@ -138,7 +140,12 @@ class StreamCreate(BaseModel):
     stream_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     enabled: bool = Field(True, description="Start the stream now (and after restarts).")
-    on_demand: bool = Field(False, description="Connect to the camera only while somebody watches.")
+    on_demand: bool = Field(False, description="Connect only while somebody watches.")
+    username: str | None = Field(None, max_length=128, description="Camera login, if any.")
+    password: SecretStr | None = Field(
+        None, max_length=256, description="Stored in the database only; never returned."
+    )
+    auth_scheme: AuthScheme = Field("basic", description="HTTP auth the camera uses.")
 
     @field_validator("host")
     @classmethod
@@ -167,6 +174,9 @@ class StreamCreate(BaseModel):
             snapshot_url=self.snapshot_url,
             enabled=self.enabled,
             on_demand=self.on_demand,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            auth_scheme=self.auth_scheme,
         )
         return cfg.with_host(self.host) if self.host is not None else cfg
 
@@ -180,6 +190,17 @@ class StreamConfig(BaseModel):
     snapshot_url: str | None = None
     enabled: bool = True
     on_demand: bool = False
+    username: str | None = None
+    password: str | None = Field(None, exclude=True, repr=False)
+    """Never serialised: the store reads the attribute, the API never sees it."""
+    auth_scheme: AuthScheme = "basic"
+
+    def httpx_auth(self) -> httpx.Auth | None:
+        if self.username is None:
+            return None
+        if self.auth_scheme == "digest":
+            return httpx.DigestAuth(self.username, self.password or "")
+        return httpx.BasicAuth(self.username, self.password or "")
 
     def with_host(self, host: str) -> StreamConfig:
         """This stream reading the ESP32 at ``host`` (URLs by the firmware's rule)."""
@@ -199,6 +220,9 @@ class StreamPatch(BaseModel):
     snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     enabled: bool | None = None
     on_demand: bool | None = None
+    username: str | None = Field(None, max_length=128, description="'' removes the login.")
+    password: SecretStr | None = Field(None, max_length=256)
+    auth_scheme: AuthScheme | None = None
 
     @field_validator("host")
     @classmethod
@@ -230,13 +254,24 @@ class StreamPatch(BaseModel):
             )
         elif self.snapshot_url is not None:
             cfg = cfg.model_copy(update={"snapshot_url": self.snapshot_url})
-        flags = {
+        flags: dict[str, object] = {
             k: v
-            for k, v in (("enabled", self.enabled), ("on_demand", self.on_demand))
+            for k, v in (
+                ("enabled", self.enabled),
+                ("on_demand", self.on_demand),
+                ("auth_scheme", self.auth_scheme),
+            )
             if v is not None
         }
+        if self.username is not None:
+            flags["username"] = self.username or None
+            if not self.username:
+                flags["password"] = None
+        if self.password is not None:
+            flags["password"] = self.password.get_secret_value()
         return cfg.model_copy(update=flags) if flags else cfg
 
 
 class StreamOut(StreamConfig):
+    has_password: bool = Field(False, description="A camera password is stored (not shown).")
     status: StreamStatus

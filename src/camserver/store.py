@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from camserver.errors import ConfigError, StoreError, StreamExists, StreamNotFound
 from camserver.models import StreamConfig
@@ -31,12 +31,35 @@ CREATE TABLE IF NOT EXISTS streams (
     snapshot_url TEXT,
     enabled INTEGER NOT NULL DEFAULT 1,
     created_at REAL NOT NULL,
-    on_demand INTEGER NOT NULL DEFAULT 0
+    on_demand INTEGER NOT NULL DEFAULT 0,
+    username TEXT,
+    password TEXT,
+    auth_scheme TEXT NOT NULL DEFAULT 'basic'
 );
 """
 # Columns added after the first release: (name, definition), applied when missing.
-_MIGRATIONS = [("on_demand", "INTEGER NOT NULL DEFAULT 0")]
-_COLUMNS = "name, host, stream_url, snapshot_url, enabled, on_demand"
+_MIGRATIONS = [
+    ("on_demand", "INTEGER NOT NULL DEFAULT 0"),
+    ("username", "TEXT"),
+    ("password", "TEXT"),
+    ("auth_scheme", "TEXT NOT NULL DEFAULT 'basic'"),
+]
+_COLUMN_NAMES = [
+    "name",
+    "host",
+    "stream_url",
+    "snapshot_url",
+    "enabled",
+    "on_demand",
+    "username",
+    "password",
+    "auth_scheme",
+]
+
+
+_COLUMNS = ", ".join(_COLUMN_NAMES)
+_MARKS = ", ".join("?" for _ in _COLUMN_NAMES)
+_SETS = ", ".join(f"{c} = ?" for c in _COLUMN_NAMES[1:])
 
 
 class StreamStore(Protocol):
@@ -53,7 +76,7 @@ class StreamStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _row(row: tuple[str, str | None, str, str | None, int, int]) -> StreamConfig:
+def _row(row: tuple[Any, ...]) -> StreamConfig:
     return StreamConfig(
         name=row[0],
         host=row[1],
@@ -61,6 +84,9 @@ def _row(row: tuple[str, str | None, str, str | None, int, int]) -> StreamConfig
         snapshot_url=row[3],
         enabled=bool(row[4]),
         on_demand=bool(row[5]),
+        username=row[6],
+        password=row[7],
+        auth_scheme=row[8],
     )
 
 
@@ -73,6 +99,9 @@ def _values(cfg: StreamConfig) -> tuple[str | int | None, ...]:
         cfg.snapshot_url,
         int(cfg.enabled),
         int(cfg.on_demand),
+        cfg.username,
+        cfg.password,
+        cfg.auth_scheme,
     )
 
 
@@ -127,7 +156,7 @@ class SQLiteStore:
         def add(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(
-                    f"INSERT INTO streams ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO streams ({_COLUMNS}, created_at) VALUES ({_MARKS}, ?)",
                     (*_values(cfg), time.time()),
                 )
 
@@ -140,8 +169,7 @@ class SQLiteStore:
         def update(c: sqlite3.Connection) -> int:
             with c:
                 cur = c.execute(
-                    "UPDATE streams SET host = ?, stream_url = ?, snapshot_url = ?, enabled = ?,"
-                    " on_demand = ? WHERE name = ?",
+                    f"UPDATE streams SET {_SETS} WHERE name = ?",
                     (*_values(cfg)[1:], cfg.name),
                 )
                 return cur.rowcount

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from camserver.api.deps import ClientDep, ManagerDep, SettingsDep
 from camserver.errors import NotAnESP32
 from camserver.esp32 import CONTROL_RANGES, check_control, read_status, set_control
+from camserver.models import StreamConfig
 from camserver.streaming.manager import StreamManager
 
 router = APIRouter(prefix="/api/streams", tags=["camera settings"])
@@ -23,21 +24,23 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _esp32_host(manager: StreamManager, name: str) -> str:
+async def _esp32(manager: StreamManager, name: str) -> StreamConfig:
     cfg = manager.config(name)
     if cfg.host is None:
         raise NotAnESP32(
             f"stream {name!r} was added by URL, not as an ESP32-CAM host: its camera "
             'settings are unknown (add it with "host" to use them)'
         )
-    return cfg.host
+    await manager.guard.check(f"http://{cfg.host}/")
+    return cfg
 
 
 @router.get("/{name}/settings", responses=_RESPONSES)
 async def get_settings(name: str, manager: ManagerDep, client: ClientDep) -> dict[str, Any]:
     """The camera's ``/status`` JSON (framesize, quality, brightness, …)."""
-    host = _esp32_host(manager, name)
-    return await read_status(client, host)
+    cfg = await _esp32(manager, name)
+    assert cfg.host is not None
+    return await read_status(client, cfg.host, auth=cfg.httpx_auth())
 
 
 class ControlResult(BaseModel):
@@ -70,7 +73,8 @@ async def put_settings(
 ) -> SettingsResult:
     """Validate every variable first (422 names the offending one), then call the camera's
     ``/control`` for each, in order, and report each one's outcome."""
-    host = _esp32_host(manager, name)
+    cfg = await _esp32(manager, name)
+    assert cfg.host is not None
     problems = [(k, why) for k, v in body.items() if (why := check_control(k, v)) is not None]
     if not body:
         problems.append(("body", "give at least one setting"))
@@ -80,6 +84,8 @@ async def put_settings(
         )
     results: dict[str, ControlResult] = {}
     for var, value in body.items():
-        error = await set_control(client, host, var, int(value), settings.snapshot_timeout)
+        error = await set_control(
+            client, cfg.host, var, int(value), settings.snapshot_timeout, cfg.httpx_auth()
+        )
         results[var] = ControlResult(ok=error is None, error=error)
     return SettingsResult(ok=all(r.ok for r in results.values()), results=results)

@@ -26,7 +26,7 @@ from typing import Any
 
 from camserver.esp32 import CONTROL_RANGES
 from camserver.sim.frames import FRAMESIZES, FrameRenderer
-from camserver.sim.http import Request, chunk, read_request, response
+from camserver.sim.http import Login, Request, chunk, read_request, response
 from camserver.sim.responder import AnnounceFormat, SimResponder
 
 __all__ = ["BOUNDARY", "Faults", "SimCamera", "free_port_pair"]
@@ -143,6 +143,7 @@ class SimCamera:
         discovery_port: int | None = None,
         announce_to: tuple[str, int] | None = None,
         announce_format: AnnounceFormat = "json",
+        login: Login | None = None,
     ) -> None:
         """``discovery_port``: answer probes there; ``announce_to``: (broadcast address,
         server's listen port) to announce to at start."""
@@ -172,6 +173,7 @@ class SimCamera:
             aec_value=204,
         )
         self.settings["vflip"] = 0
+        self.login = login
         self._renderer = FrameRenderer(name, replay=replay)
         self._discovery_port = discovery_port
         self._announce_to = announce_to
@@ -299,7 +301,18 @@ class SimCamera:
             self._http_writers.discard(writer)
             writer.close()
 
+    def _refused(self, req: Request) -> bytes | None:
+        """A 401 answer if the camera wants a login this request lacks."""
+        if self.login is None or self.login.accepts(req):
+            return None
+        return response(401, b"401 Unauthorized", "text/plain", self.login.challenge())
+
     async def _http_response(self, req: Request) -> bytes:
+        if req.path.startswith("/sim/"):
+            return await self._sim_api(req)
+        refused = self._refused(req)
+        if refused is not None:
+            return refused
         if req.path == "/capture":
             await asyncio.sleep(self.capture_delay)  # the firmware flashes the LED first
             return response(
@@ -320,6 +333,10 @@ class SimCamera:
         if req.path == "/":
             page = f"<html><body><h1>{self.name}</h1><img src='/capture'></body></html>"
             return response(200, page.encode())
+        return response(404, b"Nothing matches the given URI", "text/plain")
+
+    async def _sim_api(self, req: Request) -> bytes:
+        """Test extensions, never behind the login."""
         if req.path == "/sim/faults":
             if req.method == "POST":
                 try:
@@ -367,6 +384,11 @@ class SimCamera:
                     return
                 if req.path != "/stream":
                     writer.write(response(404, b"Nothing matches the given URI", "text/plain"))
+                    await writer.drain()
+                    return
+                refused = self._refused(req)
+                if refused is not None:
+                    writer.write(refused)
                     await writer.drain()
                     return
                 if self.faults.http_500:

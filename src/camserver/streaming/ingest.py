@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import httpx
 
 from camserver.errors import (
+    TargetNotAllowed,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
 from camserver.models import StreamState, StreamStatus
+from camserver.netguard import NetworkGuard
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
 
@@ -95,9 +97,13 @@ class Ingest:
         hub: LocalHub,
         timing: IngestTiming,
         on_state: Callable[[str, StreamStatus], None] | None = None,
+        auth: httpx.Auth | None = None,
+        guard: NetworkGuard | None = None,
     ) -> None:
         self.name = name
         self.url = url
+        self.auth = auth
+        self._guard = guard
         self.hub = hub
         self._client = client
         self._timing = timing
@@ -175,9 +181,21 @@ class Ingest:
         """One upstream connection, until it ends. Raises UpstreamError subclasses."""
         t = self._timing
         timeout = httpx.Timeout(t.read_timeout, connect=t.connect_timeout)
+        if self._guard is not None:
+            try:
+                await self._guard.check(self.url)
+            except TargetNotAllowed as exc:
+                raise UpstreamConnectError(f"not connecting: {exc}") from exc
         try:
-            async with self._client.stream("GET", self.url, timeout=timeout) as resp:
+            async with self._client.stream(
+                "GET", self.url, timeout=timeout, auth=self.auth or httpx.USE_CLIENT_DEFAULT
+            ) as resp:
                 self.status.upstream_connects += 1
+                if resp.status_code == 401:
+                    raise UpstreamConnectError(
+                        "the camera asks for a login (HTTP 401): check username, password "
+                        "and auth_scheme"
+                    )
                 if resp.status_code != 200:
                     raise UpstreamConnectError(
                         f"the camera answered HTTP {resp.status_code} {resp.reason_phrase}"

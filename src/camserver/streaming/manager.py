@@ -17,6 +17,7 @@ import httpx
 
 from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams
 from camserver.models import StreamConfig, StreamOut, StreamPatch, StreamState, StreamStatus
+from camserver.netguard import NetworkGuard
 from camserver.store import StreamStore
 from camserver.streaming import jpeg
 from camserver.streaming.hub import LocalHub
@@ -34,7 +35,13 @@ class _Stream:
     cfg: StreamConfig
     hub: LocalHub
     ingest: Ingest
+    target: tuple[str | None, ...]
+    """What the ingest connects with: a change restarts it."""
     grace: asyncio.Task[None] | None = field(default=None)
+
+
+def _target(cfg: StreamConfig) -> tuple[str | None, ...]:
+    return (cfg.stream_url, cfg.username, cfg.password, cfg.auth_scheme)
 
 
 class StreamManager:
@@ -48,8 +55,10 @@ class StreamManager:
         snapshot_timeout: float = 5.0,
         on_demand_grace: float = 10.0,
         max_streams: int = 64,
+        guard: NetworkGuard | None = None,
     ) -> None:
         self._max_streams = max_streams
+        self.guard = guard or NetworkGuard([])
         self.store = store
         self._client = client
         self._timing = timing
@@ -87,10 +96,24 @@ class StreamManager:
         for s in self._streams.values():
             s.hub.close()
 
+    def close_hubs(self) -> None:
+        """Wake and end every viewer (server shutting down)."""
+        for s in self._streams.values():
+            s.hub.close()
+
     def _runtime(self, cfg: StreamConfig) -> _Stream:
         hub = LocalHub(cfg.name)
-        ingest = Ingest(cfg.name, cfg.stream_url, self._client, hub, self._timing, self._notify)
-        stream = _Stream(cfg, hub, ingest)
+        ingest = Ingest(
+            cfg.name,
+            cfg.stream_url,
+            self._client,
+            hub,
+            self._timing,
+            self._notify,
+            auth=cfg.httpx_auth(),
+            guard=self.guard,
+        )
+        stream = _Stream(cfg, hub, ingest, _target(cfg))
         hub.on_change = lambda viewers: self._demand(stream, viewers)
         self._streams[cfg.name] = stream
         return stream
@@ -98,9 +121,10 @@ class StreamManager:
     async def _reconcile(self, stream: _Stream) -> None:
         """Start or stop the ingest as the configuration and the viewers say."""
         cfg, ingest = stream.cfg, stream.ingest
-        if ingest.url != cfg.stream_url:
+        if stream.target != _target(cfg):
             await ingest.stop()
-            ingest.url = cfg.stream_url
+            ingest.url, ingest.auth = cfg.stream_url, cfg.httpx_auth()
+            stream.target = _target(cfg)
         if not cfg.enabled:
             self._cancel_grace(stream)
             await ingest.stop(StreamState.STOPPED)
@@ -166,7 +190,11 @@ class StreamManager:
 
     def get(self, name: str) -> StreamOut:
         s = self._get(name)
-        return StreamOut(**s.cfg.model_dump(), status=s.ingest.snapshot_status())
+        return StreamOut(
+            **s.cfg.model_dump(),
+            has_password=s.cfg.password is not None,
+            status=s.ingest.snapshot_status(),
+        )
 
     def list(self) -> list[StreamOut]:
         return [self.get(name) for name in self._streams]
@@ -180,7 +208,13 @@ class StreamManager:
                 "(CAMSERVER_MAX_STREAMS)"
             )
 
+    async def _check_target(self, cfg: StreamConfig) -> None:
+        for url in (cfg.stream_url, cfg.snapshot_url):
+            if url:
+                await self.guard.check(url)
+
     async def create(self, cfg: StreamConfig) -> StreamOut:
+        await self._check_target(cfg)
         async with self._lock:
             if cfg.name not in self._streams:
                 self._check_room()
@@ -203,6 +237,7 @@ class StreamManager:
 
     async def put(self, cfg: StreamConfig) -> StreamOut:
         """Create the stream, or replace its configuration."""
+        await self._check_target(cfg)
         async with self._lock:
             stream = self._streams.get(cfg.name)
             if stream is None:
@@ -221,6 +256,7 @@ class StreamManager:
             stream = self._get(name)
             cfg = patch.apply(stream.cfg)
             if cfg != stream.cfg:
+                await self._check_target(cfg)
                 await self.store.update(cfg)
                 stream.cfg = cfg
                 log.info("stream %s: updated (%s)", name, patch.model_dump(exclude_none=True))
@@ -256,8 +292,13 @@ class StreamManager:
                 f"stream {cfg.name!r} has no frame from the last {self._snapshot_max_age:g} s "
                 "and no snapshot URL"
             )
+        await self.guard.check(url)
         try:
-            resp = await self._client.get(url, timeout=self._snapshot_timeout)
+            resp = await self._client.get(
+                url,
+                timeout=self._snapshot_timeout,
+                auth=cfg.httpx_auth() or httpx.USE_CLIENT_DEFAULT,
+            )
         except httpx.HTTPError as exc:
             raise SnapshotUnavailable(
                 "no recent frame, and the camera's snapshot URL failed: "
