@@ -269,3 +269,37 @@ async def test_mjpeg_in_a_plain_img_tag(
     await page.close()
     await wait_for(lambda: _viewers(server, "c1", 0), 5, what="browser viewer cleaned up")
     assert console.problems == []
+
+
+async def test_token_prompt_sign_in_and_sign_out(
+    settings: Settings, camera: CameraFactory, browser: Browser
+) -> None:
+    from pydantic import SecretStr
+
+    cam = await camera("c1", fps=15)
+    async with AsyncExitStack() as stack:
+        server = await start_server(
+            stack, settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
+        )
+        server.client.headers["Authorization"] = "Bearer s3cret-token"
+        await server.add_camera("porch", cam)
+        page = await browser.new_page()
+        await page.goto(server.url + "/")
+        dialog = page.locator("#login")
+        await expect(dialog).to_be_visible()
+        await page.get_by_label("Access token").fill("wrong")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#err-login")).to_contain_text("refused")
+        await page.get_by_label("Access token").fill("s3cret-token")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(dialog).to_be_hidden()
+        badge = page.locator('.tile[data-name="porch"] .badge')
+        await expect(badge).to_have_text("streaming", timeout=10_000)
+        await wait_for(lambda: _viewers(server, "porch", 1), 5, what="socket.io viewer")
+        # The token is kept: a reload goes straight to the cameras.
+        await page.reload()
+        await expect(badge).to_have_text("streaming", timeout=10_000)
+        await expect(dialog).to_be_hidden()
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(dialog).to_be_visible()
+        assert await page.evaluate("localStorage.getItem('camserver.token')") is None

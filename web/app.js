@@ -8,15 +8,48 @@ const summary = document.getElementById("summary");
 const template = document.getElementById("tile-template");
 const tiles = new Map(); // name -> tile state
 
-const socket = io({ transports: ["websocket", "polling"] });
+// -- token (only when the server asks for one) --------------------------------------------
+
+const TOKEN_KEY = "camserver.token";
+let token = localStorage.getItem(TOKEN_KEY) || "";
+const loginDialog = document.getElementById("login");
+const signOut = document.getElementById("sign-out");
+signOut.hidden = !token;
+
+function askToken(message) {
+  document.getElementById("err-login").textContent = message || "";
+  if (!loginDialog.open) loginDialog.showModal();
+}
+
+document.getElementById("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  token = document.getElementById("login-token").value.trim();
+  if (!token) return;
+  localStorage.setItem(TOKEN_KEY, token);
+  signOut.hidden = false;
+  loginDialog.close();
+  socket.auth = { token };
+  socket.disconnect().connect();
+  refresh();
+  loadFound();
+});
+
+signOut.addEventListener("click", () => {
+  localStorage.removeItem(TOKEN_KEY);
+  location.reload();
+});
+
+const socket = io({ transports: ["websocket", "polling"], auth: { token } });
 
 async function api(method, path, body) {
   const init = { method, headers: {} };
+  if (token) init.headers["Authorization"] = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const resp = await fetch(path, init);
+  if (resp.status === 401) askToken(token ? "That token was refused." : "");
   let data = null;
   const type = resp.headers.get("content-type") || "";
   if (type.includes("application/json")) data = await resp.json();
@@ -137,7 +170,10 @@ socket.on("disconnect", () => {
   banner.hidden = false;
   for (const tile of tiles.values()) tile.joined = false;
 });
-socket.on("connect_error", () => { banner.hidden = false; });
+socket.on("connect_error", (err) => {
+  if (err && /token/.test(err.message)) { askToken(token ? "That token was refused." : ""); return; }
+  banner.hidden = false;
+});
 
 socket.on("frame", (msg) => {
   const tile = tiles.get(msg.name);
@@ -173,7 +209,9 @@ async function onAction(name, act) {
       document.exitFullscreen().catch(() => {});
     }
   } else if (act === "snapshot") {
-    const resp = await fetch(`/api/streams/${encodeURIComponent(name)}/snapshot`);
+    const resp = await fetch(`/api/streams/${encodeURIComponent(name)}/snapshot`, {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+    });
     if (!resp.ok) { alert(`No snapshot: ${(await resp.json()).detail}`); return; }
     const url = URL.createObjectURL(await resp.blob());
     const a = Object.assign(document.createElement("a"), {
@@ -185,12 +223,12 @@ async function onAction(name, act) {
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   } else if (act === "toggle") {
     const verb = tile.stream.enabled ? "stop" : "start";
-    const { ok } = await api("POST", `/api/streams/${encodeURIComponent(name)}/${verb}`);
-    if (ok) await refresh();
+    const { ok, data } = await api("POST", `/api/streams/${encodeURIComponent(name)}/${verb}`);
+    if (ok) await refresh(); else if (data) alert(data.detail);
   } else if (act === "remove") {
     if (!confirm(`Remove camera "${name}"?`)) return;
-    const { ok } = await api("DELETE", `/api/streams/${encodeURIComponent(name)}`);
-    if (ok) { removeTile(name); updateSummary(); }
+    const { ok, data } = await api("DELETE", `/api/streams/${encodeURIComponent(name)}`);
+    if (ok) { removeTile(name); updateSummary(); } else if (data) alert(data.detail);
   }
 }
 

@@ -1,0 +1,306 @@
+"""Access control, camera logins, allowed networks, CORS and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+from pydantic import SecretStr
+
+from camserver.api.security import RedactTokens
+from camserver.config import Settings
+from camserver.sim.http import Login
+from tests.conftest import CameraFactory, Proc, Server, start_server, wait_for, wait_healthy
+
+ADMIN, VIEW = "admin-Secret-1", "view-Secret-2"
+
+
+@pytest.fixture
+async def locked(settings: Settings, camera: CameraFactory) -> AsyncIterator[Server]:
+    tokens = {"api_token": SecretStr(ADMIN), "view_token": SecretStr(VIEW)}
+    async with AsyncExitStack() as stack:
+        yield await start_server(stack, settings.model_copy(update=tokens))
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_public_routes_need_no_token(locked: Server) -> None:
+    for path in (
+        "/healthz",
+        "/",
+        "/app.js",
+        "/style.css",
+        "/vendor/socket.io.min.js",
+        "/docs",
+        "/openapi.json",
+    ):
+        r = await locked.client.get(path)
+        assert r.status_code == 200, path
+
+
+async def test_missing_and_wrong_tokens_are_401_with_a_reason(locked: Server) -> None:
+    r = await locked.client.get("/api/streams")
+    assert r.status_code == 401
+    assert "token is required" in r.json()["detail"]
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    r = await locked.client.get("/api/streams", headers=auth("nope"))
+    assert (r.status_code, r.json()["detail"]) == (401, "invalid token")
+    r = await locked.client.get("/api/streams", headers={"Authorization": f"Basic {ADMIN}"})
+    assert r.status_code == 401
+    assert (await locked.client.get("/api/streams", headers=auth(ADMIN))).status_code == 200
+    assert (await locked.client.get(f"/api/streams?token={ADMIN}")).status_code == 200
+    assert (await locked.client.get("/api/discovery", headers=auth(VIEW))).status_code == 200
+
+
+async def test_view_token_is_read_only(locked: Server, camera: CameraFactory) -> None:
+    cam = await camera("c1", fps=15)
+    r = await locked.client.post(
+        "/api/streams", json={"name": "c1", "host": cam.address}, headers=auth(ADMIN)
+    )
+    assert r.status_code == 201
+    await wait_for(lambda: _streaming(locked), 10, what="streaming")
+    changes = [
+        ("POST", "/api/streams", {"name": "x", "host": "127.0.0.1"}),
+        ("DELETE", "/api/streams/c1", None),
+        ("POST", "/api/streams/c1/start", None),
+        ("POST", "/api/streams/c1/stop", None),
+        ("PATCH", "/api/streams/c1", {"on_demand": True}),
+        ("PUT", "/api/streams/c1/settings", {"quality": 10}),
+        ("POST", "/api/discovery/scan", None),
+        ("POST", "/api/discovery/c1/add", None),
+    ]
+    for method, path, body in changes:
+        r = await locked.client.request(method, path, json=body, headers=auth(VIEW))
+        assert r.status_code == 403, (method, path)
+        assert "read-only" in r.json()["detail"]
+    for path in (
+        "/api/streams",
+        "/api/streams/c1/status",
+        "/api/streams/c1/snapshot",
+        "/api/streams/c1/settings",
+        f"/api/frame.jpeg?src=c1&token={VIEW}",
+    ):
+        r = await locked.client.get(path, headers=auth(VIEW))
+        assert r.status_code == 200, path
+    # An <img>/VLC URL carries the token in the query string.
+    async with locked.client.stream("GET", f"/api/streams/c1/mjpeg?token={VIEW}") as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("multipart/x-mixed-replace")
+    r = await locked.client.get("/api/streams/c1/mjpeg")
+    assert r.status_code == 401
+    assert (await locked.client.get("/api/streams/c1", headers=auth(ADMIN))).status_code == 200
+
+
+async def _streaming(server: Server) -> bool:
+    r = await server.client.get("/api/streams/c1/status", headers=auth(ADMIN))
+    return bool(r.json()["state"] == "streaming")
+
+
+async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
+    for auth_payload, reason in ((None, "token is required"), ({"token": "bad"}, "invalid token")):
+        sio = socketio.AsyncClient(reconnection=False)
+        refusals: list[Any] = []
+        sio.on("connect_error", refusals.append)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await sio.connect(locked.url, transports=["websocket"], auth=auth_payload)
+        assert reason in str(refusals[0]), refusals
+    for token in (ADMIN, VIEW):
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(locked.url, transports=["websocket"], auth={"token": token})
+        ack = await sio.call("join_stream", {"name": "none"})
+        assert ack == {"ok": False, "error": "no stream named 'none'"}
+        await sio.disconnect()
+
+
+def test_tokens_are_redacted_from_access_logs() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/api/streams/x/mjpeg?fps=5&token={VIEW}", "1.1", 200),
+        None,
+    )
+    RedactTokens().filter(record)
+    assert VIEW not in record.getMessage()
+    assert "token=***" in record.getMessage()
+
+
+async def test_tokens_never_reach_the_log_of_a_real_server(spawn: Any, tmp_path: Path) -> None:
+    p: Proc = spawn(
+        "--db",
+        str(tmp_path / "t.db"),
+        "--log-level",
+        "info",
+        env={"CAMSERVER_API_TOKEN": ADMIN, "CAMSERVER_VIEW_TOKEN": VIEW},
+    )
+    await wait_healthy(p)
+    async with httpx.AsyncClient(trust_env=False) as c:
+        assert (await c.get(f"{p.url}/api/streams?token={VIEW}")).status_code == 200
+        assert (await c.get(f"{p.url}/api/streams", headers=auth(ADMIN))).status_code == 200
+        assert (await c.get(f"{p.url}/api/streams?token=wrong")).status_code == 401
+    p.proc.terminate()
+    p.proc.wait(10)
+    log = p.output()
+    assert "/api/streams?token=***" in log
+    assert ADMIN not in log
+    assert VIEW not in log
+
+
+async def test_open_server_says_so(spawn: Any, tmp_path: Path) -> None:
+    p: Proc = spawn("--db", str(tmp_path / "o.db"))
+    await wait_healthy(p)
+    assert "no CAMSERVER_API_TOKEN set" in p.output()
+    assert "127.0.0.1" in p.output()
+
+
+@pytest.mark.parametrize("scheme", ["basic", "digest"])
+async def test_camera_login_is_used_and_never_returned(
+    server: Server, camera: CameraFactory, scheme: str
+) -> None:
+    cam = await camera("c1", fps=15, login=Login("admin", "cam-pass-123", scheme))
+    body = {
+        "name": "c1",
+        "host": cam.address,
+        "username": "admin",
+        "password": "cam-pass-123",
+        "auth_scheme": scheme,
+    }
+    r = await server.client.post("/api/streams", json=body)
+    assert r.status_code == 201
+    assert "cam-pass-123" not in r.text
+    assert r.json()["has_password"] is True
+    assert r.json()["username"] == "admin"
+    await server.wait_state("c1", "streaming")
+    for path in ("/api/streams", "/api/streams/c1", "/openapi.json"):
+        assert "cam-pass-123" not in (await server.client.get(path)).text
+    # Snapshot and settings passthrough log in too.
+    assert (await server.client.get("/api/streams/c1/settings")).status_code == 200
+    # Stored only in the database.
+    db = sqlite3.connect(server.settings.db)
+    assert db.execute("SELECT password FROM streams").fetchone() == ("cam-pass-123",)
+    db.close()
+
+    # A wrong password gives a readable error, and a PATCH fixes it.
+    r = await server.client.patch("/api/streams/c1", json={"password": "wrong"})
+    assert r.status_code == 200
+    st = await server.wait_state("c1", "retrying")
+    assert "asks for a login" in st["last_error"]
+    await server.client.patch("/api/streams/c1", json={"password": "cam-pass-123"})
+    await server.wait_state("c1", "streaming")
+
+
+async def test_allowed_networks_refuse_other_targets(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=15)
+    update = {"allowed_networks": "127.0.0.0/8,::1/128"}
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update=update))
+        for body, words in (
+            ({"name": "a", "host": "10.1.2.3"}, "outside the allowed networks"),
+            ({"name": "b", "stream_url": "http://192.168.0.9:81/stream"}, "outside"),
+            ({"name": "c", "host": "no-such-host.invalid"}, "cannot resolve"),
+            (
+                {
+                    "name": "d",
+                    "stream_url": "http://127.0.0.1/s",
+                    "snapshot_url": "http://10.0.0.1/",
+                },
+                "outside",
+            ),
+        ):
+            r = await server.client.post("/api/streams", json=body)
+            assert r.status_code == 422, r.text
+            assert words in r.json()["detail"]
+        r = await server.client.post("/api/streams", json={"name": "ok", "host": cam.address})
+        assert r.status_code == 201
+        r = await server.client.post(
+            "/api/streams", json={"name": "local", "host": "localhost", "enabled": False}
+        )
+        assert r.status_code == 201  # resolves to loopback only
+        r = await server.client.patch("/api/streams/ok", json={"host": "10.9.9.9"})
+        assert r.status_code == 422
+        assert (await server.client.get("/api/streams")).json()[0]["host"] == cam.address
+
+
+async def test_cors_is_off_by_default_and_configurable(server: Server, settings: Settings) -> None:
+    origin = {"Origin": "http://elsewhere.test"}
+    r = await server.client.get("/api/streams", headers=origin)
+    assert "access-control-allow-origin" not in r.headers
+    async with AsyncExitStack() as stack:
+        s2 = await start_server(
+            stack, settings.model_copy(update={"cors_origins": "http://elsewhere.test"})
+        )
+        r = await s2.client.options(
+            "/api/streams",
+            headers={**origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "http://elsewhere.test"
+        r = await s2.client.get("/api/streams", headers={"Origin": "http://other.test"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+async def test_limits(settings: Settings, camera: CameraFactory) -> None:
+    update = {"max_streams": 2, "max_viewers": 2, "max_body_bytes": 2048}
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update=update))
+        cam = await camera("c1", fps=15)
+        await server.add_camera("c1", cam)
+        await server.client.post(
+            "/api/streams", json={"name": "c2", "host": "127.0.0.1", "enabled": False}
+        )
+        r = await server.client.post(
+            "/api/streams", json={"name": "c3", "host": "127.0.0.1", "enabled": False}
+        )
+        assert r.status_code == 409
+        assert "maximum of 2 streams" in r.json()["detail"]
+
+        r = await server.client.post(
+            "/api/streams",
+            content=b"{" + b" " * 5000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 413
+        assert "larger than 2048 bytes" in r.json()["detail"]
+
+        async def chunked() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b" " * 1000
+
+        r = await server.client.post(
+            "/api/streams", content=chunked(), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413
+
+        await server.wait_state("c1", "streaming")
+        url = "/api/streams/c1/mjpeg"
+        async with server.client.stream("GET", url) as a, server.client.stream("GET", url) as b:
+            assert (a.status_code, b.status_code) == (200, 200)
+            await wait_for(lambda: _viewers(server, 2), 5, what="2 viewers")
+            r = await server.client.get(url)
+            assert r.status_code == 503
+            assert "maximum of 2 viewers" in r.json()["detail"]
+            sio = socketio.AsyncClient(reconnection=False)
+            await sio.connect(server.url, transports=["websocket"])
+            ack = await sio.call("join_stream", {"name": "c1"})
+            assert ack["ok"] is False
+            assert "maximum of 2 viewers" in ack["error"]
+            await sio.disconnect()
+        await asyncio.sleep(0)
+
+
+async def _viewers(server: Server, n: int) -> bool:
+    return bool((await server.status("c1"))["viewers"] == n)
