@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
 
 from camserver.api.deps import DiscoveryDep, ManagerDep
-from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera
 from camserver.errors import NotDiscovered, UnknownInterface
 from camserver.models import StreamName, StreamOut
@@ -62,10 +61,17 @@ async def scan(
     """Probe each selected interface's broadcast address, wait, return who answered."""
     ifaces = None
     if interface is not None:
-        try:
-            ifaces = select_interfaces(interface)
-        except ValueError as exc:
-            raise UnknownInterface(str(exc)) from exc
+        # Only interfaces the server is configured to probe: a request cannot widen
+        # discovery beyond CAMSERVER_DISCOVERY_INTERFACES.
+        enabled = {i.name: i for i in discovery.interfaces}
+        wanted = [n.strip() for n in interface.split(",") if n.strip()]
+        refused = [n for n in wanted if n not in enabled]
+        if refused or not wanted:
+            raise UnknownInterface(
+                f"interface {', '.join(refused) or repr(interface)} is not enabled for discovery; "
+                f"enabled: {', '.join(enabled) or 'none'} (CAMSERVER_DISCOVERY_INTERFACES)"
+            )
+        ifaces = [enabled[n] for n in wanted]
     found = await discovery.scan(timeout, ifaces)
     return [_out(c, manager) for c in found]
 
