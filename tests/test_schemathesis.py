@@ -44,22 +44,58 @@ def test_no_input_makes_a_server_error(netns: str, tmp_path: Path) -> None:
         "CAMSERVER_SNAPSHOT_TIMEOUT": "1",
     }
     server = subprocess.Popen(
-        ["ip", "netns", "exec", netns, sys.executable, "-m", "camserver", "serve",
-         "--port", "8000", "--db", str(tmp_path / "st.db")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "camserver",
+            "serve",
+            "--port",
+            "8000",
+            "--db",
+            str(tmp_path / "st.db"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         time.sleep(0.5)
         st = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
         assert st is not None
         out = subprocess.run(
-            ["ip", "netns", "exec", netns, st, "--config-file", str(HERE / "schemathesis.toml"),
-             "run", "http://127.0.0.1:8000/openapi.json", "--wait-for-schema", "30",
-             "--checks", "not_a_server_error", "--max-examples", "30", "--seed", "1",
-             "--request-timeout", "10", "--workers", "2",
-             # Endless MJPEG responses and the scan's deliberate wait are tested directly.
-             "--exclude-path-regex", r"mjpeg|/scan$"],
-            capture_output=True, text=True, timeout=600,
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                st,
+                "--config-file",
+                str(HERE / "schemathesis.toml"),
+                "run",
+                "http://127.0.0.1:8000/openapi.json",
+                "--wait-for-schema",
+                "30",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "30",
+                "--seed",
+                "1",
+                "--request-timeout",
+                "10",
+                "--workers",
+                "2",
+                # Endless MJPEG responses and the scan's deliberate wait are tested directly.
+                "--exclude-path-regex",
+                r"mjpeg|/scan$",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
         assert "passed" in out.stdout.lower()
