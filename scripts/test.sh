@@ -9,7 +9,7 @@ source scripts/lib.sh
 # ffmpeg: decodes the MJPEG re-stream as a real third-party client.
 apt_need iproute2 chromium ffmpeg
 export CAMSERVER_TEST_OUTPUT="${CAMSERVER_TEST_OUTPUT:-$PWD/test-output}"
-echo "== ruff"; .venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+echo "== ruff"; .venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff format --check src tests bench scripts
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/pytest "$@"

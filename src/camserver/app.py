@@ -6,6 +6,7 @@ The lifespan owns every long-lived thing: the httpx client, the store, the strea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -16,12 +17,14 @@ import socketio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from camserver import __version__
-from camserver.api import camera_settings, compat, discovery, health, streams
+from camserver.api import camera_settings, compat, discovery, health, metrics, streams
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
+from camserver.api.metrics import LoopLagMonitor, StateCollector
 from camserver.api.security import AccessMiddleware, BodyLimitMiddleware, RedactTokens, TokenChecker
 from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
@@ -173,6 +176,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
             app.state.discovery = discovery
             app.state.discovery_off = why_off
+            app.state.loop_lag = LoopLagMonitor()
+            lag_task = asyncio.create_task(app.state.loop_lag.run(), name="loop-lag")
+            stack.callback(lag_task.cancel)
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(StateCollector(app.state))
+            app.state.metrics_registry = registry
             app.state.settings = settings
             app.state.client = client
             app.state.manager = manager
@@ -202,6 +211,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(discovery.router)
     app.include_router(camera_settings.router)
     app.include_router(compat.router)
+    app.include_router(metrics.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     wrapped: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=app)

@@ -8,29 +8,23 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from camserver import __version__
+from camserver.config import Settings
 from camserver.errors import ConfigError
+from camserver.logs import setup_logging
 
 __all__ = ["main"]
 
 log = logging.getLogger("camserver")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,17 +32,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"camserver {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run the server (flags override CAMSERVER_* variables)")
-    s.add_argument("--host", help="address to listen on (CAMSERVER_HOST, default 127.0.0.1)")
-    s.add_argument("--port", type=int, help="port to listen on (CAMSERVER_PORT, default 8000)")
-    s.add_argument("--db", type=Path, help="SQLite file (CAMSERVER_DB)")
-    s.add_argument("--demo", type=int, metavar="N", help="start N simulated cameras too")
-    s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    s.add_argument(
-        "--discovery-interfaces",
-        metavar="NAMES",
-        help="interfaces to probe: auto, none, or names like lo,eth0 (--demo: lo)",
-    )
+    for name, text in (
+        ("serve", "run the server (flags override CAMSERVER_* variables)"),
+        ("config", "print the effective configuration and where each value comes from"),
+    ):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--host", help="address to listen on (CAMSERVER_HOST, default 127.0.0.1)")
+        s.add_argument("--port", type=int, help="port to listen on (CAMSERVER_PORT, default 8000)")
+        s.add_argument("--db", type=Path, help="SQLite file (CAMSERVER_DB)")
+        s.add_argument("--demo", type=int, metavar="N", help="start N simulated cameras too")
+        s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        s.add_argument("--log-format", choices=["text", "json"], help="text (default) or json")
+        s.add_argument(
+            "--discovery-interfaces",
+            metavar="NAMES",
+            help="interfaces to probe: auto, none, or names like lo,eth0 (--demo: lo)",
+        )
 
     d = sub.add_parser("discover", help="probe for cameras once and list those that answer")
     d.add_argument(
@@ -114,31 +113,68 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Settings that the serve and config commands also take as flags.
+FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "db": "--db",
+    "demo": "--demo",
+    "log_level": "--log-level",
+    "log_format": "--log-format",
+    "discovery_interfaces": "--discovery-interfaces",
+}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in FLAGS if getattr(args, k, None) is not None}
+
+
+def _settings(args: argparse.Namespace) -> Settings | None:
+    from camserver.config import Settings
+
+    try:
+        return Settings(**_overrides(args))
+    except ValidationError as exc:
+        print(f"camserver: invalid setting: {exc}", file=sys.stderr)
+        return None
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Every setting, its effective value (secrets redacted) and where it came from."""
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    flags = _overrides(args)
+    width = max(len(n) for n in type(settings).model_fields)
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        env = f"CAMSERVER_{name.upper()}"
+        if name in flags:
+            source = f"flag {FLAGS[name]}"
+        elif env in os.environ:
+            source = f"env {env}"
+        else:
+            source = "default"
+        if isinstance(value, SecretStr):
+            shown = "*** (set)"
+        elif value is None:
+            shown = "(not set)"
+        else:
+            shown = str(value)
+        print(f"{name:<{width}}  {shown:<40}  {source}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from camserver.app import begin_shutdown, create_app
-    from camserver.config import Settings
     from camserver.store import check_database
 
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "host": args.host,
-            "port": args.port,
-            "db": args.db,
-            "demo": args.demo,
-            "log_level": args.log_level,
-            "discovery_interfaces": args.discovery_interfaces,
-        }.items()
-        if v is not None
-    }
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"camserver: invalid setting: {exc}", file=sys.stderr)
+    settings = _settings(args)
+    if settings is None:
         return 2
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         check_database(settings.db)  # a clear message now beats a traceback at startup
     except ConfigError as exc:
@@ -302,15 +338,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "config":
+        return _config(args)
     if args.command == "discover":
-        _setup_logging("warning")
+        setup_logging("warning")
         try:
             return asyncio.run(_discover(args))
         except (OSError, ValueError) as exc:
             print(f"camserver discover: {exc}", file=sys.stderr)
             return 2
     if args.command == "sim":
-        _setup_logging("info")
+        setup_logging("info")
         try:
             asyncio.run(_run_sims(args))
         except (OSError, ValueError, KeyError) as exc:

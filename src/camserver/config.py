@@ -26,7 +26,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
     db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
     demo: int = Field(0, ge=0, le=64, description="Simulated cameras to start in-process.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level shown."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines for people (text) or machines (json)."
+    )
 
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a camera.")
     read_timeout: float = Field(

@@ -151,10 +151,11 @@ class Ingest:
         if state is not StreamState.STREAMING:
             self._fps.reset()
         if changed:
+            fields = {"stream": self.name, "state": state.value, "reason": error}
             if error:
-                log.warning("stream %s: %s (%s)", self.name, state.value, error)
+                log.warning("stream %s: %s (%s)", self.name, state.value, error, extra=fields)
             else:
-                log.info("stream %s: %s", self.name, state.value)
+                log.info("stream %s: %s", self.name, state.value, extra=fields)
             if self._on_state is not None:
                 self._on_state(self.name, self.snapshot_status())
 
