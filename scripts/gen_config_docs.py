@@ -1,7 +1,7 @@
 """Write docs/configuration.md from the settings model, so the two cannot drift.
 
-    .venv/bin/python scripts/gen_config_docs.py          # rewrite the file
-    .venv/bin/python scripts/gen_config_docs.py --check  # exit 1 if it is stale (the tests do)
+.venv/bin/python scripts/gen_config_docs.py          # rewrite the file
+.venv/bin/python scripts/gen_config_docs.py --check  # exit 1 if it is stale (the tests do)
 """
 
 from __future__ import annotations
