@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         help="json, or legacy ESP32_CAMERA:<ip>:<port>",
     )
     m.add_argument("--login", metavar="USER:PASSWORD", help="require an HTTP login")
+    m.add_argument(
+        "--embed-time",
+        action="store_true",
+        help="put the send time in each streamed JPEG (a COM segment), for latency benchmarks",
+    )
     m.add_argument("--login-scheme", choices=["basic", "digest"], default="basic")
     return p
 
@@ -269,6 +274,7 @@ async def _run_sims(args: argparse.Namespace) -> None:
                 announce_to=announce_to,
                 announce_format=args.announce_format,
                 login=login,
+                embed_time=args.embed_time,
             )
             await stack.enter_async_context(cam)
             cams.append(cam)

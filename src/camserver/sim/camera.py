@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from camserver.esp32 import CONTROL_RANGES
-from camserver.sim.frames import FRAMESIZES, FrameRenderer
+from camserver.sim.frames import FRAMESIZES, FrameRenderer, embed_send_time
 from camserver.sim.http import Login, Request, chunk, read_request, response
 from camserver.sim.responder import AnnounceFormat, SimResponder
 
@@ -144,6 +144,7 @@ class SimCamera:
         announce_to: tuple[str, int] | None = None,
         announce_format: AnnounceFormat = "json",
         login: Login | None = None,
+        embed_time: bool = False,
     ) -> None:
         """``discovery_port``: answer probes there; ``announce_to``: (broadcast address,
         server's listen port) to announce to at start."""
@@ -174,6 +175,7 @@ class SimCamera:
         )
         self.settings["vflip"] = 0
         self.login = login
+        self.embed_time = embed_time
         self._renderer = FrameRenderer(name, replay=replay)
         self._discovery_port = discovery_port
         self._announce_to = announce_to
@@ -452,6 +454,8 @@ class SimCamera:
         if f.garbage_every and n % f.garbage_every == 0:
             writer.write(chunk(os.urandom(random.randint(16, 512)).replace(b"-", b"_")))
         jpeg = self._render()
+        if self.embed_time:
+            jpeg = embed_send_time(jpeg, time.time())
         if f.endless_part:
             return await self._send_endless(writer, gone)
         if f.truncate_every and n % f.truncate_every == 0:

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-__all__ = ["FRAMESIZES", "FRAMESIZE_BY_NAME", "FrameRenderer", "FrameSize", "jpeg_quality"]
+__all__ = [
+    "FRAMESIZES",
+    "embed_send_time",
+    "read_send_time",
+    "FRAMESIZE_BY_NAME",
+    "FrameRenderer",
+    "FrameSize",
+    "jpeg_quality",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,30 @@ FRAMESIZES: dict[int, FrameSize] = {
     )
 }
 FRAMESIZE_BY_NAME: dict[str, FrameSize] = {fs.name: fs for fs in FRAMESIZES.values()}
+
+
+_COM_TAG = b"camserver-sent="
+
+
+def embed_send_time(jpeg: bytes, when: float) -> bytes:
+    """The JPEG with a comment segment (COM) holding ``when``, right after SOI.
+
+    Benchmarks use it to measure camera-send to viewer-receive latency end to end.
+    """
+    payload = _COM_TAG + b"%.6f" % when
+    return jpeg[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def read_send_time(jpeg: bytes | memoryview) -> float | None:
+    """The time :func:`embed_send_time` put in, if any."""
+    head = bytes(jpeg[:64])
+    if head[2:4] != b"\xff\xfe":
+        return None
+    n = int.from_bytes(head[4:6], "big")
+    payload = head[6 : 4 + n]
+    if not payload.startswith(_COM_TAG):
+        return None
+    return float(payload[len(_COM_TAG) :])
 
 
 def jpeg_quality(esp_quality: int) -> int:

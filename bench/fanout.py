@@ -1,0 +1,153 @@
+"""Fan-out: one camera (VGA, ~25 KB frames, 15 fps) to N viewers in other processes.
+
+    .venv/bin/python bench/fanout.py [--seconds 10] [--json] [--smoke]
+
+For Socket.IO (10, 50, 200 viewers) and MJPEG (10, 100, 500 viewers): delivered fps per
+viewer, latency p50/p99 (camera send → viewer receive, from the time the simulator embeds
+in each JPEG), server CPU and RSS. Again with 10 % of the viewers reading slowly: the
+others' figures must not change. Baseline in the same run: a raw asyncio relay (read
+bytes, write them to every socket) serving the same MJPEG viewers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (
+    BENCH,
+    PY,
+    add_streams,
+    cameras,
+    camserver,
+    free_port,
+    process,
+    run_viewers,
+    wait_http,
+)
+
+FRAME_KB = 25
+
+
+def scenario(
+    kind: str, n: int, slow: int, seconds: float, warmup: float, workers: int
+) -> dict[str, Any]:
+    with cameras(1) as ports, camserver() as (url, proc):
+        add_streams(url, ports)
+        target = f"{url}/api/streams/cam/mjpeg" if kind == "mjpeg" else url
+        result, meter = run_viewers(kind, target, n, seconds, warmup, workers, slow, proc)
+    assert meter is not None
+    return row("camserver", kind, n, slow, result, meter.percent, meter.cpu, meter.rss_mb)
+
+
+def relay(n: int, seconds: float, warmup: float, workers: int) -> dict[str, Any]:
+    port = free_port()
+    with (
+        cameras(1) as ports,
+        process(
+            [
+                PY,
+                str(BENCH / "baselines" / "raw_relay.py"),
+                "--camera",
+                f"http://127.0.0.1:{ports[0] + 1}/stream",
+                "--port",
+                str(port),
+            ]
+        ) as p,
+    ):
+        wait_http(f"http://127.0.0.1:{ports[0]}/status")
+        proc = psutil.Process(p.pid)
+        import time
+
+        time.sleep(1.0)
+        result, meter = run_viewers(
+            "mjpeg", f"http://127.0.0.1:{port}/", n, seconds, warmup, workers, 0, proc
+        )
+    assert meter is not None
+    return row("raw asyncio relay", "mjpeg", n, 0, result, meter.percent, meter.cpu, meter.rss_mb)
+
+
+def row(
+    system: str,
+    kind: str,
+    n: int,
+    slow: int,
+    r: dict[str, Any],
+    cpu_pct: float,
+    cpu_s: float,
+    rss: float,
+) -> dict[str, Any]:
+    fast = r.get("fast", {})
+    delivered_mb = (fast.get("frames", 0) + r.get("slow", {}).get("frames", 0)) * FRAME_KB / 1024
+    return {
+        "system": system,
+        "kind": kind,
+        "viewers": n,
+        "slow_viewers": slow,
+        "fps_per_viewer": fast.get("fps_mean"),
+        "fps_min": fast.get("fps_min"),
+        "p50_ms": fast.get("latency_p50_ms"),
+        "p99_ms": fast.get("latency_p99_ms"),
+        "server_cpu_pct": round(cpu_pct, 1),
+        "cpu_ms_per_mb": round(1000 * cpu_s / delivered_mb, 2) if delivered_mb else None,
+        "rss_mb": round(rss, 1),
+        "errors": fast.get("errors", 0) + r.get("slow", {}).get("errors", 0),
+        "slow_fps": r.get("slow", {}).get("fps_mean"),
+    }
+
+
+def bench(seconds: float, smoke: bool) -> list[dict[str, Any]]:
+    warmup = 2.0 if smoke else 4.0
+    workers = 2 if smoke else 4
+    if smoke:
+        plan = [("socketio", 5, 0), ("mjpeg", 10, 0), ("mjpeg", 10, 1)]
+        relays = [10]
+    else:
+        plan = [("socketio", n, 0) for n in (10, 50, 200)]
+        plan += [("mjpeg", n, 0) for n in (10, 100, 500)]
+        plan += [("socketio", 200, 20), ("mjpeg", 500, 50)]
+        relays = [100, 500]
+    rows = [scenario(k, n, s, seconds, warmup, workers) for k, n, s in plan]
+    rows += [relay(n, seconds, warmup, workers) for n in relays]
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cols = [
+        "system",
+        "kind",
+        "viewers",
+        "slow_viewers",
+        "fps_per_viewer",
+        "p50_ms",
+        "p99_ms",
+        "server_cpu_pct",
+        "cpu_ms_per_mb",
+        "rss_mb",
+        "slow_fps",
+        "errors",
+    ]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--smoke", action="store_true", help="a few small scenarios, quickly")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    rows = bench(args.seconds, args.smoke)
+    print(json.dumps(rows, indent=2) if args.json else table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Shared pieces of the benchmarks: processes for simulated cameras, camserver and viewer
+workers, and CPU/RSS sampling of one process. Everything on 127.0.0.1; every process is
+stopped when its context ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from camserver.sim.camera import free_port_pair
+
+PY = sys.executable
+BENCH = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    p = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield p
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1, trust_env=False).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def cameras(count: int, fps: float = 15, framesize: str = "VGA") -> Iterator[list[int]]:
+    """``count`` simulated cameras in one separate process; yields their HTTP ports."""
+    base = free_port_pair(span=2 * count)
+    args = [
+        PY,
+        "-m",
+        "camserver",
+        "sim",
+        "--count",
+        str(count),
+        "--http-port",
+        str(base),
+        "--fps",
+        str(fps),
+        "--framesize",
+        framesize,
+        "--replay",
+        "30",
+        "--embed-time",
+        "--discovery-port",
+        "0",
+        "--discovery-listen-port",
+        "0",
+    ]
+    with process(args):
+        ports = [base + 2 * i for i in range(count)]
+        wait_http(f"http://127.0.0.1:{ports[-1]}/status")
+        yield ports
+
+
+@contextmanager
+def camserver(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, psutil.Process]]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            "CAMSERVER_DISCOVERY_INTERFACES": "lo",
+            "CAMSERVER_DISCOVERY_LISTEN_PORT": "0",
+            "CAMSERVER_LOG_LEVEL": "warning",
+            "CAMSERVER_MAX_VIEWERS": "5000",
+            **(extra_env or {}),
+        }
+        args = [PY, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]
+        with process(args, env) as p:
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url + "/healthz")
+            yield url, psutil.Process(p.pid)
+
+
+def add_streams(url: str, ports: list[int]) -> list[str]:
+    names = []
+    with httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
+        for i, port in enumerate(ports):
+            name = f"cam{i}" if len(ports) > 1 else "cam"
+            c.post(
+                "/api/streams", json={"name": name, "host": f"127.0.0.1:{port}"}
+            ).raise_for_status()
+            names.append(name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [s["status"]["state"] for s in c.get("/api/streams").json()]
+            if all(s == "streaming" for s in states):
+                return names
+            time.sleep(0.2)
+    raise RuntimeError("streams did not start")
+
+
+class Meter:
+    """CPU seconds and RSS of a process between start() and stop()."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self.proc = proc
+        self.t0 = 0.0
+        self.cpu0 = 0.0
+        self.cpu = 0.0
+        self.wall = 0.0
+        self.rss_mb = 0.0
+
+    def _cpu(self) -> float:
+        t = self.proc.cpu_times()
+        return float(t.user + t.system)
+
+    def start(self) -> None:
+        self.t0, self.cpu0 = time.monotonic(), self._cpu()
+
+    def stop(self) -> None:
+        self.wall = time.monotonic() - self.t0
+        self.cpu = self._cpu() - self.cpu0
+        self.rss_mb = self.proc.memory_info().rss / 2**20
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.cpu / self.wall if self.wall else 0.0
+
+
+def run_viewers(
+    kind: str,
+    url: str,
+    count: int,
+    seconds: float,
+    warmup: float,
+    workers: int,
+    slow: int = 0,
+    proc: psutil.Process | None = None,
+) -> tuple[dict[str, Any], Meter | None]:
+    """``count`` viewers over ``workers`` processes; the server process metered meanwhile."""
+    per = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    slow_per = [slow // workers + (1 if i < slow % workers else 0) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [
+                PY,
+                str(BENCH / "viewers.py"),
+                "--kind",
+                kind,
+                "--url",
+                url,
+                "--count",
+                str(n),
+                "--slow",
+                str(s),
+                "--seconds",
+                str(seconds),
+                "--warmup",
+                str(warmup),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for n, s in zip(per, slow_per, strict=True)
+        if n
+    ]
+    meter = Meter(proc) if proc is not None else None
+    time.sleep(warmup)
+    if meter:
+        meter.start()
+    time.sleep(seconds)
+    if meter:
+        meter.stop()
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    return merge(results), meter
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group in ("fast", "slow"):
+        parts = [r[group] for r in results if r[group]["viewers"]]
+        if not parts:
+            continue
+        lat = sorted(x for p in parts for x in p["latency_samples"])
+        viewers = sum(p["viewers"] for p in parts)
+        out[group] = {
+            "viewers": viewers,
+            "fps_mean": round(sum(p["fps_mean"] * p["viewers"] for p in parts) / viewers, 2),
+            "fps_min": min(p["fps_min"] for p in parts),
+            "latency_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
+            "latency_p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000, 1)
+            if lat
+            else None,
+            "frames": sum(p["frames"] for p in parts),
+            "errors": sum(p["errors"] for p in parts),
+        }
+    return out

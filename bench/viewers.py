@@ -1,0 +1,162 @@
+"""A viewer worker process for the fan-out benchmark: N MJPEG or Socket.IO viewers.
+
+    python bench/viewers.py --kind mjpeg --url URL --count N --seconds S [--slow K]
+
+Waits ``--warmup`` seconds, then for ``--seconds`` counts each viewer's frames and the
+latency of each (receive time minus the send time the simulator embedded in the JPEG).
+Prints one JSON object. ``--slow K``: the first K viewers read slowly (50 ms pause per
+read, 4 KB reads) and are reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import socketio
+
+from camserver.sim.frames import read_send_time
+from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
+
+
+@dataclass
+class Stats:
+    slow: bool
+    frames: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+class Window:
+    def __init__(self, warmup: float, seconds: float) -> None:
+        self.start = time.time() + warmup
+        self.end = self.start + seconds
+
+    def inside(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+def record(st: Stats, win: Window, data: bytes | memoryview) -> None:
+    now = time.time()
+    if win.inside(now):
+        st.frames += 1
+        sent = read_send_time(data)
+        if sent is not None:
+            st.latencies.append(now - sent)
+
+
+async def mjpeg_viewer(url: str, st: Stats, win: Window) -> None:
+    u = urlsplit(url)
+    try:
+        reader, writer = await asyncio.open_connection(u.hostname, u.port)
+        # HTTP/1.0: the body comes without chunked framing, straight into the parser.
+        path = u.path + (f"?{u.query}" if u.query else "")
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {u.hostname}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        ctype = next(
+            (
+                line.split(b":", 1)[1].decode().strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-type:")
+            ),
+            None,
+        )
+        parser = MJPEGParser.from_content_type(ctype)
+        size = 4096 if st.slow else 65536
+        while time.time() < win.end:
+            chunk = await reader.read(size)
+            if not chunk:
+                break
+            parser.receive_data(chunk)
+            while (e := parser.next_event()) is not NEED_DATA:
+                if isinstance(e, Frame):
+                    record(st, win, e.data)
+            if st.slow:
+                await asyncio.sleep(0.05)
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError):
+        st.errors += 1
+
+
+async def sio_viewer(url: str, stream: str, st: Stats, win: Window, token: str | None) -> None:
+    sio = socketio.AsyncClient(reconnection=False)
+
+    async def on_frame(msg: dict[str, Any]) -> None:
+        record(st, win, msg["data"])
+        if st.slow:
+            await asyncio.sleep(0.5)
+
+    sio.on("frame", on_frame)
+    try:
+        await sio.connect(url, transports=["websocket"], auth={"token": token} if token else None)
+        ack = await sio.call("join_stream", {"name": stream}, timeout=30)
+        if not ack.get("ok"):
+            st.errors += 1
+        await asyncio.sleep(max(0.0, win.end - time.time()))
+    except (socketio.exceptions.SocketIOError, OSError):
+        st.errors += 1
+    finally:
+        if sio.connected:
+            await sio.disconnect()
+
+
+def summary(stats: list[Stats], seconds: float) -> dict[str, Any]:
+    lat = sorted(x for s in stats for x in s.latencies)
+
+    def pct(p: float) -> float | None:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None
+
+    fps = [s.frames / seconds for s in stats]
+    return {
+        "viewers": len(stats),
+        "fps_mean": round(sum(fps) / len(fps), 2) if fps else 0.0,
+        "fps_min": round(min(fps), 2) if fps else 0.0,
+        "latency_p50_ms": pct(0.50),
+        "latency_p99_ms": pct(0.99),
+        "frames": sum(s.frames for s in stats),
+        "errors": sum(s.errors for s in stats),
+        "latency_samples": lat[:: max(1, len(lat) // 2000)],
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    win = Window(args.warmup, args.seconds)
+    stats = [Stats(slow=i < args.slow) for i in range(args.count)]
+    if args.kind == "mjpeg":
+        tasks = [mjpeg_viewer(args.url, s, win) for s in stats]
+    else:
+        tasks = [sio_viewer(args.url, args.stream, s, win, args.token) for s in stats]
+    await asyncio.gather(*tasks)
+    return {
+        "fast": summary([s for s in stats if not s.slow], args.seconds),
+        "slow": summary([s for s in stats if s.slow], args.seconds),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", choices=["mjpeg", "socketio"], required=True)
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--stream", default="cam")
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--slow", type=int, default=0)
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--token")
+    args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    print(json.dumps(asyncio.run(run(args))))
+
+
+if __name__ == "__main__":
+    main()
