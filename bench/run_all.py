@@ -1,0 +1,70 @@
+"""Run every benchmark and write a Markdown table and JSON.
+
+    .venv/bin/python bench/run_all.py              # full run (~10 minutes)
+    .venv/bin/python bench/run_all.py --smoke      # ~1 minute: what CI runs so none rots
+
+Results go to bench/results/<UTC date>.{md,json} and the Markdown is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import fanout, ingest, parser
+
+
+def md_table(rows: list[dict[str, Any]]) -> str:
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in r.values()]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="all benchmarks")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results: dict[str, Any] = {
+        "date": when,
+        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "smoke": args.smoke,
+        "parser": parser.bench(0.3 if args.smoke else 2.0),
+        "ingest": [
+            ingest.measure(n, 3.0 if args.smoke else 20.0)
+            for n in ([1, 4] if args.smoke else [1, 8, 32])
+        ],
+        "fanout": fanout.bench(3.0 if args.smoke else 10.0, args.smoke),
+    }
+    text = "\n\n".join(
+        [
+            f"Run {when} on {results['machine']}" + (" (smoke run)" if args.smoke else ""),
+            "Parser (MB/s; ratio = parser / bytearray copy of the same chunks)\n\n"
+            + md_table(results["parser"]),
+            "Ingest (no viewers)\n\n" + md_table(results["ingest"]),
+            "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
+        ]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "smoke" if args.smoke else dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    (args.out / f"{stem}.md").write_text(text + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

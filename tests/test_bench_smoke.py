@@ -1,0 +1,31 @@
+"""A short run of every benchmark, so none of them rots (the full run is bench/run_all.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmarks_smoke_run(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    assert {r["chunk"] for r in results["parser"]} == {"1 KB", "4 KB", "64 KB"}
+    assert all(r["parser_mb_s"] > 10 for r in results["parser"])
+    assert [r["cameras"] for r in results["ingest"]] == [1, 4]
+    systems = {r["system"] for r in results["fanout"]}
+    assert systems == {"camserver", "raw asyncio relay"}
+    for r in results["fanout"]:
+        assert r["errors"] == 0, r
+        assert r["fps_per_viewer"] > 10, r  # the camera sends 15 fps
+    assert "| system |" in (tmp_path / "smoke.md").read_text()
