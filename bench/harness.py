@@ -172,30 +172,32 @@ def run_viewers(
     """``count`` viewers over ``workers`` processes; the server process metered meanwhile."""
     per = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
     slow_per = [slow // workers + (1 if i < slow % workers else 0) for i in range(workers)]
-    procs = [
-        subprocess.Popen(
-            [
-                PY,
-                str(BENCH / "viewers.py"),
-                "--kind",
-                kind,
-                "--url",
-                url,
-                "--count",
-                str(n),
-                "--slow",
-                str(s),
-                "--seconds",
-                str(seconds),
-                "--warmup",
-                str(warmup),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for n, s in zip(per, slow_per, strict=True)
+    tmp = Path(tempfile.mkdtemp(prefix="camserver-bench-"))
+    outs = [tmp / f"worker{i}.json" for i in range(workers)]
+    args = [
+        [
+            PY,
+            str(BENCH / "viewers.py"),
+            "--kind",
+            kind,
+            "--url",
+            url,
+            "--count",
+            str(n),
+            "--slow",
+            str(s),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+            "--out",
+            str(o),
+        ]
+        for n, s, o in zip(per, slow_per, outs, strict=True)
         if n
+    ]
+    procs = [
+        subprocess.Popen(a, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for a in args
     ]
     meter = Meter(proc) if proc is not None else None
     time.sleep(warmup)
@@ -204,7 +206,9 @@ def run_viewers(
     time.sleep(seconds)
     if meter:
         meter.stop()
-    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    for p in procs:
+        p.wait(timeout=120)
+    results = [json.loads(o.read_text()) for o in outs if o.exists()]
     return merge(results), meter
 
 

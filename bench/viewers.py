@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--token")
+    ap.add_argument("--out", required=True, help="file to write the JSON result to")
     args = ap.parse_args()
     try:
         import uvloop
@@ -155,7 +156,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    print(json.dumps(asyncio.run(run(args))))
+    result = asyncio.run(run(args))
+    with open(args.out, "w") as fh:
+        json.dump(result, fh)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The lifespan owns every long-lived thing: the httpx client, the store, the strea
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -30,6 +31,7 @@ from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
+from camserver.memory import trim_memory_forever
 from camserver.models import StreamConfig, urls_for_host
 from camserver.netguard import NetworkGuard
 from camserver.store import SQLiteStore
@@ -49,14 +51,9 @@ WEB_DIR = next(
 
 
 def _timing(settings: Settings) -> IngestTiming:
+    """The ingest's settings, which share their names with camserver's."""
     return IngestTiming(
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-        frame_timeout=settings.frame_timeout,
-        backoff_initial=settings.backoff_initial,
-        backoff_max=settings.backoff_max,
-        healthy_after=settings.healthy_after,
-        max_frame_bytes=settings.max_frame_bytes,
+        **{f.name: getattr(settings, f.name) for f in dataclasses.fields(IngestTiming)}
     )
 
 
@@ -177,8 +174,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             app.state.discovery = discovery
             app.state.discovery_off = why_off
             app.state.loop_lag = LoopLagMonitor()
-            lag_task = asyncio.create_task(app.state.loop_lag.run(), name="loop-lag")
-            stack.callback(lag_task.cancel)
+            for job in (app.state.loop_lag.run(), trim_memory_forever()):
+                stack.callback(asyncio.create_task(job).cancel)
             registry = CollectorRegistry(auto_describe=False)
             registry.register(StateCollector(app.state))
             app.state.metrics_registry = registry

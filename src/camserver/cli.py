@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +253,9 @@ async def _run_sims(args: argparse.Namespace) -> None:
     cams = []
     async with contextlib.AsyncExitStack() as stack:
         for i in range(args.count):
+            # Every fault switch that is also a flag (same name) starts as the flag says.
             faults = Faults(
-                drop_every=args.drop_every,
-                stall_seconds=args.stall_seconds,
-                stall_every=args.stall_every,
-                truncate_every=args.truncate_every,
-                garbage_every=args.garbage_every,
-                http_500=args.http_500,
-                refuse=args.refuse,
+                **{f.name: getattr(args, f.name) for f in fields(Faults) if hasattr(args, f.name)}
             )
             cam = SimCamera(
                 f"{args.name_prefix}{i + 1}",

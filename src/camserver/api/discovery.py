@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
@@ -18,18 +18,7 @@ router = APIRouter(prefix="/api/discovery", tags=["discovery"])
 _ERROR = {"content": {"application/json": {"example": {"detail": "..."}}}}
 
 
-class DiscoveredOut(BaseModel):
-    name: str
-    ip: str
-    port: int
-    stream_port: int
-    first_seen: float
-    last_seen: float
-    legacy: bool
-    mac: str | None = None
-    model: str | None = None
-    fw: str | None = None
-    claimed_ip: str | None = None
+class DiscoveredOut(DiscoveredCamera):
     stream: str | None = None
     """The stream already reading this camera, if any."""
 
@@ -37,10 +26,7 @@ class DiscoveredOut(BaseModel):
 def _out(cam: DiscoveredCamera, manager: StreamManager) -> DiscoveredOut:
     url = cam.stream_config().stream_url
     existing = next((s.name for s in manager.list() if s.stream_url == url), None)
-    fields: dict[str, Any] = {
-        k: getattr(cam, k) for k in DiscoveredOut.model_fields if k != "stream"
-    }
-    return DiscoveredOut(**fields, stream=existing)
+    return DiscoveredOut(**cam.model_dump(), stream=existing)
 
 
 @router.get("")

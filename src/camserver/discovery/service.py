@@ -14,7 +14,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from pydantic import BaseModel
 
 from camserver.discovery.codec import (
     NEED_DATA,
@@ -32,8 +33,9 @@ __all__ = ["DiscoveredCamera", "DiscoveryService", "open_udp_socket"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class DiscoveredCamera:
+class DiscoveredCamera(BaseModel):
+    """A camera seen by discovery (also the API's shape for it)."""
+
     name: str
     ip: str
     port: int

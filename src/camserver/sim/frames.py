@@ -17,12 +17,12 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 __all__ = [
     "FRAMESIZES",
-    "embed_send_time",
-    "read_send_time",
     "FRAMESIZE_BY_NAME",
     "FrameRenderer",
     "FrameSize",
+    "embed_send_time",
     "jpeg_quality",
+    "read_send_time",
 ]
 
 
