@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,79 @@ def relay(n: int, seconds: float, warmup: float, workers: int) -> dict[str, Any]
     return row("raw asyncio relay", "mjpeg", n, 0, result, meter.percent, meter.cpu, meter.rss_mb)
 
 
+def flask_baseline(n: int, seconds: float, warmup: float, workers: int) -> dict[str, Any]:
+    """Baseline (a): Flask-SocketIO, thread per camera, base64 frames to the room."""
+    port = free_port()
+    with (
+        cameras(1) as ports,
+        process(
+            [
+                PY,
+                str(BENCH / "baselines" / "flask_socketio_server.py"),
+                "--camera",
+                f"http://127.0.0.1:{ports[0] + 1}/stream",
+                "--port",
+                str(port),
+            ]
+        ) as p,
+    ):
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/socket.io/?EIO=4&transport=polling")
+        proc = psutil.Process(p.pid)
+        result, meter = run_viewers("socketio", url, n, seconds, warmup, workers, 0, proc)
+    assert meter is not None
+    return row(
+        "Flask-SocketIO baseline (a)",
+        "socketio",
+        n,
+        0,
+        result,
+        meter.percent,
+        meter.cpu,
+        meter.rss_mb,
+    )
+
+
+MOTION_CONF = """daemon off
+setup_mode off
+log_level 3
+target_dir {tmp}
+netcam_url http://127.0.0.1:{cam_port}/stream
+width 640
+height 480
+framerate 15
+movie_output off
+picture_output off
+emulate_motion off
+threshold 100000000
+stream_port {port}
+stream_localhost on
+stream_maxrate 15
+stream_quality 70
+stream_motion off
+webcontrol_port 0
+"""
+
+
+def motion_baseline(n: int, seconds: float, warmup: float, workers: int) -> dict[str, Any] | None:
+    """Baseline (b): Motion (Debian's ``motion``) relaying the same camera as MJPEG."""
+    exe = shutil.which("motion")
+    if exe is None:
+        return None
+    port = free_port()
+    with cameras(1) as ports, tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "motion.conf"
+        conf.write_text(MOTION_CONF.format(tmp=tmp, cam_port=ports[0] + 1, port=port))
+        with process([exe, "-n", "-c", str(conf)]) as p:
+            wait_http(f"http://127.0.0.1:{port}/", timeout=30)
+            proc = psutil.Process(p.pid)
+            result, meter = run_viewers(
+                "mjpeg", f"http://127.0.0.1:{port}/", n, seconds, warmup, workers, 0, proc
+            )
+    assert meter is not None
+    return row("Motion baseline (b)", "mjpeg", n, 0, result, meter.percent, meter.cpu, meter.rss_mb)
+
+
 def row(
     system: str,
     kind: str,
@@ -109,13 +184,19 @@ def bench(seconds: float, smoke: bool) -> list[dict[str, Any]]:
     if smoke:
         plan = [("socketio", 5, 0), ("mjpeg", 10, 0), ("mjpeg", 10, 1)]
         relays = [10]
+        flasks = [5]
+        motions = [5]
     else:
         plan = [("socketio", n, 0) for n in (10, 50, 200)]
         plan += [("mjpeg", n, 0) for n in (10, 100, 500)]
         plan += [("socketio", 200, 20), ("mjpeg", 500, 50)]
         relays = [100, 500]
+        flasks = [10, 50, 100]
+        motions = [10, 100]
     rows = [scenario(k, n, s, seconds, warmup, workers) for k, n, s in plan]
     rows += [relay(n, seconds, warmup, workers) for n in relays]
+    rows += [flask_baseline(n, seconds, warmup, workers) for n in flasks]
+    rows += [r for n in motions if (r := motion_baseline(n, seconds, warmup, workers))]
     return rows
 
 

@@ -53,11 +53,13 @@ def process(
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Until ``url`` answers; only the status line and headers are read (it may be endless)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=1, trust_env=False).status_code < 500:
-                return
+            with httpx.stream("GET", url, timeout=1, trust_env=False) as resp:
+                if resp.status_code < 500:
+                    return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -87,7 +88,10 @@ async def sio_viewer(url: str, stream: str, st: Stats, win: Window, token: str |
     sio = socketio.AsyncClient(reconnection=False)
 
     async def on_frame(msg: dict[str, Any]) -> None:
-        record(st, win, msg["data"])
+        data = msg["data"]
+        if isinstance(data, str):  # baseline (a) sends base64 text
+            data = base64.b64decode(data)
+        record(st, win, data)
         if st.slow:
             await asyncio.sleep(0.5)
 

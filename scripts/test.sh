@@ -7,7 +7,8 @@ source scripts/lib.sh
 # iproute2: the multi-host discovery test builds network namespaces (when run as root).
 # chromium: the dashboard tests drive Debian's Chromium with Playwright.
 # ffmpeg: decodes the MJPEG re-stream as a real third-party client.
-apt_need iproute2 chromium ffmpeg
+# motion: baseline (b) of the benchmarks' smoke run.
+apt_need iproute2 chromium ffmpeg motion
 export CAMSERVER_TEST_OUTPUT="${CAMSERVER_TEST_OUTPUT:-$PWD/test-output}"
 echo "== ruff"; .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts

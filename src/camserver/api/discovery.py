@@ -23,16 +23,19 @@ class DiscoveredOut(DiscoveredCamera):
     """The stream already reading this camera, if any."""
 
 
-def _out(cam: DiscoveredCamera, manager: StreamManager) -> DiscoveredOut:
-    url = cam.stream_config().stream_url
-    existing = next((s.name for s in manager.list() if s.stream_url == url), None)
-    return DiscoveredOut(**cam.model_dump(), stream=existing)
+def _out(cams: list[DiscoveredCamera], manager: StreamManager) -> list[DiscoveredOut]:
+    """The cameras, each with the stream already reading it, if any."""
+    by_url = {manager.config(n).stream_url: n for n in manager.names()}
+    return [
+        DiscoveredOut(**c.model_dump(), stream=by_url.get(c.stream_config().stream_url))
+        for c in cams
+    ]
 
 
 @router.get("")
 async def list_discovered(discovery: DiscoveryDep, manager: ManagerDep) -> list[DiscoveredOut]:
     """Every camera seen since the server started (announced or answering a probe)."""
-    return [_out(c, manager) for c in discovery.cameras()]
+    return _out(discovery.cameras(), manager)
 
 
 @router.post("/scan", responses={503: {"description": "Discovery is off", **_ERROR}})
@@ -58,8 +61,7 @@ async def scan(
                 f"enabled: {', '.join(enabled) or 'none'} (CAMSERVER_DISCOVERY_INTERFACES)"
             )
         ifaces = [enabled[n] for n in wanted]
-    found = await discovery.scan(timeout, ifaces)
-    return [_out(c, manager) for c in found]
+    return _out(await discovery.scan(timeout, ifaces), manager)
 
 
 class AddBody(BaseModel):
