@@ -231,6 +231,8 @@ async def soak(minutes: float, cameras: int, viewers: int) -> dict[str, Any]:
         "rss_after_warmup_mib": round(rss_start / 2**20, 1),
         "rss_end_mib": round(samples[-1] / 2**20, 1),
         "rss_max_mib": round(max(samples) / 2**20, 1),
+        # One sample a minute after warm-up: the trend, not just two points.
+        "rss_per_minute_mib": [round(s / 2**20, 1) for s in samples[::6]],
         "server_cpu_percent": round(
             100
             * ((cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system))

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from camserver.config import Settings
+from camserver.models import StreamConfig
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 
 
@@ -70,6 +71,9 @@ async def test_duplicate_name_is_409(server: Server) -> None:
         ({"name": "p", "stream_url": "http:///nohost"}, "stream_url", "no host"),
         ({"name": "p", "stream_url": "http://x:notaport/"}, "stream_url", "port"),
         ({"name": "p", "host": "1.2.3.4", "extra": 1}, "extra", "not permitted"),
+        ({"name": "p", "host": "xn--"}, "host", "invalid host name"),
+        ({"name": "p", "stream_url": "http://xn--/s"}, "stream_url", "invalid host name"),
+        ({"name": "p", "stream_url": "http://a..b/s"}, "stream_url", "invalid host name"),
     ],
 )
 async def test_invalid_input_is_422_with_a_clear_message(
@@ -204,3 +208,17 @@ async def test_openapi_docs(server: Server) -> None:
     ):
         assert p in paths
     assert (await server.client.get("/docs")).status_code == 200
+
+
+async def test_a_stored_url_that_cannot_be_requested_never_kills_the_stream(server: Server) -> None:
+    # Such a URL is refused by the API now, but may come from an older database.
+    manager = server.state.manager
+    await manager.put(
+        StreamConfig(name="odd", stream_url="http://xn--/stream", snapshot_url="http://xn--/c")
+    )
+    st = await server.wait_state("odd", "retrying")
+    assert "request failed" in st["last_error"]
+    r = await server.client.get("/api/streams/odd/snapshot")
+    assert r.status_code == 503
+    await asyncio.sleep(0.6)
+    assert (await server.status("odd"))["state"] == "retrying"  # still retrying, not dead

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from camserver.errors import UpstreamConnectError, UpstreamProtocolError
+from camserver.models import REQUEST_ERRORS
 
 __all__ = ["CONTROL_RANGES", "check_control", "read_status", "set_control"]
 
@@ -63,7 +64,7 @@ async def read_status(
     url = f"http://{host}/status"
     try:
         resp = await client.get(url, timeout=timeout, auth=auth or _NO_AUTH)
-    except httpx.HTTPError as exc:
+    except REQUEST_ERRORS as exc:
         raise UpstreamConnectError(f"cannot read {url}: {str(exc) or type(exc).__name__}") from exc
     if resp.status_code != 200:
         raise UpstreamConnectError(f"{url} answered HTTP {resp.status_code}")
@@ -92,7 +93,7 @@ async def set_control(
             timeout=timeout,
             auth=auth or _NO_AUTH,
         )
-    except httpx.HTTPError as exc:
+    except REQUEST_ERRORS as exc:
         return f"camera unreachable: {str(exc) or type(exc).__name__}"
     if resp.status_code != 200:
         return f"camera answered HTTP {resp.status_code}"

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 __all__ = [
     "NAME_PATTERN",
+    "REQUEST_ERRORS",
     "StreamConfig",
     "StreamCreate",
     "StreamName",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 AuthScheme = Literal["basic", "digest"]
+# What making a request to a camera can raise besides an HTTP error: httpx.InvalidURL, and
+# UnicodeError when a host name cannot be IDNA-encoded (e.g. "xn--").
+REQUEST_ERRORS = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 MAX_URL_LENGTH = 2048
@@ -85,6 +89,7 @@ def _split_host(value: str) -> tuple[str, int]:
         return f"[{value}]", port
     if not _HOSTNAME.match(host):
         raise ValueError(f"{host!r} is not a valid host name or IP address")
+    _check_hostname(host, "host")
     return host, port
 
 
@@ -119,7 +124,22 @@ def check_url(url: str, field: str) -> str:
         raise ValueError(f"{field} has no host")
     if any(c.isspace() for c in url):
         raise ValueError(f"{field} must not contain spaces")
+    _check_hostname(parts.hostname, field)
     return url
+
+
+def _check_hostname(host: str, field: str) -> None:
+    """Refuse host names that cannot be IDNA-encoded: they would fail on every request."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna")
+        encoded.decode("idna")
+    except UnicodeError as exc:
+        raise ValueError(f"{field} has an invalid host name {host!r}") from exc
 
 
 class StreamCreate(BaseModel):

@@ -28,7 +28,7 @@ from camserver.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from camserver.models import StreamState, StreamStatus
+from camserver.models import REQUEST_ERRORS, StreamState, StreamStatus
 from camserver.netguard import NetworkGuard
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
@@ -169,6 +169,9 @@ class Ingest:
                 error = "the camera closed the stream"
             except UpstreamError as exc:
                 error = str(exc)
+            except Exception as exc:  # a bug must not end the stream: log it, retry
+                log.exception("stream %s: unexpected error", self.name)
+                error = f"internal error: {type(exc).__name__}: {exc}"
             if time.monotonic() - began >= self._timing.healthy_after:
                 attempt = 0
             delay = backoff_delay(
@@ -215,8 +218,8 @@ class Ingest:
             raise UpstreamConnectError(f"cannot connect to the camera: {_reason(exc)}") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise UpstreamProtocolError(f"the connection broke mid-stream: {_reason(exc)}") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"HTTP error: {_reason(exc)}") from exc
+        except REQUEST_ERRORS as exc:
+            raise UpstreamError(f"request failed: {_reason(exc)}") from exc
 
     async def _consume(self, resp: httpx.Response, parser: MJPEGParser) -> None:
         t = self._timing

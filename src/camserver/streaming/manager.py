@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 import httpx
 
 from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams
-from camserver.models import StreamConfig, StreamOut, StreamPatch, StreamState, StreamStatus
+from camserver.models import (
+    REQUEST_ERRORS,
+    StreamConfig,
+    StreamOut,
+    StreamPatch,
+    StreamState,
+    StreamStatus,
+)
 from camserver.netguard import NetworkGuard
 from camserver.store import StreamStore
 from camserver.streaming import jpeg
@@ -299,7 +306,7 @@ class StreamManager:
                 timeout=self._snapshot_timeout,
                 auth=cfg.httpx_auth() or httpx.USE_CLIENT_DEFAULT,
             )
-        except httpx.HTTPError as exc:
+        except REQUEST_ERRORS as exc:
             raise SnapshotUnavailable(
                 "no recent frame, and the camera's snapshot URL failed: "
                 f"{str(exc) or type(exc).__name__}"
