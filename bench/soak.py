@@ -249,7 +249,14 @@ def main() -> None:
     ap.add_argument("--cameras", type=int, default=16)
     ap.add_argument("--viewers", type=int, default=100)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="the server's event loop (CAMSERVER_EVENT_LOOP)",
+    )
     args = ap.parse_args()
+    os.environ["CAMSERVER_EVENT_LOOP"] = args.loop
     result = asyncio.run(soak(args.minutes, args.cameras, args.viewers))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -193,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         log_level=settings.log_level,
         timeout_graceful_shutdown=3,
+        loop=settings.event_loop,
     )
     app = config.app
 

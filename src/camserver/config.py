@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least severe log level shown."
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop: uvloop when installed (auto), or the standard one."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines for people (text) or machines (json)."
     )
