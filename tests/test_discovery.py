@@ -184,48 +184,39 @@ async def test_server_runs_on_when_the_discovery_port_is_taken(
             assert f"cannot listen on UDP port {port}" in r.json()["detail"]
 
 
+async def discover(port: int, *extra: str) -> tuple[int, str]:
+    """Run ``camserver discover`` on loopback; its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "camserver",
+        "discover",
+        "--interface",
+        "lo",
+        "--port",
+        str(port),
+        *extra,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
 async def test_discover_command(settings: Settings, camera: CameraFactory) -> None:
     port = settings.discovery_port
     cams = [await camera(f"cli-{i}", discovery_port=port) for i in range(2)]
     await camera("cli-old", discovery_port=port, announce_format="legacy")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "camserver",
-        "discover",
-        "--interface",
-        "lo",
-        "--port",
-        str(port),
-        "--timeout",
-        "0.7",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    text = out.decode()
-    assert proc.returncode == 0, err
+    code, text = await discover(port, "--timeout", "0.7")
+    assert code == 0, text
     assert "3 camera(s) answered on lo" in text
     for cam in cams:
         assert f"127.0.0.1:{cam.http_port}" in text
         assert f"http://127.0.0.1:{cam.stream_port}/stream" in text
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "camserver",
-        "discover",
-        "--interface",
-        "lo",
-        "--port",
-        str(port),
-        "--timeout",
-        "0.5",
-        "--json",
-        stdout=subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    rows = json.loads(out)
-    assert {r["name"] for r in rows} >= {"cli-0", "cli-1"}
+    code, text = await discover(port, "--timeout", "0.5", "--json")
+    assert code == 0, text
+    assert {r["name"] for r in json.loads(text)} >= {"cli-0", "cli-1"}
 
 
 def test_discover_command_rejects_unknown_interfaces() -> None:
