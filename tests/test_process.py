@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from camserver import __version__
 from tests.conftest import CameraFactory, Proc, wait_for, wait_healthy
@@ -80,31 +81,37 @@ async def test_kill_9_keeps_streams_and_restarts_started_ones(
     assert (await _streams(p2.url))["c1"]["status"]["state"] == "stopped"  # type: ignore[index]
 
 
-def test_corrupt_database_gives_a_clear_error(tmp_path: Path) -> None:
+def _corrupt(tmp_path: Path) -> Path:
     db = tmp_path / "bad.db"
     db.write_bytes(b"this is not a database" * 100)
-    out = subprocess.run(
-        [sys.executable, "-m", "camserver", "serve", "--db", str(db), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 2
-    assert "cannot use the database file" in out.stderr
-    assert "Traceback" not in out.stderr
+    return db
 
 
-def test_unwritable_database_location_gives_a_clear_error(tmp_path: Path) -> None:
+def _under_a_file(tmp_path: Path) -> Path:
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    return blocker / "sub" / "x.db"
+
+
+@pytest.mark.parametrize(
+    ("make_db", "message"),
+    [
+        (_corrupt, "cannot use the database file"),
+        (_under_a_file, "cannot create the database folder"),
+    ],
+    ids=["corrupt", "unwritable"],
+)
+def test_unusable_database_gives_a_clear_error(
+    tmp_path: Path, make_db: Callable[[Path], Path], message: str
+) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "camserver", "serve", "--db", str(blocker / "sub" / "x.db")],
+        [sys.executable, "-m", "camserver", "serve", "--db", str(make_db(tmp_path)), "--port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert out.returncode == 2
-    assert "cannot create the database folder" in out.stderr
+    assert message in out.stderr
     assert "Traceback" not in out.stderr
 
 

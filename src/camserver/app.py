@@ -32,7 +32,7 @@ from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
 from camserver.memory import trim_memory_forever
-from camserver.models import StreamConfig, urls_for_host
+from camserver.models import StreamConfig
 from camserver.netguard import NetworkGuard
 from camserver.store import SQLiteStore
 from camserver.streaming.ingest import IngestTiming
@@ -64,10 +64,7 @@ async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
     configs = []
     for i in range(1, count + 1):
         cam = await stack.enter_async_context(SimCamera(f"demo-{i}"))
-        host, snapshot, stream = urls_for_host(cam.address)
-        configs.append(
-            StreamConfig(name=f"demo-{i}", host=host, stream_url=stream, snapshot_url=snapshot)
-        )
+        configs.append(StreamConfig.for_host(f"demo-{i}", cam.address))
         log.info("demo camera demo-%d on http://%s", i, cam.address)
     return configs
 
@@ -117,7 +114,7 @@ async def _start_discovery(
 
 async def _auto_add(manager: StreamManager, cam: DiscoveredCamera) -> None:
     cfg = cam.stream_config()
-    if cfg.name in manager or any(s.stream_url == cfg.stream_url for s in manager.list()):
+    if cfg.name in manager or cfg.stream_url in manager.names_by_url():
         return
     with suppress(StreamExists):
         await manager.create(cfg)

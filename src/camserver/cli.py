@@ -136,8 +136,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace) -> Settings | None:
-    from camserver.config import Settings
-
     try:
         return Settings(**_overrides(args))
     except ValidationError as exc:
@@ -290,7 +288,6 @@ async def _run_sims(args: argparse.Namespace) -> None:
 
 
 async def _discover(args: argparse.Namespace) -> int:
-    from camserver.config import Settings
     from camserver.discovery.interfaces import select_interfaces
     from camserver.discovery.service import DiscoveryService
 
@@ -310,19 +307,7 @@ async def _discover(args: argparse.Namespace) -> int:
         await service.close()
     names = ", ".join(i.name for i in interfaces)
     if args.json:
-        rows = [
-            {
-                "name": c.name,
-                "ip": c.ip,
-                "port": c.port,
-                "stream_port": c.stream_port,
-                "model": c.model,
-                "fw": c.fw,
-                "mac": c.mac,
-                "claimed_ip": c.claimed_ip,
-            }
-            for c in found
-        ]
+        rows = [c.model_dump(mode="json") for c in found]
         print(json.dumps(rows, indent=2))
         return 0
     if found:

@@ -54,16 +54,13 @@ def check_control(var: str, value: object) -> str | None:
     return None
 
 
-_NO_AUTH = httpx.USE_CLIENT_DEFAULT
-
-
 async def read_status(
     client: httpx.AsyncClient, host: str, timeout: float = 5.0, auth: httpx.Auth | None = None
 ) -> dict[str, Any]:
     """The camera's ``/status`` JSON. Raises UpstreamError with a readable reason."""
     url = f"http://{host}/status"
     try:
-        resp = await client.get(url, timeout=timeout, auth=auth or _NO_AUTH)
+        resp = await client.get(url, timeout=timeout, auth=auth)
     except REQUEST_ERRORS as exc:
         raise UpstreamConnectError(f"cannot read {url}: {str(exc) or type(exc).__name__}") from exc
     if resp.status_code != 200:
@@ -91,7 +88,7 @@ async def set_control(
             f"http://{host}/control",
             params={"var": var, "val": str(value)},
             timeout=timeout,
-            auth=auth or _NO_AUTH,
+            auth=auth,
         )
     except REQUEST_ERRORS as exc:
         return f"camera unreachable: {str(exc) or type(exc).__name__}"

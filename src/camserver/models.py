@@ -222,6 +222,11 @@ class StreamConfig(BaseModel):
             return httpx.DigestAuth(self.username, self.password or "")
         return httpx.BasicAuth(self.username, self.password or "")
 
+    @classmethod
+    def for_host(cls, name: str, host: str) -> StreamConfig:
+        """A stream reading the ESP32 at ``host`` (URLs by the firmware's rule)."""
+        return cls(name=name, stream_url="").with_host(host)
+
     def with_host(self, host: str) -> StreamConfig:
         """This stream reading the ESP32 at ``host`` (URLs by the firmware's rule)."""
         norm, snapshot, stream = urls_for_host(host)

@@ -25,7 +25,7 @@ class DiscoveredOut(DiscoveredCamera):
 
 def _out(cams: list[DiscoveredCamera], manager: StreamManager) -> list[DiscoveredOut]:
     """The cameras, each with the stream already reading it, if any."""
-    by_url = {manager.config(n).stream_url: n for n in manager.names()}
+    by_url = manager.names_by_url()
     return [
         DiscoveredOut(**c.model_dump(), stream=by_url.get(c.stream_config().stream_url))
         for c in cams

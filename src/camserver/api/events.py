@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
 
 import socketio
 
-from camserver.api.security import TokenChecker
-from camserver.errors import StreamNotFound
+from camserver.api.security import TokenChecker, query_token
+from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.models import StreamStatus
+from camserver.streaming.hub import admit_viewer
 from camserver.streaming.manager import StreamManager
 
 __all__ = ["Realtime", "room_for"]
@@ -118,8 +118,7 @@ class Realtime:
         if self._checker.enabled:
             token = auth.get("token") if isinstance(auth, dict) else None
             if not isinstance(token, str):
-                query = environ.get("QUERY_STRING", "")
-                token = next((v for k, v in parse_qsl(query) if k == "token"), None)
+                token = query_token(environ.get("QUERY_STRING", ""))
             if self._checker.role(token) is None:
                 raise socketio.exceptions.ConnectionRefusedError(
                     "invalid token"
@@ -147,13 +146,9 @@ class Realtime:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         try:
             hub = self.manager.hub(name)
-        except StreamNotFound as exc:
+            admit_viewer(hub, self._max_viewers)
+        except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc)}
-        if hub.viewers >= self._max_viewers:
-            return {
-                "ok": False,
-                "error": f"stream {name!r} has its maximum of {self._max_viewers} viewers",
-            }
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
         self._count(name)
         task = self._broadcasters.get(name)

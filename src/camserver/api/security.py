@@ -21,7 +21,15 @@ from urllib.parse import parse_qsl
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["AccessMiddleware", "BodyLimitMiddleware", "RedactTokens", "Role", "TokenChecker"]
+__all__ = [
+    "AccessMiddleware",
+    "BodyLimitMiddleware",
+    "RedactTokens",
+    "Role",
+    "TokenChecker",
+    "query_token",
+    "token_from",
+]
 
 # The dashboard shell and the API docs: public, so a browser can load the page that asks
 # for the token. Everything else is behind the token.
@@ -68,10 +76,12 @@ def token_from(scope: Scope) -> str | None:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     query: bytes = scope.get("query_string", b"")
-    for key, found in parse_qsl(query.decode("latin-1")):
-        if key == "token":
-            return found
-    return None
+    return query_token(query.decode("latin-1"))
+
+
+def query_token(query: str) -> str | None:
+    """The ``token`` parameter of a query string, if any."""
+    return next((value for key, value in parse_qsl(query) if key == "token"), None)
 
 
 async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:

@@ -9,8 +9,8 @@ from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import ManagerDep, SettingsDep
 from camserver.config import Settings
-from camserver.errors import TooManyViewers
 from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
+from camserver.streaming.hub import admit_viewer
 from camserver.streaming.manager import StreamManager
 from camserver.streaming.restream import CONTENT_TYPE, mjpeg_parts
 
@@ -95,8 +95,7 @@ def mjpeg_response(
     name: str, manager: StreamManager, settings: Settings, fps: float | None
 ) -> StreamingResponse:
     hub = manager.hub(name)  # 404 before the response starts
-    if hub.viewers >= settings.max_viewers:
-        raise TooManyViewers(f"stream {name!r} has its maximum of {settings.max_viewers} viewers")
+    admit_viewer(hub, settings.max_viewers)
     return StreamingResponse(
         mjpeg_parts(hub, fps),
         media_type=CONTENT_TYPE,

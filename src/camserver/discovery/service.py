@@ -26,7 +26,7 @@ from camserver.discovery.codec import (
     Rejected,
 )
 from camserver.discovery.interfaces import Interface
-from camserver.models import StreamConfig, urls_for_host
+from camserver.models import StreamConfig
 
 __all__ = ["DiscoveredCamera", "DiscoveryService", "open_udp_socket"]
 
@@ -51,12 +51,10 @@ class DiscoveredCamera(BaseModel):
     def stream_config(self, name: str | None = None) -> StreamConfig:
         """The stream that reads this camera: the firmware's URLs, or the stream port
         the camera announced when it is not port + 1."""
-        host, snapshot, stream = urls_for_host(f"{self.ip}:{self.port}")
+        cfg = StreamConfig.for_host(name or self.name, f"{self.ip}:{self.port}")
         if self.stream_port != self.port + 1:
-            stream = f"http://{self.ip}:{self.stream_port}/stream"
-        return StreamConfig(
-            name=name or self.name, host=host, stream_url=stream, snapshot_url=snapshot
-        )
+            cfg.stream_url = f"http://{self.ip}:{self.stream_port}/stream"
+        return cfg
 
 
 Listener = Callable[[DiscoveredCamera], None]

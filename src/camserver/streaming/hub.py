@@ -18,7 +18,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["FrameHub", "HubFrame", "LocalHub"]
+from camserver.errors import TooManyViewers
+
+__all__ = ["FrameHub", "HubFrame", "LocalHub", "admit_viewer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,8 @@ class HubFrame:
 
 class FrameHub(Protocol):
     """What viewers and the ingest task need from a hub."""
+
+    name: str
 
     @property
     def latest(self) -> HubFrame | None: ...
@@ -157,3 +161,9 @@ class LocalHub:
         """Wake every waiter with None; the hub publishes nothing more."""
         self._closed = True
         self._wake()
+
+
+def admit_viewer(hub: FrameHub, limit: int) -> None:
+    """Raise TooManyViewers if ``hub`` already has ``limit`` viewers (every kind counts)."""
+    if hub.viewers >= limit:
+        raise TooManyViewers(f"stream {hub.name!r} has its maximum of {limit} viewers")

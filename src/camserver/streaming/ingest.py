@@ -192,7 +192,7 @@ class Ingest:
                 raise UpstreamConnectError(f"not connecting: {exc}") from exc
         try:
             async with self._client.stream(
-                "GET", self.url, timeout=timeout, auth=self.auth or httpx.USE_CLIENT_DEFAULT
+                "GET", self.url, timeout=timeout, auth=self.auth
             ) as resp:
                 self.status.upstream_connects += 1
                 if resp.status_code == 401:

@@ -100,8 +100,7 @@ class StreamManager:
         for s in self._streams.values():
             self._cancel_grace(s)
         await asyncio.gather(*(s.ingest.stop() for s in self._streams.values()))
-        for s in self._streams.values():
-            s.hub.close()
+        self.close_hubs()
 
     def close_hubs(self) -> None:
         """Wake and end every viewer (server shutting down)."""
@@ -188,6 +187,10 @@ class StreamManager:
 
     def hub(self, name: str) -> LocalHub:
         return self._get(name).hub
+
+    def names_by_url(self) -> dict[str, str]:
+        """Stream URL → name of the stream reading it."""
+        return {s.cfg.stream_url: name for name, s in self._streams.items()}
 
     def config(self, name: str) -> StreamConfig:
         return self._get(name).cfg
@@ -304,7 +307,7 @@ class StreamManager:
             resp = await self._client.get(
                 url,
                 timeout=self._snapshot_timeout,
-                auth=cfg.httpx_auth() or httpx.USE_CLIENT_DEFAULT,
+                auth=cfg.httpx_auth(),
             )
         except REQUEST_ERRORS as exc:
             raise SnapshotUnavailable(
