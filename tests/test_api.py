@@ -222,3 +222,29 @@ async def test_a_stored_url_that_cannot_be_requested_never_kills_the_stream(serv
     assert r.status_code == 503
     await asyncio.sleep(0.6)
     assert (await server.status("odd"))["state"] == "retrying"  # still retrying, not dead
+
+
+def test_every_endpoint_and_dependency_is_async() -> None:
+    """FastAPI runs a plain ``def`` endpoint or dependency in a worker thread on every
+    request: a thread hop per request, and threads that come and go (RSS creep)."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from camserver.api import camera_settings, compat, discovery, health, metrics, streams
+
+    sync: list[str] = []
+
+    def walk(dep: Dependant, where: str) -> None:
+        if dep.call is not None and not asyncio.iscoroutinefunction(dep.call):
+            call = getattr(dep.call, "__call__", None)  # noqa: B004 - class-based dependency
+            if not asyncio.iscoroutinefunction(call):
+                sync.append(f"{where}: {getattr(dep.call, '__qualname__', dep.call)}")
+        for sub in dep.dependencies:
+            walk(sub, where)
+
+    modules = (camera_settings, compat, discovery, health, metrics, streams)
+    routes = [r for m in modules for r in m.router.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 10
+    for route in routes:
+        walk(route.dependant, route.path)
+    assert sync == []

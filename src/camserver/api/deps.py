@@ -14,25 +14,29 @@ from camserver.streaming.manager import StreamManager
 
 __all__ = ["ClientDep", "DiscoveryDep", "ManagerDep", "SettingsDep"]
 
+# All ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread on every
+# request, which costs a thread hop per request, and the worker threads that come and go
+# spread allocations over extra malloc arenas (RSS creep in the soak).
 
-def get_manager(request: Request) -> StreamManager:
+
+async def get_manager(request: Request) -> StreamManager:
     manager: StreamManager = request.app.state.manager
     return manager
 
 
-def get_discovery(request: Request) -> DiscoveryService:
+async def get_discovery(request: Request) -> DiscoveryService:
     discovery: DiscoveryService | None = request.app.state.discovery
     if discovery is None:
         raise DiscoveryUnavailable(f"discovery is not running: {request.app.state.discovery_off}")
     return discovery
 
 
-def get_client(request: Request) -> httpx.AsyncClient:
+async def get_client(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient = request.app.state.client
     return client
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -41,6 +41,9 @@ DEFAULT_MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 _MAX_HEADER_BYTES: Final = 8 * 1024
 _MAX_BOUNDARY_LINE: Final = 200
 _BOUNDARY_TOKEN = re.compile(rb"[!-~]{1,200}")
+# Header lines; names in any case, blanks around the colon and value, CRLF or bare LF.
+_CONTENT_LENGTH = re.compile(rb"^[ \t]*content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
+_TIMESTAMP = re.compile(rb"^[ \t]*x-timestamp[ \t]*:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
 _CT_BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|([^\s;,]+))""", re.IGNORECASE)
 
 
@@ -277,8 +280,11 @@ class MJPEGParser:
         if buf[:1] == b"\n" or buf[:2] == b"\r\n":
             end, skip = 0, (1 if buf[:1] == b"\n" else 2)
         else:
-            crlf = buf.find(b"\r\n\r\n")
-            lf = buf.find(b"\n\n")
+            # Bounded searches: a body follows the headers, and an unbounded search for
+            # a bare-LF end would scan every byte of it.
+            limit = min(len(buf), _MAX_HEADER_BYTES + 4)
+            crlf = buf.find(b"\r\n\r\n", 0, limit)
+            lf = buf.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else limit)
             if crlf < 0 and lf < 0:
                 if len(buf) > _MAX_HEADER_BYTES:
                     size = len(buf)
@@ -289,19 +295,11 @@ class MJPEGParser:
                 end, skip = crlf, 4
             else:
                 end, skip = lf, 2
-        length: int | None = None
-        for raw in bytes(buf[:end]).split(b"\n"):
-            name, sep, value = raw.partition(b":")
-            if not sep:
-                continue
-            key = name.strip().lower()
-            if key == b"content-length" and length is None:
-                # Quirk (old ESPHome snapshots): Content-Length sent twice; take the first.
-                v = value.strip()
-                if v.isdigit():
-                    length = int(v)
-            elif key == b"x-timestamp":
-                self._camera_ts = value.strip().decode("ascii", "replace")
+        # Quirk (old ESPHome snapshots): Content-Length sent twice; the first valid one wins.
+        m = _CONTENT_LENGTH.search(buf, 0, end)
+        length = int(m[1]) if m else None
+        if (m := _TIMESTAMP.search(buf, 0, end)) is not None:
+            self._camera_ts = m[1].decode("ascii", "replace")
         del buf[: end + skip]
         self._begin_body(length)
         return None
@@ -324,13 +322,11 @@ class MJPEGParser:
         buf, n = self._buf, self._length
         if len(buf) < n:
             return NEED_DATA
-        view = memoryview(buf)
-        try:
-            ok = jpeg.is_complete(view[:n])
-        finally:
-            view.release()
-        if ok:
-            frame = Frame(bytes(buf[:n]), self._camera_ts)
+        with memoryview(buf) as view:
+            body = view[:n]
+            frame = Frame(bytes(body), self._camera_ts) if jpeg.is_complete(body) else None
+            body.release()
+        if frame is not None:
             del buf[:n]
             self._reset_part()
             return frame
@@ -367,7 +363,8 @@ class MJPEGParser:
             del buf[:end]
             self._reset_part()
             return BadPart("frame larger than the limit", end)
-        frame = Frame(bytes(buf[:end]), self._camera_ts)
+        with memoryview(buf) as view, view[:end] as body:
+            frame = Frame(bytes(body), self._camera_ts)
         del buf[:end]
         self._reset_part()
         return frame
