@@ -202,6 +202,74 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _pick(rows: list[dict[str, Any]], system: str, kind: str) -> dict[str, Any] | None:
+    """The row of ``system`` with the most viewers (no slow ones) and a CPU figure."""
+    found = [
+        r
+        for r in rows
+        if r["system"] == system
+        and r["kind"] == kind
+        and not r["slow_viewers"]
+        and r["cpu_ms_per_mb"]
+    ]
+    return max(found, key=lambda r: r["viewers"]) if found else None
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """The target ratios, each against a baseline measured in the same run.
+
+    At full frame rate every viewer receives the same MB/s, so "viewers served at equal
+    CPU" is the inverse ratio of CPU per delivered MB.
+    """
+    out = []
+    sio = _pick(rows, "camserver", "socketio")
+    mj = _pick(rows, "camserver", "mjpeg")
+    flask = _pick(rows, "Flask-SocketIO baseline (a)", "socketio")
+    raw = _pick(rows, "raw asyncio relay", "mjpeg")
+    if sio and flask:
+        ratio = flask["cpu_ms_per_mb"] / sio["cpu_ms_per_mb"]
+        out.append(
+            f"Socket.IO viewers at equal CPU vs (a): {ratio:.2f}x"
+            f" ({sio['viewers']} viewers {sio['cpu_ms_per_mb']} ms/MB;"
+            f" (a) {flask['viewers']} viewers {flask['cpu_ms_per_mb']} ms/MB)"
+        )
+    if raw and flask:
+        out.append(
+            "ceiling: the raw relay's viewers at equal CPU vs (a): "
+            f"{flask['cpu_ms_per_mb'] / raw['cpu_ms_per_mb']:.2f}x"
+            f" ({raw['viewers']} viewers {raw['cpu_ms_per_mb']} ms/MB)"
+        )
+    if mj and raw:
+        same = [
+            r
+            for r in rows
+            if r["system"] == "camserver"
+            and r["kind"] == "mjpeg"
+            and r["viewers"] == raw["viewers"]
+            and not r["slow_viewers"]
+        ]
+        mj = same[0] if same else mj
+        out.append(
+            f"MJPEG CPU per MB vs the raw relay: {mj['cpu_ms_per_mb'] / raw['cpu_ms_per_mb']:.2f}x"
+            f" ({mj['viewers']} vs {raw['viewers']} viewers)"
+        )
+    for motion in (r for r in rows if r["system"] == "Motion baseline (b)"):
+        ours = [
+            r
+            for r in rows
+            if r["system"] == "camserver"
+            and r["kind"] == "mjpeg"
+            and r["viewers"] == motion["viewers"]
+            and not r["slow_viewers"]
+        ]
+        if ours and ours[0]["server_cpu_pct"]:
+            out.append(
+                f"Motion CPU / camserver CPU at {motion['viewers']} MJPEG viewers: "
+                f"{motion['server_cpu_pct'] / ours[0]['server_cpu_pct']:.1f}x"
+            )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -209,7 +277,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = bench(args.seconds, args.smoke)
-    print(json.dumps(rows, indent=2) if args.json else table(rows))
+    if args.json:
+        print(json.dumps({"rows": rows, "ratios": ratios(rows)}, indent=2))
+    else:
+        print(table(rows) + "\n\n" + "\n".join(f"- {line}" for line in ratios(rows)))
 
 
 if __name__ == "__main__":

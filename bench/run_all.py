@@ -50,13 +50,17 @@ def main() -> None:
         ],
         "fanout": fanout.bench(3.0 if args.smoke else 10.0, args.smoke),
     }
+    results["ratios"] = fanout.ratios(results["fanout"])
     text = "\n\n".join(
         [
             f"Run {when} on {results['machine']}" + (" (smoke run)" if args.smoke else ""),
-            "Parser (MB/s; ratio = parser / bytearray copy of the same chunks)\n\n"
+            "Parser (MB/s; ratio = parser / bytearray copy of the same chunks; oracle_ratio ="
+            " the same for a parser that knows every frame's offsets)\n\n"
             + md_table(results["parser"]),
             "Ingest (no viewers)\n\n" + md_table(results["ingest"]),
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
+            "Ratios (each against a baseline of this run)\n\n"
+            + "\n".join(f"- {line}" for line in results["ratios"]),
         ]
     )
     args.out.mkdir(parents=True, exist_ok=True)

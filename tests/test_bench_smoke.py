@@ -33,3 +33,7 @@ def test_benchmarks_smoke_run(tmp_path: Path) -> None:
         assert r["errors"] == 0, r
         assert r["fps_per_viewer"] > 10, r  # the camera sends 15 fps
     assert "| system |" in (tmp_path / "smoke.md").read_text()
+    ratios = "\n".join(results["ratios"])
+    for what in ("vs (a)", "ceiling", "vs the raw relay"):
+        assert what in ratios, ratios
+    assert all("oracle_ratio" in r for r in results["parser"])

@@ -20,6 +20,8 @@ import logging
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
 from camserver.api.security import TokenChecker, query_token
 from camserver.errors import StreamNotFound, TooManyViewers
@@ -96,14 +98,28 @@ class Realtime:
             members = [sid for sid, _ in self._members(name) if sid != leaving]
             self.manager.hub(name).set_viewers("socketio", len(members))
 
-    def _backlogged(self, members: list[tuple[str, str]]) -> list[str]:
+    async def _send_frame(self, members: list[tuple[str, str]], payload: dict[str, Any]) -> None:
+        """Encode the ``frame`` event once and queue its Engine.IO packets for each member
+        that is not backed up.
+
+        ``sio.emit(room=...)`` also encodes once, but then starts one task per packet per
+        client and waits for them all: 400 tasks a frame at 200 viewers. Queueing directly
+        does the same work in one loop.
+        """
+        encoded = self.sio.packet_class(
+            sio_packet.EVENT, namespace=NAMESPACE, data=["frame", payload]
+        ).encode()
+        packets = [
+            eio_packet.Packet(eio_packet.MESSAGE, p)
+            for p in (encoded if isinstance(encoded, list) else [encoded])
+        ]
         sockets = self.sio.eio.sockets
-        slow = []
-        for sid, eio_sid in members:
+        for _, eio_sid in members:
             sock = sockets.get(eio_sid)
-            if sock is not None and sock.queue.qsize() >= MAX_BACKLOG:
-                slow.append(sid)
-        return slow
+            if sock is None or sock.closed or sock.queue.qsize() >= MAX_BACKLOG:
+                continue
+            for pkt in packets:
+                await self.sio.eio.send_packet(eio_sid, pkt)
 
     async def emit_all(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data, namespace=NAMESPACE)
@@ -158,7 +174,8 @@ class Realtime:
             )
         frame = hub.latest
         if frame is not None:  # show a picture at once, not on the next frame
-            self.spawn(self.sio.emit("frame", self._payload(name, frame), to=sid))
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+            self.spawn(self._send_frame([(sid, eio_sid)], self._payload(name, frame)))
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
@@ -183,7 +200,6 @@ class Realtime:
         except StreamNotFound:
             return
         last = hub.latest.seq if hub.latest else 0
-        room = room_for(name)
         while True:
             frame = await hub.next_frame(last, timeout=2.0)
             members = self._members(name)
@@ -192,17 +208,8 @@ class Realtime:
             if frame is None:
                 continue
             last = frame.seq
-            skip = self._backlogged(members)
-            if len(skip) == len(members):
-                continue
             try:
-                await self.sio.emit(
-                    "frame",
-                    self._payload(name, frame),
-                    room=room,
-                    skip_sid=skip or None,
-                    namespace=NAMESPACE,
-                )
+                await self._send_frame(members, self._payload(name, frame))
             except Exception:  # one bad client must not end the room's frames
                 log.exception("stream %s: emitting a frame failed", name)
         if self._broadcasters.get(name) is asyncio.current_task():
