@@ -18,7 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
-from camserver.app import create_app
+from camserver.app import create_app, uvicorn_options
 from camserver.config import Settings
 from camserver.sim.camera import SimCamera
 
@@ -114,9 +114,8 @@ async def start_server(stack: AsyncExitStack, settings: Settings, port: int = 0)
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=2)
-    )
+    options = uvicorn_options(settings)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
 
     async def shutdown() -> None:

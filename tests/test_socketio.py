@@ -185,3 +185,13 @@ async def test_slow_viewer_does_not_slow_another(
     for ws in slow:
         ws.transport.abort()
         await ws.wait_closed()
+
+
+async def test_websocket_frames_are_not_deflated(server: Server) -> None:
+    """Browsers offer permessage-deflate; JPEGs do not compress, so deflating each frame
+    once per viewer would only burn CPU. The server must decline it."""
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url, compression="deflate") as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        assert str(await ws.recv()).startswith("0{")  # the Engine.IO open packet

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 import socketio
@@ -38,7 +39,7 @@ from camserver.store import SQLiteStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["WEB_DIR", "begin_shutdown", "create_app"]
+__all__ = ["WEB_DIR", "begin_shutdown", "create_app", "uvicorn_options"]
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,18 @@ def begin_shutdown(asgi_app: object) -> None:
     manager = getattr(getattr(fastapi_app, "state", None), "manager", None)
     if isinstance(manager, StreamManager):
         manager.close_hubs()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn must serve camserver (``camserver serve`` and the tests alike)."""
+    return {
+        "loop": settings.event_loop,
+        "ws": settings.websocket,
+        # Browsers (Chromium, Firefox) offer permessage-deflate and uvicorn accepts it by
+        # default: every JPEG, which does not compress, would be deflated once per viewer.
+        "ws_per_message_deflate": False,
+        "timeout_graceful_shutdown": 3,
+    }
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:

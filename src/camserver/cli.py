@@ -172,7 +172,7 @@ def _config(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from camserver.app import begin_shutdown, create_app
+    from camserver.app import begin_shutdown, create_app, uvicorn_options
     from camserver.store import check_database
 
     settings = _settings(args)
@@ -190,8 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=3,
-        loop=settings.event_loop,
+        **uvicorn_options(settings),
     )
     app = config.app
 

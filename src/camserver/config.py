@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="Event loop: uvloop when installed (auto), or the standard one."
     )
+    websocket: Literal["auto", "websockets-sansio", "websockets", "wsproto"] = Field(
+        "auto", description="uvicorn's WebSocket implementation (Socket.IO viewers)."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines for people (text) or machines (json)."
     )
