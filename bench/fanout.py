@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/fanout.py [--seconds 10] [--json] [--smoke]
 
-For Socket.IO (10, 50, 200 viewers) and MJPEG (10, 100, 500 viewers): delivered fps per
-viewer, latency p50/p99 (camera send → viewer receive, from the time the simulator embeds
-in each JPEG), server CPU and RSS. Again with 10 % of the viewers reading slowly: the
-others' figures must not change. Baseline in the same run: a raw asyncio relay (read
-bytes, write them to every socket) serving the same MJPEG viewers.
+For Socket.IO (10, 50, 200 viewers; and 200 that offer permessage-deflate as browsers do)
+and MJPEG (10, 100, 500 viewers): delivered fps per viewer, latency p50/p99 (camera send →
+viewer receive, from the time the simulator embeds in each JPEG), server CPU and RSS. Again
+with 10 % of the viewers reading slowly: the others' figures must not change. Baselines in
+the same run: (a) Flask-SocketIO, (b) Motion, (c) a raw asyncio relay (read bytes, write
+them to every socket) serving the same MJPEG viewers.
 """
 
 from __future__ import annotations
@@ -164,14 +165,14 @@ def bench(seconds: float, smoke: bool) -> list[dict[str, Any]]:
     warmup = 2.0 if smoke else 4.0
     workers = 2 if smoke else 4
     if smoke:
-        plan = [("socketio", 5, 0), ("mjpeg", 10, 0), ("mjpeg", 10, 1)]
+        plan = [("socketio", 5, 0), ("socketio-browser", 5, 0), ("mjpeg", 10, 0), ("mjpeg", 10, 1)]
         relays = [10]
         flasks = [5]
         motions = [5]
     else:
         plan = [("socketio", n, 0) for n in (10, 50, 200)]
         plan += [("mjpeg", n, 0) for n in (10, 100, 500)]
-        plan += [("socketio", 200, 20), ("mjpeg", 500, 50)]
+        plan += [("socketio", 200, 20), ("mjpeg", 500, 50), ("socketio-browser", 200, 0)]
         relays = [100, 500]
         flasks = [10, 50, 100]
         motions = [10, 100]
