@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import random
@@ -59,8 +60,11 @@ class Counters:
     def __init__(self) -> None:
         self.mjpeg_frames = 0
         self.sio_frames = 0
-        self.errors = 0
+        self.errors: collections.Counter[str] = collections.Counter()
         self.sessions = 0
+
+    def error(self, what: str) -> None:
+        self.errors[what[:120]] += 1
 
 
 async def mjpeg_viewer(
@@ -75,7 +79,8 @@ async def mjpeg_viewer(
         try:
             async with client.stream("GET", f"/api/streams/{name}/mjpeg") as resp:
                 if resp.status_code != 200:
-                    c.errors += 1
+                    await resp.aread()
+                    c.error(f"mjpeg HTTP {resp.status_code}: {resp.text[:80]}")
                     await asyncio.sleep(1)
                     continue
                 tail = b""
@@ -85,8 +90,8 @@ async def mjpeg_viewer(
                     tail = data[-(len(marker) - 1) :]
                     if time.monotonic() > until or stop.is_set():
                         break
-        except httpx.HTTPError:
-            c.errors += 1
+        except httpx.HTTPError as exc:
+            c.error(f"mjpeg {type(exc).__name__}: {exc}")
             await asyncio.sleep(1)
 
 
@@ -106,12 +111,12 @@ async def sio_viewer(
             await sio.connect(url, transports=["websocket"])
             ack = await sio.call("join_stream", {"name": rng.choice(names)}, timeout=10)
             if not ack.get("ok"):
-                c.errors += 1
+                c.error(f"join refused: {ack.get('error')}")
             await asyncio.wait_for(stop.wait(), rng.uniform(2, 20))
         except TimeoutError:
             pass
-        except (socketio.exceptions.SocketIOError, OSError):
-            c.errors += 1
+        except (socketio.exceptions.SocketIOError, OSError) as exc:
+            c.error(f"socketio {type(exc).__name__}: {exc}")
             await asyncio.sleep(1)
         finally:
             if sio.connected:
@@ -138,7 +143,9 @@ async def fault_injector(cams: list[SimCamera], stop: asyncio.Event, seed: int) 
     return injected
 
 
-async def soak(minutes: float, cameras: int, viewers: int) -> dict[str, Any]:
+async def soak(
+    minutes: float, cameras: int, viewers: int, memray: Path | None = None
+) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     tmp = tempfile.mkdtemp(prefix="camserver-soak-")
@@ -149,9 +156,12 @@ async def soak(minutes: float, cameras: int, viewers: int) -> dict[str, Any]:
         "CAMSERVER_BACKOFF_MAX": "5",
         "CAMSERVER_LOG_LEVEL": "warning",
     }
+    # --memray: every allocation (Python and native) recorded, for `memray flamegraph --leaks`.
+    trace = ["-m", "memray", "run", "--native", "--force", "-o", str(memray)] if memray else []
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop is busy
         [
             sys.executable,
+            *trace,
             "-m",
             "camserver",
             "serve",
@@ -167,6 +177,10 @@ async def soak(minutes: float, cameras: int, viewers: int) -> dict[str, Any]:
     proc = psutil.Process(server.pid)
     c = Counters()
     stop = asyncio.Event()
+    # Errors inside client libraries' own tasks (never awaited by us) count too.
+    asyncio.get_running_loop().set_exception_handler(
+        lambda loop, ctx: c.error(f"client task: {ctx.get('exception')!r}")
+    )
     try:
         async with AsyncExitStack() as stack:
             cams = [
@@ -224,7 +238,8 @@ async def soak(minutes: float, cameras: int, viewers: int) -> dict[str, Any]:
         "viewer_sessions": c.sessions,
         "frames_delivered_mjpeg": c.mjpeg_frames,
         "frames_delivered_socketio": c.sio_frames,
-        "client_errors": c.errors,
+        "client_errors": sum(c.errors.values()),
+        "client_error_kinds": dict(c.errors.most_common()),
         "faults_injected": injected,
         "upstream_reconnects": reconnects,
         "bad_frames": sum(s["status"]["bad_frames"] for s in statuses),
@@ -255,9 +270,17 @@ def main() -> None:
         default="auto",
         help="the server's event loop (CAMSERVER_EVENT_LOOP)",
     )
+    ap.add_argument(
+        "--memray",
+        type=Path,
+        metavar="FILE",
+        help="run the server under memray (pip install memray), writing its capture here",
+    )
     args = ap.parse_args()
     os.environ["CAMSERVER_EVENT_LOOP"] = args.loop
-    result = asyncio.run(soak(args.minutes, args.cameras, args.viewers))
+    if args.memray:
+        os.environ["PYTHONMALLOC"] = "malloc"  # so memray sees each Python object too
+    result = asyncio.run(soak(args.minutes, args.cameras, args.viewers, args.memray))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
