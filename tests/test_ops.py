@@ -38,6 +38,10 @@ async def test_metrics_parse_and_match_the_status(server: Server, camera: Camera
     assert samples[("camserver_stream_frames_total", (("stream", "c1"),))] > 0
     assert samples[("camserver_stream_bytes_total", (("stream", "c1"),))] > 0
     assert ("camserver_stream_bad_frames_total", (("stream", "c1"),)) in samples
+    assert samples[("process_resident_memory_bytes", ())] > 10 * 2**20
+    assert ("python_gc_collections_total", (("generation", "2"),)) in samples
+    assert ("camserver_housekeeping_last_seconds", ()) in samples
+    assert ("camserver_housekeeping_collected_objects_total", ()) in samples
     assert samples[("camserver_stream_upstream_connects_total", (("stream", "c1"),))] == 1
     assert samples[("camserver_stream_fps", (("stream", "c1"),))] > 5
     assert samples[("camserver_stream_viewers", (("kind", "mjpeg"), ("stream", "c1")))] == 1
@@ -134,6 +138,40 @@ def test_dockerfile_lints_clean_and_uses_the_readme_install() -> None:
     assert "/healthz" in docker
     assert re.search(r"^USER 10001", docker, re.M)
     assert "network_mode: host" in (ROOT / "compose.yaml").read_text()
+
+
+def test_housekeeping_frees_cycles_that_pin_buffers() -> None:
+    """A closed connection's exception, traceback and frames form a cycle that holds its
+    buffers; the once-a-minute job must free it (the oldest GC generation rarely runs)."""
+    import gc
+    import weakref
+
+    from camserver.memory import Housekeeper
+
+    class Conn:
+        buffer = bytearray()
+        error: OSError | None = None
+
+    def closed_connection() -> weakref.ref[Conn]:
+        conn = Conn()
+        conn.buffer = bytearray(4 * 2**20)
+        try:
+            raise OSError("peer went away")
+        except OSError as exc:
+            conn.error = exc  # exc -> traceback -> this frame -> conn: a cycle
+        return weakref.ref(conn)
+
+    gc.disable()
+    try:
+        ref = closed_connection()
+        assert ref() is not None  # only the cyclic GC can free it
+        keeper = Housekeeper()
+        keeper.run_once()
+        assert ref() is None
+        assert keeper.collected > 0
+        assert (keeper.runs, keeper.last_seconds > 0) == (1, True)
+    finally:
+        gc.enable()
 
 
 def test_memory_trim_works_here() -> None:

@@ -19,7 +19,7 @@ import socketio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from starlette.types import ASGIApp
 
 from camserver import __version__
@@ -32,7 +32,7 @@ from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
-from camserver.memory import trim_memory_forever
+from camserver.memory import Housekeeper
 from camserver.models import StreamConfig
 from camserver.netguard import NetworkGuard
 from camserver.store import SQLiteStore
@@ -184,10 +184,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             app.state.discovery = discovery
             app.state.discovery_off = why_off
             app.state.loop_lag = LoopLagMonitor()
-            for job in (app.state.loop_lag.run(), trim_memory_forever()):
+            app.state.housekeeper = Housekeeper()
+            for job in (app.state.loop_lag.run(), app.state.housekeeper.run()):
                 stack.callback(asyncio.create_task(job).cancel)
             registry = CollectorRegistry(auto_describe=False)
             registry.register(StateCollector(app.state))
+            # process_* (RSS, CPU, open files) and python_gc_*, as Prometheus users expect.
+            ProcessCollector(registry=registry)
+            GCCollector(registry=registry)
             app.state.metrics_registry = registry
             app.state.settings = settings
             app.state.client = client

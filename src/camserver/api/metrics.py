@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from camserver import __version__
+from camserver.memory import Housekeeper
 from camserver.models import StreamState
 
 __all__ = ["LoopLagMonitor", "StateCollector", "router"]
@@ -102,6 +103,20 @@ class StateCollector(Collector):
             m = GaugeMetricFamily("camserver_event_loop_lag_max_seconds", "Worst event-loop lag")
             m.add_metric([], lag.max)
             yield m
+        housekeeper: Housekeeper | None = getattr(st, "housekeeper", None)
+        if housekeeper is not None:
+            h = GaugeMetricFamily(
+                "camserver_housekeeping_last_seconds",
+                "How long the last once-a-minute full GC and malloc_trim took",
+            )
+            h.add_metric([], housekeeper.last_seconds)
+            yield h
+            c = CounterMetricFamily(
+                "camserver_housekeeping_collected_objects",
+                "Unreachable objects freed by the once-a-minute full GC",
+            )
+            c.add_metric([], housekeeper.collected)
+            yield c
         discovery = getattr(st, "discovery", None)
         if discovery is not None:
             d = CounterMetricFamily(
