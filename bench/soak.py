@@ -248,6 +248,8 @@ async def soak(
         "rss_max_mib": round(max(samples) / 2**20, 1),
         # One sample a minute after warm-up: the trend, not just two points.
         "rss_per_minute_mib": [round(s / 2**20, 1) for s in samples[::6]],
+        # Least-squares trend over every 10-second sample after warm-up.
+        "rss_trend_mib_per_hour": round(_slope(samples, 10.0) * 3600 / 2**20, 1),
         "server_cpu_percent": round(
             100
             * ((cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system))
@@ -256,6 +258,18 @@ async def soak(
         ),
         "server_exit_code": server.returncode,
     }
+
+
+def _slope(values: list[int], step: float) -> float:
+    """Least-squares slope of ``values`` sampled every ``step`` seconds (per second)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean_x = (n - 1) * step / 2
+    mean_y = sum(values) / n
+    cov = sum((i * step - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    var = sum((i * step - mean_x) ** 2 for i in range(n))
+    return cov / var
 
 
 def main() -> None:
