@@ -212,7 +212,7 @@ async def soak(
                 asyncio.create_task(sio_viewer(url, names, stop, c, 1000 + i)) for i in range(n_sio)
             ]
             injector = asyncio.create_task(fault_injector(cams, stop, 42))
-            warmup = min(60.0, minutes * 60 / 5)
+            warmup = min(300.0, minutes * 60 / 5)  # buffers and caches fill up first
             await asyncio.sleep(warmup)
             rss_start = proc.memory_info().rss
             cpu_start = proc.cpu_times()
