@@ -300,3 +300,32 @@ def test_fuzz_mutated_esp32_stream(data: st.DataObject) -> None:
     events = feed(bytes(stream), chunks, boundary=B)
     # Whatever survives is a whole JPEG; at most one frame per mutation is lost.
     assert all(f[:2] == b"\xff\xd8" for f in frames(events))
+
+
+def _view(events: list[Event]) -> list[tuple[str, object, object]]:
+    return [
+        ("frame", e.data, e.camera_ts) if isinstance(e, Frame) else ("bad", e.reason, e.size)
+        for e in events
+        if isinstance(e, Frame | BadPart)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_esp32_fast_path_gives_the_events_of_the_general_path(data: st.DataObject) -> None:
+    """A declared boundary enables the one-match path for CameraWebServer's part head; a
+    boundary learned from the body does not. Both must see the same frames and faults."""
+    stream = bytearray(ESP32 * 2)
+    for _ in range(data.draw(st.integers(0, 12))):
+        i = data.draw(st.integers(len(B) + 8, len(stream) - 1))  # keep the first boundary
+        stream[i] = data.draw(st.sampled_from([0x00, 0x20, 0x0A, 0x0D, 0x2D, 0x31, 0xFF, 0xD9]))
+    chunks = data.draw(st.lists(st.integers(1, 5000), min_size=1, max_size=60))
+    fast = feed(bytes(stream), chunks, boundary=B)
+    general = feed(bytes(stream), chunks)
+    assert _view(fast) == _view(general)
+    assert len(frames(fast)) >= 2 * len(JPEGS) - 12
+
+
+def test_esp32_fast_path_keeps_the_camera_timestamp() -> None:
+    events = feed(esp32_part(JPEGS[0], "7.000001") + esp32_part(JPEGS[1], "7.066668"), boundary=B)
+    assert [e.camera_ts for e in events if isinstance(e, Frame)] == ["7.000001", "7.066668"]

@@ -120,6 +120,7 @@ class MJPEGParser:
         self._search_from = 0
         self._eof = False
         self._delim: bytes | None = None
+        self._esp32_head: re.Pattern[bytes] | None = None
         if boundary:
             self._set_boundary(boundary.encode("ascii") if isinstance(boundary, str) else boundary)
         # Per-part state.
@@ -148,6 +149,15 @@ class MJPEGParser:
         # Quirk (several IP cameras): the header declares "boundary=--foo" and the body
         # uses "--foo" (or "----foo"); searching for the token itself matches both.
         self._delim = token if token.startswith(b"--") else b"--" + token
+        # Fast path for Espressif CameraWebServer's exact part head (esp32-cam-wire-facts):
+        # one match instead of a boundary search and a header parse. Anything else takes
+        # the general path.
+        self._esp32_head = re.compile(
+            rb"(?:\r\n)?"
+            + re.escape(self._delim)
+            + rb"\r\nContent-Type: image/jpeg\r\nContent-Length: (\d{1,10})\r\n"
+            + rb"(?:X-Timestamp: ([!-~]{1,64})\r\n)?\r\n"
+        )
 
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the network; ``b""`` means the connection ended."""
@@ -172,6 +182,8 @@ class MJPEGParser:
         while True:
             state = self._state
             if state is _State.SEEK:
+                if self._search_from == 0 and self._esp32_part():
+                    continue
                 if not self._seek_boundary():
                     return self._starved(in_part=False)
                 continue
@@ -210,6 +222,18 @@ class MJPEGParser:
         self._camera_ts = None
         self._scan_from = -1
         self._length = self._remaining = 0
+
+    def _esp32_part(self) -> bool:
+        """Consume an ESP32 part head at the start of the buffer; False: not one (yet)."""
+        pattern = self._esp32_head
+        m = pattern.match(self._buf) if pattern is not None else None
+        if m is None:
+            return False
+        ts, length = m[2], int(m[1])  # read the groups before the buffer changes
+        self._camera_ts = None if ts is None else ts.decode("ascii")
+        del self._buf[: m.end()]
+        self._begin_body(length)
+        return True
 
     def _seek_boundary(self) -> bool:
         """Consume up to and including the next boundary line. False: need more data."""
@@ -322,10 +346,12 @@ class MJPEGParser:
         buf, n = self._buf, self._length
         if len(buf) < n:
             return NEED_DATA
-        with memoryview(buf) as view:
-            body = view[:n]
-            frame = Frame(bytes(body), self._camera_ts) if jpeg.is_complete(body) else None
-            body.release()
+        frame = None
+        with memoryview(buf) as view, view[:n] as body:
+            # SOI first and EOI last is the usual case; is_complete also allows padding.
+            exact = n >= 4 and buf[0] == 0xFF and buf[1] == 0xD8 and buf[n - 1] == 0xD9
+            if (exact and buf[n - 2] == 0xFF) or jpeg.is_complete(body):
+                frame = Frame(body.tobytes(), self._camera_ts)
         if frame is not None:
             del buf[:n]
             self._reset_part()
