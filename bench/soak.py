@@ -3,8 +3,9 @@ camserver process, for a bounded time (default 10 minutes). Not part of the test
 
     .venv/bin/python bench/soak.py --minutes 10
 
-Prints frames delivered, client errors, upstream reconnects and the server's RSS after
-warm-up and at the end (plus JSON with --json). Stops by itself; all traffic is loopback.
+Prints frames delivered, client errors by kind, upstream reconnects, and the server's RSS
+after warm-up (a fifth of the run, at most 5 minutes), each minute and at the end, with a
+least-squares trend (plus JSON with --json). Stops by itself; all traffic is loopback.
 """
 
 from __future__ import annotations
