@@ -348,9 +348,7 @@ class MJPEGParser:
             return NEED_DATA
         frame = None
         with memoryview(buf) as view, view[:n] as body:
-            # SOI first and EOI last is the usual case; is_complete also allows padding.
-            exact = n >= 4 and buf[0] == 0xFF and buf[1] == 0xD8 and buf[n - 1] == 0xD9
-            if (exact and buf[n - 2] == 0xFF) or jpeg.is_complete(body):
+            if jpeg.is_complete(body):
                 frame = Frame(body.tobytes(), self._camera_ts)
         if frame is not None:
             del buf[:n]
