@@ -203,8 +203,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _pick(rows: list[dict[str, Any]], system: str, kind: str) -> dict[str, Any] | None:
-    """The row of ``system`` with the most viewers (no slow ones) and a CPU figure."""
+def _pick(
+    rows: list[dict[str, Any]], system: str, kind: str, viewers: int | None = None
+) -> dict[str, Any] | None:
+    """The row of ``system`` with ``viewers`` (default: the most) and no slow ones."""
     found = [
         r
         for r in rows
@@ -212,6 +214,7 @@ def _pick(rows: list[dict[str, Any]], system: str, kind: str) -> dict[str, Any] 
         and r["kind"] == kind
         and not r["slow_viewers"]
         and r["cpu_ms_per_mb"]
+        and viewers in (None, r["viewers"])
     ]
     return max(found, key=lambda r: r["viewers"]) if found else None
 
@@ -241,32 +244,17 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
             f" ({raw['viewers']} viewers {raw['cpu_ms_per_mb']} ms/MB)"
         )
     if mj and raw:
-        same = [
-            r
-            for r in rows
-            if r["system"] == "camserver"
-            and r["kind"] == "mjpeg"
-            and r["viewers"] == raw["viewers"]
-            and not r["slow_viewers"]
-        ]
-        mj = same[0] if same else mj
+        mj = _pick(rows, "camserver", "mjpeg", raw["viewers"]) or mj
         out.append(
             f"MJPEG CPU per MB vs the raw relay: {mj['cpu_ms_per_mb'] / raw['cpu_ms_per_mb']:.2f}x"
             f" ({mj['viewers']} vs {raw['viewers']} viewers)"
         )
     for motion in (r for r in rows if r["system"] == "Motion baseline (b)"):
-        ours = [
-            r
-            for r in rows
-            if r["system"] == "camserver"
-            and r["kind"] == "mjpeg"
-            and r["viewers"] == motion["viewers"]
-            and not r["slow_viewers"]
-        ]
-        if ours and ours[0]["server_cpu_pct"]:
+        ours = _pick(rows, "camserver", "mjpeg", motion["viewers"])
+        if ours and ours["server_cpu_pct"]:
             out.append(
                 f"Motion CPU / camserver CPU at {motion['viewers']} MJPEG viewers: "
-                f"{motion['server_cpu_pct'] / ours[0]['server_cpu_pct']:.1f}x"
+                f"{motion['server_cpu_pct'] / ours['server_cpu_pct']:.1f}x"
             )
     return out
 
