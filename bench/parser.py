@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from camserver.sim.frames import FrameRenderer
 from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
@@ -48,8 +48,13 @@ def chunked(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def run_parser(chunks: list[bytes]) -> int:
-    p = MJPEGParser(B)
+class _Parser(Protocol):
+    def receive_data(self, data: bytes) -> None: ...
+    def next_event(self) -> object: ...
+
+
+def drive(p: _Parser, chunks: list[bytes]) -> int:
+    """Feed every chunk and drain the events after each; the frames seen."""
     n = 0
     for c in chunks:
         p.receive_data(c)
@@ -57,6 +62,10 @@ def run_parser(chunks: list[bytes]) -> int:
             if isinstance(e, Frame):
                 n += 1
     return n
+
+
+def run_parser(chunks: list[bytes]) -> int:
+    return drive(MJPEGParser(B), chunks)
 
 
 class Oracle:
@@ -90,14 +99,7 @@ def run_oracle_with(
     data: bytes, spans: list[tuple[int, int]], size: int
 ) -> Callable[[list[bytes]], int]:
     def run(chunks: list[bytes]) -> int:
-        p = Oracle(data, spans, size)
-        n = 0
-        for c in chunks:
-            p.receive_data(c)
-            while (e := p.next_event()) is not NEED_DATA:
-                if isinstance(e, Frame):
-                    n += 1
-        return n
+        return drive(Oracle(data, spans, size), chunks)
 
     return run
 
