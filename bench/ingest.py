@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import Meter, add_streams, cameras, camserver
 
 
-def measure(count: int, seconds: float) -> dict[str, Any]:
+def measure(count: int, seconds: float, settle: float = 2.0) -> dict[str, Any]:
     with cameras(count) as ports, camserver() as (url, proc):
         add_streams(url, ports)
-        time.sleep(2.0)
+        time.sleep(settle)
         meter = Meter(proc)
         meter.start()
         time.sleep(seconds)

@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything (system packages, .venv, test tools) and run lint, types and the tests.
+#
+#   bash scripts/test.sh [pytest args]
+#   CAMSERVER_TEST_BUSY=2 CAMSERVER_TEST_RUNS=10 bash scripts/test.sh
+#       the same, 10 times in a row, while 2 busy loops keep both cores loaded
+#
+# CAMSERVER_STRICT=1: a skipped test fails the run (every test must run here); the run
+# ends with what it checked and the branch coverage, which must reach the floor in
+# pyproject.toml ([tool.coverage.report] fail_under).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh --dev
@@ -10,7 +18,23 @@ source scripts/lib.sh
 # motion: baseline (b) of the benchmarks' smoke run.
 apt_need iproute2 chromium ffmpeg motion
 export CAMSERVER_TEST_OUTPUT="${CAMSERVER_TEST_OUTPUT:-$PWD/test-output}"
+export CAMSERVER_STRICT=1
 echo "== ruff"; .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts
 echo "== mypy"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/pytest "$@"
+
+busy=()
+stop_busy() { [ ${#busy[@]} -eq 0 ] || kill "${busy[@]}" 2>/dev/null || true; }
+trap stop_busy EXIT
+for _ in $(seq 1 "${CAMSERVER_TEST_BUSY:-0}"); do
+  (while :; do :; done) &
+  busy+=($!)
+done
+[ ${#busy[@]} -eq 0 ] || echo "== ${#busy[@]} busy loop(s) keep the cores loaded"
+
+runs="${CAMSERVER_TEST_RUNS:-1}"
+for run in $(seq 1 "$runs"); do
+  [ "$runs" -eq 1 ] || echo "== pytest run $run of $runs"
+  [ "$runs" -ne 1 ] || echo "== pytest"
+  .venv/bin/pytest --cov --cov-report=term "$@"
+done

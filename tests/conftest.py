@@ -22,6 +22,8 @@ from camserver.app import create_app, uvicorn_options
 from camserver.config import Settings
 from camserver.sim.camera import SimCamera
 
+pytest_plugins = ["tests.suite_report"]
+
 # Fast failure detection so fault tests finish in seconds, not minutes.
 FAST = {
     "connect_timeout": 2.0,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,10 +21,8 @@ import pytest
 
 NET = "10.254.77"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None,
-    reason="needs root and iproute2 to create network namespaces",
-)
+# Root and iproute2 build the network namespaces.
+pytestmark = pytest.mark.requires("root", "ip")
 
 
 def ip(*args: str) -> None:

@@ -19,10 +19,8 @@ import pytest
 
 HERE = Path(__file__).parent
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None,
-    reason="needs root and iproute2 to isolate the fuzzed server in a network namespace",
-)
+# Root and iproute2 isolate the fuzzed server in a network namespace.
+pytestmark = pytest.mark.requires("root", "ip")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 import socketio
 import websockets
 
+from camserver.api.events import MAX_BACKLOG
 from tests.conftest import CameraFactory, Server, wait_for
 
 
@@ -37,13 +38,6 @@ class Viewer:
     async def join(self, name: str) -> dict[str, Any]:
         ack: dict[str, Any] = await self.sio.call("join_stream", {"name": name}, timeout=5)
         return ack
-
-    def fps_since(self, t0: float) -> float:
-        recent = [f for f in self.frames if f["received"] >= t0]
-        if len(recent) < 2:
-            return 0.0
-        span: float = recent[-1]["received"] - recent[0]["received"]
-        return (len(recent) - 1) / span
 
 
 ViewerFactory = Callable[[], Awaitable[Viewer]]
@@ -117,12 +111,15 @@ async def test_twenty_viewers_one_upstream_connection(
     st = await server.status("c1")
     assert st["upstream_connects"] == 1
     assert st["viewers"] == 20
-    # Every viewer got the same frames, each exactly once.
-    common = set.intersection(*({f["seq"] for f in v.frames} for v in viewers))
-    assert len(common) >= 10
+    # Every viewer got the same frames, each exactly once, in order: after the frame sent
+    # on join, every frame the camera sent while all twenty watched.
+    first = max(v.frames[1]["seq"] for v in viewers)
+    last = min(v.frames[-1]["seq"] for v in viewers)
+    assert last - first >= 10
     for v in viewers:
-        seqs = [f["seq"] for f in v.frames]
-        assert len(seqs) == len(set(seqs))
+        seqs = [f["seq"] for f in v.frames[1:]]
+        assert seqs == sorted(set(seqs))
+        assert [s for s in seqs if first <= s <= last] == list(range(first, last + 1))
 
 
 async def test_stream_status_events(
@@ -167,21 +164,31 @@ async def test_slow_viewer_does_not_slow_another(
     slow = [await slow_viewer(server.url, "c1") for _ in range(3)]
     fast = await viewer()
     await fast.join("c1")
-    await asyncio.sleep(4.0)  # let the slow ones fill their socket buffers
-    t0 = time.time()
-    eio = server.state.realtime.sio.eio
+    sockets = server.state.realtime.sockets
+    # The slow ones' socket buffers fill up; then the server queues at most MAX_BACKLOG
+    # packets for each and skips it for frames beyond that.
+    await wait_for(
+        lambda: sum(q >= MAX_BACKLOG for q in sockets.queue_sizes().values()) == 3,
+        20,
+        what="three slow viewers backed up",
+    )
+    hub = server.state.manager.hub("c1")
+    start = hub.latest.seq
     peak = 0
-    for _ in range(40):
-        await asyncio.sleep(0.1)
-        peak = max([peak, *(s.queue.qsize() for s in eio.sockets.values())])
-    rate = fast.fps_since(t0)
-    assert rate >= 25 * 0.85, f"fast viewer got {rate:.1f} fps beside slow ones"
+
+    def forty_more() -> bool:
+        nonlocal peak
+        peak = max(peak, *sockets.queue_sizes().values())
+        return any(f["seq"] >= start + 40 for f in fast.frames)
+
+    await wait_for(forty_more, 20, 0.02, what="40 more frames for the fast viewer")
     # The server holds at most a couple of frames for a slow viewer.
-    assert peak <= 6, f"{peak} packets queued for one viewer"
-    seqs = [f["seq"] for f in fast.frames if f["received"] >= t0]
-    lat = [f["received"] - f["ts"] for f in fast.frames if f["received"] >= t0]
-    assert sorted(lat)[len(lat) // 2] < 0.1, "median latency above 100 ms"
-    assert len(seqs) == len(set(seqs))
+    assert peak <= MAX_BACKLOG + 2, f"{peak} packets queued for one viewer"
+    # The fast viewer got the camera's frames in order, none twice, most of them (a frame
+    # is skipped only while its own queue is MAX_BACKLOG deep: a busy machine).
+    seqs = [f["seq"] for f in fast.frames if f["seq"] > start]
+    assert seqs == sorted(set(seqs))
+    assert len(seqs) >= 20, seqs
     for ws in slow:
         ws.transport.abort()
         await ws.wait_closed()
@@ -195,3 +202,19 @@ async def test_websocket_frames_are_not_deflated(server: Server) -> None:
         assert ws.response is not None
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         assert str(await ws.recv()).startswith("0{")  # the Engine.IO open packet
+
+
+async def test_engineio_internals_are_what_the_adapter_reads(
+    server: Server, viewer: ViewerFactory
+) -> None:
+    """Fails loudly if a python-engineio upgrade moves the per-client packet queues that
+    ``camserver.api.sio_adapter`` reads to skip slow viewers."""
+    sockets = server.state.realtime.sockets
+    v = await viewer()
+    sockets.verify()
+    assert sockets.count() == 1
+    (eio_sid,) = sockets.queue_sizes()
+    assert sockets.queue_size(eio_sid) == 0
+    assert sockets.queue_size("gone") == 0
+    await v.sio.disconnect()
+    await wait_for(lambda: sockets.count() == 0, what="the client gone")

@@ -25,6 +25,7 @@ from typing import Any
 import socketio
 
 from camserver.api.security import TokenChecker, query_token
+from camserver.api.sio_adapter import EngineIOSockets
 from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.models import StreamStatus
 from camserver.streaming.hub import admit_viewer
@@ -57,6 +58,7 @@ class Realtime:
             cors_allowed_origins=("*" if cors_origins == ["*"] else cors_origins) or None,
             max_http_buffer_size=64 * 1024,
         )
+        self.sockets = EngineIOSockets(self.sio)
         self._checker = checker or TokenChecker(None, None)
         self._max_viewers = max_viewers
         self._manager: StreamManager | None = None
@@ -100,13 +102,8 @@ class Realtime:
             self.manager.hub(name).set_viewers("socketio", len(members))
 
     def _backlogged(self, members: list[tuple[str, str]]) -> list[str]:
-        sockets = self.sio.eio.sockets
-        slow = []
-        for sid, eio_sid in members:
-            sock = sockets.get(eio_sid)
-            if sock is not None and sock.queue.qsize() >= MAX_BACKLOG:
-                slow.append(sid)
-        return slow
+        queued = self.sockets.queue_size
+        return [sid for sid, eio_sid in members if queued(eio_sid) >= MAX_BACKLOG]
 
     async def emit_all(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data, namespace=NAMESPACE)

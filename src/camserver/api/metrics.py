@@ -91,7 +91,7 @@ class StateCollector(Collector):
         realtime = getattr(st, "realtime", None)
         if realtime is not None:
             sio = GaugeMetricFamily("camserver_socketio_clients", "Connected Socket.IO clients")
-            sio.add_metric([], len(realtime.sio.eio.sockets))
+            sio.add_metric([], realtime.sockets.count())
             yield sio
         lag: LoopLagMonitor | None = getattr(st, "loop_lag", None)
         if lag is not None:

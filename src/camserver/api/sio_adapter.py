@@ -1,0 +1,59 @@
+"""The one place camserver reads python-engineio's private state.
+
+python-socketio has no public way to ask how many packets wait for a client, and camserver
+needs that to skip a slow viewer for a frame instead of queueing without bound. The
+state lives on ``AsyncServer.eio.sockets`` (Engine.IO session id → socket) and each
+socket's ``queue`` (an ``asyncio.Queue`` of outgoing packets), as of python-engineio 4.x.
+:meth:`EngineIOSockets.verify` checks those shapes and fails loudly when an upgrade
+changes them; ``tests/test_socketio.py`` calls it against a live server with a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+__all__ = ["EngineIOInternalsChanged", "EngineIOSockets"]
+
+
+class EngineIOInternalsChanged(RuntimeError):
+    """python-engineio no longer has the private state this adapter reads."""
+
+
+class EngineIOSockets:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    def _sockets(self) -> dict[str, Any]:
+        eio = getattr(self._sio, "eio", None)
+        sockets = getattr(eio, "sockets", None)
+        if not isinstance(sockets, dict):
+            raise EngineIOInternalsChanged(
+                "python-engineio's AsyncServer has no 'sockets' dict any more: "
+                "camserver.api.sio_adapter needs updating for this version"
+            )
+        return sockets
+
+    def verify(self) -> None:
+        """Raise EngineIOInternalsChanged unless every connected socket has a queue."""
+        for sock in self._sockets().values():
+            queue = getattr(sock, "queue", None)
+            if not callable(getattr(queue, "qsize", None)):
+                raise EngineIOInternalsChanged(
+                    "python-engineio's socket has no 'queue' with qsize() any more: "
+                    "camserver.api.sio_adapter needs updating for this version"
+                )
+
+    def count(self) -> int:
+        """Connected Engine.IO clients."""
+        return len(self._sockets())
+
+    def queue_size(self, eio_sid: str) -> int:
+        """Packets waiting to be sent to ``eio_sid`` (0 when it is gone)."""
+        sock = self._sockets().get(eio_sid)
+        return 0 if sock is None else int(sock.queue.qsize())
+
+    def queue_sizes(self) -> dict[str, int]:
+        """Packets waiting, for every connected client."""
+        return {sid: int(sock.queue.qsize()) for sid, sock in self._sockets().items()}
