@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from contextlib import AsyncExitStack
 
 import pytest
@@ -163,20 +164,25 @@ async def _snapshot_checks(server: Server, camera: CameraFactory) -> None:
     cam = await camera("c1", fps=20)
     await server.add_camera("c1", cam)
     await server.wait_state("c1", "streaming")
-    captures_before = cam._counter
+    hub = server.state.manager.hub("c1")
     r = await server.client.get("/api/streams/c1/snapshot")
     assert r.status_code == 200
     assert r.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(r.content)).size == (320, 240)
+    # A recent frame is served from the hub: the camera's /capture was not asked.
+    assert cam.captures == 0
+    cached = r.content
 
     # Stopped: the last frame gets old, so the snapshot comes from the camera's /capture.
     await server.client.post("/api/streams/c1/stop")
-    await asyncio.sleep(0.5)  # older than snapshot_max_age
-    before = cam._counter
+    last = hub.latest
+    assert last is not None
+    await wait_for(lambda: time.time() - last.ts > 0.3, what="the last frame to be stale")
     r = await server.client.get("/api/streams/c1/snapshot")
     assert r.status_code == 200
-    assert cam._counter == before + 1  # one /capture was made
-    assert cam._counter > captures_before
+    assert cam.captures == 1  # one /capture was made
+    assert r.content not in (cached, last.data)  # a new picture, not a cached frame
+    assert hub.latest is last  # and it did not pass through the hub
 
     # No frame and no snapshot URL: 503 with a reason.
     r = await server.client.post(

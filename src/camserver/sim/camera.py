@@ -193,6 +193,8 @@ class SimCamera:
         self.stream_connections = 0
         self.active_streams = 0
         self.frames_sent = 0
+        self.captures = 0
+        """Answers to ``/capture`` (snapshots taken from the camera itself)."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -269,6 +271,7 @@ class SimCamera:
             "stream_connections": self.stream_connections,
             "active_streams": self.active_streams,
             "frames_sent": self.frames_sent,
+            "captures": self.captures,
         }
 
     # -- frames ---------------------------------------------------------------------------
@@ -317,6 +320,7 @@ class SimCamera:
             return refused
         if req.path == "/capture":
             await asyncio.sleep(self.capture_delay)  # the firmware flashes the LED first
+            self.captures += 1
             return response(
                 200,
                 self._render(),
