@@ -1,15 +1,42 @@
-"""Facts about Espressif's CameraWebServer firmware shared by the simulator and the API."""
+"""What camserver knows of Espressif's CameraWebServer firmware: its ports and the
+settings its ``/control`` accepts. No I/O here (``camserver.upstream`` does the requests).
+
+The simulator (``camserver.sim``) does not import this: it speaks from its own tables,
+so a mistake here shows up as a test failure instead of being repeated on both sides.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Final
 
-import httpx
+__all__ = [
+    "CONTROL_RANGES",
+    "MAX_HTTP_PORT",
+    "MAX_PORT",
+    "check_control",
+    "parse_port",
+    "stream_port",
+]
 
-from camserver.errors import UpstreamConnectError, UpstreamProtocolError
-from camserver.models import REQUEST_ERRORS
+MAX_PORT: Final = 65535
+MAX_HTTP_PORT: Final = MAX_PORT - 1
+"""The highest HTTP port that leaves room for the stream on port + 1."""
 
-__all__ = ["CONTROL_RANGES", "check_control", "read_status", "set_control"]
+
+def stream_port(http_port: int) -> int:
+    """The firmware serves ``/stream`` on its own server, one port above the HTTP server
+    (``config.server_port += 1`` in ``app_httpd.cpp``)."""
+    return http_port + 1
+
+
+def parse_port(value: object, highest: int = MAX_PORT) -> int | None:
+    """An int, or a string of digits, from 1 to ``highest``; None for anything else."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 5:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 1 <= value <= highest else None
+
 
 # /control variables of CameraWebServer and the values the sensor accepts.
 CONTROL_RANGES: dict[str, tuple[int, int]] = {
@@ -51,47 +78,4 @@ def check_control(var: str, value: object) -> str | None:
     lo, hi = limits
     if not lo <= value <= hi:
         return f"must be from {lo} to {hi}"
-    return None
-
-
-async def read_status(
-    client: httpx.AsyncClient, host: str, timeout: float = 5.0, auth: httpx.Auth | None = None
-) -> dict[str, Any]:
-    """The camera's ``/status`` JSON. Raises UpstreamError with a readable reason."""
-    url = f"http://{host}/status"
-    try:
-        resp = await client.get(url, timeout=timeout, auth=auth)
-    except REQUEST_ERRORS as exc:
-        raise UpstreamConnectError(f"cannot read {url}: {str(exc) or type(exc).__name__}") from exc
-    if resp.status_code != 200:
-        raise UpstreamConnectError(f"{url} answered HTTP {resp.status_code}")
-    try:
-        data = resp.json()
-    except ValueError as exc:
-        raise UpstreamProtocolError(f"{url} did not return JSON") from exc
-    if not isinstance(data, dict):
-        raise UpstreamProtocolError(f"{url} did not return a JSON object")
-    return data
-
-
-async def set_control(
-    client: httpx.AsyncClient,
-    host: str,
-    var: str,
-    value: int,
-    timeout: float = 5.0,
-    auth: httpx.Auth | None = None,
-) -> str | None:
-    """Call ``/control?var=…&val=…``; None on success, else why it failed."""
-    try:
-        resp = await client.get(
-            f"http://{host}/control",
-            params={"var": var, "val": str(value)},
-            timeout=timeout,
-            auth=auth,
-        )
-    except REQUEST_ERRORS as exc:
-        return f"camera unreachable: {str(exc) or type(exc).__name__}"
-    if resp.status_code != 200:
-        return f"camera answered HTTP {resp.status_code}"
     return None

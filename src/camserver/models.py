@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from camserver.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
+
 __all__ = [
     "NAME_PATTERN",
-    "REQUEST_ERRORS",
     "StreamConfig",
     "StreamCreate",
     "StreamName",
@@ -26,9 +27,6 @@ __all__ = [
 ]
 
 AuthScheme = Literal["basic", "digest"]
-# What making a request to a camera can raise besides an HTTP error: httpx.InvalidURL, and
-# UnicodeError when a host name cannot be IDNA-encoded (e.g. "xn--").
-REQUEST_ERRORS = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 MAX_URL_LENGTH = 2048
@@ -60,8 +58,9 @@ class StreamStatus(BaseModel):
     viewers: int = 0
 
 
-def _split_host(value: str) -> tuple[str, int]:
-    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` → (host for a URL, port)."""
+def _split_host(value: str, highest: int = MAX_HTTP_PORT) -> tuple[str, int]:
+    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` → (host for a URL, port). The port
+    goes up to ``highest``: by default one that leaves room for the stream on port + 1."""
     value = value.strip()
     if "://" in value or "/" in value:
         raise ValueError(
@@ -78,12 +77,12 @@ def _split_host(value: str) -> tuple[str, int]:
         if rest:
             if not rest.startswith(":"):
                 raise ValueError("expected ':port' after the IPv6 address")
-            port = _port(rest[1:])
+            port = _port(rest[1:], highest)
         ipaddress.IPv6Address(host)
         return f"[{host}]", port
     if value.count(":") == 1:
         host, port_text = value.split(":")
-        port = _port(port_text)
+        port = _port(port_text, highest)
     elif value.count(":") > 1:
         ipaddress.IPv6Address(value)
         return f"[{value}]", port
@@ -93,20 +92,22 @@ def _split_host(value: str) -> tuple[str, int]:
     return host, port
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65534:
-        # 65534 at most: the stream is served on port + 1.
-        raise ValueError("port must be a number from 1 to 65534")
-    return int(text)
+def _port(text: str, highest: int) -> int:
+    port = parse_port(text, highest)
+    if port is None:
+        why = " (the stream is served on port + 1)" if highest == MAX_HTTP_PORT else ""
+        raise ValueError(f"port must be a number from 1 to {highest}{why}")
+    return port
 
 
-def urls_for_host(host: str) -> tuple[str, str, str]:
-    """(normalised host, snapshot URL, stream URL) by the firmware's rule: stream on port+1."""
-    name, port = _split_host(host)
+def urls_for_host(host: str, stream_on: int | None = None) -> tuple[str, str, str]:
+    """(normalised host, snapshot URL, stream URL): the stream on ``stream_on`` if given
+    (a camera that announced its stream port), else by the firmware's rule, port + 1."""
+    name, port = _split_host(host, MAX_HTTP_PORT if stream_on is None else MAX_PORT)
     return (
         f"{name}:{port}",
         f"http://{name}:{port}/capture",
-        f"http://{name}:{port + 1}/stream",
+        f"http://{name}:{stream_port(port) if stream_on is None else stream_on}/stream",
     )
 
 
@@ -223,13 +224,13 @@ class StreamConfig(BaseModel):
         return httpx.BasicAuth(self.username, self.password or "")
 
     @classmethod
-    def for_host(cls, name: str, host: str) -> StreamConfig:
-        """A stream reading the ESP32 at ``host`` (URLs by the firmware's rule)."""
-        return cls(name=name, stream_url="").with_host(host)
+    def for_host(cls, name: str, host: str, stream_on: int | None = None) -> StreamConfig:
+        """A stream reading the ESP32 at ``host`` (see :func:`urls_for_host`)."""
+        return cls(name=name, stream_url="").with_host(host, stream_on)
 
-    def with_host(self, host: str) -> StreamConfig:
-        """This stream reading the ESP32 at ``host`` (URLs by the firmware's rule)."""
-        norm, snapshot, stream = urls_for_host(host)
+    def with_host(self, host: str, stream_on: int | None = None) -> StreamConfig:
+        """This stream reading the ESP32 at ``host`` (see :func:`urls_for_host`)."""
+        norm, snapshot, stream = urls_for_host(host, stream_on)
         return self.model_copy(
             update={"host": norm, "stream_url": stream, "snapshot_url": snapshot}
         )

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 
 from camserver.api.deps import ClientDep, ManagerDep, SettingsDep
 from camserver.errors import NotAnESP32
-from camserver.esp32 import CONTROL_RANGES, check_control, read_status, set_control
+from camserver.esp32 import CONTROL_RANGES, check_control
 from camserver.models import StreamConfig
 from camserver.streaming.manager import StreamManager
+from camserver.upstream import read_status, set_control
 
 router = APIRouter(prefix="/api/streams", tags=["camera settings"])
 

@@ -26,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from camserver.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
+
 __all__ = [
     "MAX_DATAGRAM",
     "NEED_DATA",
@@ -97,15 +99,6 @@ def safe_name(text: str) -> str:
     return name[:64].rstrip("-_")
 
 
-def _port(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        else:
-            return None
-    return value if 1 <= value <= 65535 else None
-
-
 def encode_legacy_announcement(ip: str, port: int) -> bytes:
     return f"{LEGACY_PREFIX}{ip}:{port}".encode("ascii")
 
@@ -164,14 +157,15 @@ class DiscoveryCodec:
 
     def _legacy(self, rest: str, source: tuple[str, int]) -> Event:
         ip, sep, port_text = rest.rpartition(":")
-        port = _port(port_text) if sep else None
-        if port is None or port > 65534:
+        # The legacy format names no stream port: it must be port + 1.
+        port = parse_port(port_text, MAX_HTTP_PORT) if sep else None
+        if port is None:
             return Rejected("bad_port", f"bad port in {rest!r}", source)
         return self._announce(
             name=None,
             claimed=ip,
             port=port,
-            stream_port=port + 1,
+            stream_port=stream_port(port),
             source=source,
             legacy=True,
             extra={},
@@ -184,12 +178,14 @@ class DiscoveryCodec:
             return Rejected("bad_json", "announcement is not valid JSON", source)
         if not isinstance(body, dict):
             return Rejected("bad_json", "announcement is not a JSON object", source)
-        port = _port(body.get("port", 80))
+        # Without "stream_port" the stream is on port + 1, so port must leave room for it.
+        given = body.get("stream_port")
+        port = parse_port(body.get("port", 80), MAX_PORT if given is not None else MAX_HTTP_PORT)
         if port is None:
             return Rejected("bad_port", f"bad port {body.get('port')!r}", source)
-        stream_port = _port(body.get("stream_port", port + 1))
-        if stream_port is None:
-            return Rejected("bad_port", f"bad stream_port {body.get('stream_port')!r}", source)
+        on = stream_port(port) if given is None else parse_port(given)
+        if on is None:
+            return Rejected("bad_port", f"bad stream_port {given!r}", source)
         extra: dict[str, str] = {}
         for key in ("mac", "model", "fw"):
             value = body.get(key)
@@ -208,7 +204,7 @@ class DiscoveryCodec:
             name=camera,
             claimed=claimed,
             port=port,
-            stream_port=stream_port,
+            stream_port=on,
             source=source,
             legacy=False,
             extra=extra,

@@ -49,12 +49,9 @@ class DiscoveredCamera(BaseModel):
     claimed_ip: str | None = None
 
     def stream_config(self, name: str | None = None) -> StreamConfig:
-        """The stream that reads this camera: the firmware's URLs, or the stream port
-        the camera announced when it is not port + 1."""
-        cfg = StreamConfig.for_host(name or self.name, f"{self.ip}:{self.port}")
-        if self.stream_port != self.port + 1:
-            cfg.stream_url = f"http://{self.ip}:{self.stream_port}/stream"
-        return cfg
+        """The stream that reads this camera, on the stream port it announced."""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return StreamConfig.for_host(name or self.name, f"{host}:{self.port}", self.stream_port)
 
 
 Listener = Callable[[DiscoveredCamera], None]

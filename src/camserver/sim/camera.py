@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from camserver.esp32 import CONTROL_RANGES
 from camserver.sim.frames import FRAMESIZES, FrameRenderer, embed_send_time
 from camserver.sim.http import Login, Request, chunk, read_request, response
 from camserver.sim.responder import AnnounceFormat, SimResponder
@@ -38,6 +37,24 @@ STREAM_CONTENT_TYPE = f"multipart/x-mixed-replace;boundary={BOUNDARY}"
 _PART_BOUNDARY = f"\r\n--{BOUNDARY}\r\n".encode()
 _CORS = {"Access-Control-Allow-Origin": "*"}
 _SEND_TIMEOUT = 5.0  # esp_http_server's send/recv timeout
+
+# /control in CameraWebServer (cmd_handler in app_httpd.cpp): each variable goes to one
+# sensor setter; the OV2640 driver refuses a value outside its range and the handler then
+# answers 500, as it does for an unknown variable. The simulator's own table, written from
+# the firmware, not from what camserver validates (camserver.esp32).
+_SETTERS = """
+framesize 0 15 | quality 4 63 | contrast -2 2 | brightness -2 2 | saturation -2 2
+gainceiling 0 6 | colorbar 0 1 | awb 0 1 | agc 0 1 | aec 0 1 | hmirror 0 1 | vflip 0 1
+awb_gain 0 1 | agc_gain 0 30 | aec_value 0 1200 | aec2 0 1 | dcw 0 1 | bpc 0 1 | wpc 0 1
+raw_gma 0 1 | lenc 0 1 | special_effect 0 6 | wb_mode 0 4 | ae_level -2 2
+led_intensity 0 255
+"""
+_SENSOR_LIMITS = {
+    var: (int(lo), int(hi))
+    for var, lo, hi in (
+        item.split() for item in _SETTERS.replace("\n", "|").split("|") if item.strip()
+    )
+}
 
 # Keys of /status in the firmware's order; it reports no "vflip" though /control takes it.
 _STATUS_KEYS = (
@@ -362,7 +379,7 @@ class SimCamera:
         var, val = req.query.get("var"), req.query.get("val")
         if not var or val is None or val == "":
             return response(404, b"404 Not Found", "text/plain")
-        limits = CONTROL_RANGES.get(var)
+        limits = _SENSOR_LIMITS.get(var)
         try:
             # The firmware parses val with atoi(): anything else reads as 0.
             value = int(val)

@@ -28,10 +28,11 @@ from camserver.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from camserver.models import REQUEST_ERRORS, StreamState, StreamStatus
+from camserver.models import StreamState, StreamStatus
 from camserver.netguard import NetworkGuard
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
+from camserver.upstream import REQUEST_ERRORS
 
 __all__ = ["FpsMeter", "Ingest", "IngestTiming", "backoff_delay"]
 

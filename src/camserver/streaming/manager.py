@@ -17,7 +17,6 @@ import httpx
 
 from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams
 from camserver.models import (
-    REQUEST_ERRORS,
     StreamConfig,
     StreamOut,
     StreamPatch,
@@ -29,6 +28,7 @@ from camserver.store import StreamStore
 from camserver.streaming import jpeg
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.ingest import Ingest, IngestTiming
+from camserver.upstream import REQUEST_ERRORS
 
 __all__ = ["StatusListener", "StreamManager"]
 
