@@ -18,8 +18,10 @@ import httpx
 import pytest
 import uvicorn
 
-from camserver.app import create_app, uvicorn_options
+from camserver.app import CamServerApp, create_app, uvicorn_options
 from camserver.config import Settings
+from camserver.discovery.service import DiscoveryService
+from camserver.runtime import Runtime
 from camserver.sim.camera import SimCamera
 
 pytest_plugins = ["tests.suite_report"]
@@ -71,13 +73,19 @@ class Server:
     url: str
     client: httpx.AsyncClient
     settings: Settings
-    app: Any
+    app: CamServerApp
     sims: list[SimCamera] = field(default_factory=list)
 
     @property
-    def state(self) -> Any:
-        """The FastAPI app's state (manager, discovery, realtime)."""
-        return self.app.other_asgi_app.state
+    def state(self) -> Runtime:
+        """The running server's runtime (manager, discovery, realtime, ...)."""
+        assert self.app.runtime is not None, "the server is not running"
+        return self.app.runtime
+
+    @property
+    def discovery(self) -> DiscoveryService:
+        assert self.state.discovery is not None, self.state.discovery_off
+        return self.state.discovery
 
     async def add_camera(self, name: str, cam: SimCamera, **extra: Any) -> dict[str, Any]:
         resp = await self.client.post(

@@ -161,7 +161,7 @@ async def test_discovered_camera_added_by_click(
     server: Server, camera: CameraFactory, browser: Browser
 ) -> None:
     page, console = await open_page(browser, server)
-    listen = server.state.discovery.listen_port
+    listen = server.discovery.listen_port
     await camera("garden", announce_to=("127.255.255.255", listen), fps=15)
     item = page.locator('#found li[data-name="garden"]')
     await expect(item).to_be_visible(timeout=5_000)  # pushed live by camera_discovered

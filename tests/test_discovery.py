@@ -54,14 +54,14 @@ async def test_scan_finds_cameras_in_both_formats(server: Server, camera: Camera
 async def test_unprompted_announcement_and_socketio_event(
     server: Server, camera: CameraFactory
 ) -> None:
-    listen = server.state.discovery.listen_port
+    listen = server.discovery.listen_port
     sio = socketio.AsyncClient(reconnection=False)
     events: list[dict[str, Any]] = []
     sio.on("camera_discovered", lambda data: events.append(data))
     await sio.connect(server.url, transports=["websocket"])
     try:
         # The camera boots and announces itself; the server sends nothing.
-        probes_before = server.state.discovery.counts["probes_sent"]
+        probes_before = server.discovery.counts["probes_sent"]
         cam = await camera("porch", announce_to=(LO_BROADCAST, listen))
         await wait_for(lambda: bool(events), 5, what="camera_discovered")
         assert events[0]["name"] == "porch"
@@ -70,7 +70,7 @@ async def test_unprompted_announcement_and_socketio_event(
         assert events[0]["stream_port"] == cam.stream_port
         assert isinstance(events[0]["first_seen"], float)
         assert "porch" in await discovered(server)
-        assert server.state.discovery.counts["probes_sent"] == probes_before
+        assert server.discovery.counts["probes_sent"] == probes_before
         # A second announcement updates last_seen, it is not a new camera.
         assert cam.responder is not None
         cam.responder.announce((LO_BROADCAST, listen))
@@ -81,7 +81,7 @@ async def test_unprompted_announcement_and_socketio_event(
 
 
 async def test_add_a_discovered_camera(server: Server, camera: CameraFactory) -> None:
-    listen = server.state.discovery.listen_port
+    listen = server.discovery.listen_port
     cam = await camera("porch", announce_to=(LO_BROADCAST, listen), fps=15)
     await wait_for(lambda: _has(server, "porch"), 5, what="announcement")
     r = await server.client.post("/api/discovery/porch/add")
@@ -106,7 +106,7 @@ async def _has(server: Server, name: str) -> bool:
 async def test_auto_add(settings: Settings, camera: CameraFactory) -> None:
     async with AsyncExitStack() as stack:
         server = await start_server(stack, settings.model_copy(update={"discovery_auto_add": True}))
-        listen = server.state.discovery.listen_port
+        listen = server.discovery.listen_port
         await camera("yard", announce_to=(LO_BROADCAST, listen), fps=15)
         await wait_for(lambda: _stream_exists(server, "yard"), 5, what="auto-added stream")
         await server.wait_state("yard", "streaming")
@@ -124,8 +124,8 @@ async def test_periodic_probing(settings: Settings, camera: CameraFactory) -> No
 
 
 async def test_bad_spoofed_and_flooding_datagrams(server: Server) -> None:
-    listen = server.state.discovery.listen_port
-    counts = server.state.discovery.counts
+    listen = server.discovery.listen_port
+    counts = server.discovery.counts
     send_udp(
         listen,
         b"x" * 5000,

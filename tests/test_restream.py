@@ -185,6 +185,7 @@ async def test_a_client_that_stops_reading_does_not_slow_another(
         await wait_for(lambda: _viewers(server, "x", 3), what="three slow clients counted")
         await asyncio.sleep(3.0)  # ~4.5 MB sent: their socket buffers are full by now
         async with mjpeg_viewers(url, 1) as (fast,):
+            assert hub.latest is not None
             start = hub.latest.ts
             # 40 frames newer than that (X-Timestamp is the server's receive time, one per
             # frame): the slow ones never hold the fast client back.

@@ -15,8 +15,8 @@ import pytest
 import socketio
 from pydantic import SecretStr
 
-from camserver.api.security import RedactTokens
 from camserver.config import Settings
+from camserver.logs import RedactTokens
 from camserver.sim.http import Login
 from tests.conftest import CameraFactory, Proc, Server, start_server, wait_for, wait_healthy
 

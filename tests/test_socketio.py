@@ -173,6 +173,7 @@ async def test_slow_viewer_does_not_slow_another(
         what="three slow viewers backed up",
     )
     hub = server.state.manager.hub("c1")
+    assert hub.latest is not None
     start = hub.latest.seq
     peak = 0
 

@@ -172,7 +172,7 @@ def _config(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from camserver.app import begin_shutdown, create_app, uvicorn_options
+    from camserver.app import create_app, uvicorn_options
     from camserver.store import check_database
 
     settings = _settings(args)
@@ -184,22 +184,22 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"camserver: {exc}", file=sys.stderr)
         return 2
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         log_level=settings.log_level,
         **uvicorn_options(settings),
     )
-    app = config.app
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # End MJPEG responses and Socket.IO frame loops now, so the graceful
             # shutdown does not wait out its timeout on endless responses.
-            asyncio.get_event_loop().call_soon_threadsafe(begin_shutdown, app)
+            asyncio.get_event_loop().call_soon_threadsafe(app.begin_shutdown)
 
     server = Server(config)
     if not settings.auth_enabled:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, Literal
 
-from camserver.api.security import RedactTokens
-
-__all__ = ["JsonFormatter", "LogFormat", "setup_logging"]
+__all__ = ["JsonFormatter", "LogFormat", "RedactTokens", "setup_logging"]
 
 LogFormat = Literal["text", "json"]
 _EXTRA_FIELDS = ("stream", "state", "reason")
@@ -36,6 +35,21 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
+
+
+class RedactTokens(logging.Filter):
+    """Scrubs ``token=...`` from log records (uvicorn's access log prints query strings)."""
+
+    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = self._PATTERN.sub(r"\1***", record.msg)
+        return True
 
 
 def setup_logging(level: str, fmt: LogFormat = "text") -> None:

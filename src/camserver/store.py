@@ -65,8 +65,6 @@ _SETS = ", ".join(f"{c} = ?" for c in _COLUMN_NAMES[1:])
 class StreamStore(Protocol):
     async def list(self) -> list[StreamConfig]: ...
 
-    async def get(self, name: str) -> StreamConfig: ...
-
     async def add(self, cfg: StreamConfig) -> None: ...
 
     async def update(self, cfg: StreamConfig) -> None: ...
@@ -143,16 +141,6 @@ class SQLiteStore:
         return [_row(r) for r in rows]
 
     async def get(self, name: str) -> StreamConfig:
-        row = await self._call(
-            lambda c: c.execute(
-                f"SELECT {_COLUMNS} FROM streams WHERE name = ?", (name,)
-            ).fetchone()
-        )
-        if row is None:
-            raise StreamNotFound(name)
-        return _row(row)
-
-    async def add(self, cfg: StreamConfig) -> None:
         def add(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from camserver.api.deps import ManagerDep, SettingsDep
+from camserver.api.deps import ManagerDep
 from camserver.api.streams import FpsQuery, mjpeg_response, snapshot
 
 router = APIRouter(prefix="/api", tags=["go2rtc compatibility"])
@@ -22,8 +22,6 @@ async def frame_jpeg(src: Src, manager: ManagerDep) -> Response:
 
 
 @router.get("/stream.mjpeg", response_class=StreamingResponse)
-async def stream_mjpeg(
-    src: Src, manager: ManagerDep, settings: SettingsDep, fps: FpsQuery = None
-) -> StreamingResponse:
+async def stream_mjpeg(src: Src, manager: ManagerDep, fps: FpsQuery = None) -> StreamingResponse:
     """Same as ``/api/streams/{src}/mjpeg``."""
-    return mjpeg_response(src, manager, settings, fps)
+    return mjpeg_response(src, manager, fps)

@@ -1,4 +1,8 @@
-"""Dependencies shared by the routers, as ``Annotated`` aliases."""
+"""Dependencies shared by the routers, as ``Annotated`` aliases.
+
+Each reads the :class:`~camserver.runtime.Runtime` that the lifespan put in Starlette's
+lifespan state (``request.state.runtime``).
+"""
 
 from __future__ import annotations
 
@@ -10,34 +14,39 @@ from fastapi import Depends, Request
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
 from camserver.errors import DiscoveryUnavailable
+from camserver.runtime import Runtime
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["ClientDep", "DiscoveryDep", "ManagerDep", "SettingsDep"]
+__all__ = ["ClientDep", "DiscoveryDep", "ManagerDep", "RuntimeDep", "SettingsDep"]
 
 # All ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread on every
 # request, a thread hop per request for what is an attribute lookup.
 
 
-async def get_manager(request: Request) -> StreamManager:
-    manager: StreamManager = request.app.state.manager
-    return manager
+async def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.state.runtime
+    return runtime
 
 
-async def get_discovery(request: Request) -> DiscoveryService:
-    discovery: DiscoveryService | None = request.app.state.discovery
-    if discovery is None:
-        raise DiscoveryUnavailable(f"discovery is not running: {request.app.state.discovery_off}")
-    return discovery
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_client(request: Request) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = request.app.state.client
-    return client
+async def get_manager(runtime: RuntimeDep) -> StreamManager:
+    return runtime.manager
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+async def get_discovery(runtime: RuntimeDep) -> DiscoveryService:
+    if runtime.discovery is None:
+        raise DiscoveryUnavailable(f"discovery is not running: {runtime.discovery_off}")
+    return runtime.discovery
+
+
+async def get_client(runtime: RuntimeDep) -> httpx.AsyncClient:
+    return runtime.client
+
+
+async def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
 
 
 ClientDep = Annotated[httpx.AsyncClient, Depends(get_client)]

@@ -28,7 +28,6 @@ from camserver.api.security import TokenChecker, query_token
 from camserver.api.sio_adapter import EngineIOSockets
 from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.models import StreamStatus
-from camserver.streaming.hub import admit_viewer
 from camserver.streaming.manager import StreamManager
 
 __all__ = ["Realtime", "room_for"]
@@ -50,7 +49,6 @@ class Realtime:
         self,
         checker: TokenChecker | None = None,
         cors_origins: list[str] | None = None,
-        max_viewers: int = 500,
     ) -> None:
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
@@ -60,7 +58,6 @@ class Realtime:
         )
         self.sockets = EngineIOSockets(self.sio)
         self._checker = checker or TokenChecker(None, None)
-        self._max_viewers = max_viewers
         self._manager: StreamManager | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -145,8 +142,7 @@ class Realtime:
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         try:
-            hub = self.manager.hub(name)
-            admit_viewer(hub, self._max_viewers)
+            hub = self.manager.admit(name)
         except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)

@@ -5,7 +5,7 @@ MJPEG streams and the static files alike).
   dashboard shell and the API docs needs one, as ``Authorization: Bearer <token>`` or
   ``?token=<token>`` (for ``<img>`` and VLC URLs). The view token is read-only: any method
   other than GET/HEAD is refused with 403. Tokens are compared in constant time and never
-  logged (:class:`RedactTokens` scrubs them from access logs).
+  logged (``camserver.logs.RedactTokens`` scrubs them from access logs).
 - Bodies larger than ``max_body_bytes`` are refused with 413 before the app reads them.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import hmac
 import json
-import logging
 import re
 from urllib.parse import parse_qsl
 
@@ -24,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "AccessMiddleware",
     "BodyLimitMiddleware",
-    "RedactTokens",
     "Role",
     "TokenChecker",
     "query_token",
@@ -166,18 +164,3 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-class RedactTokens(logging.Filter):
-    """Scrubs ``token=...`` from log records (uvicorn's access log prints query strings)."""
-
-    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = self._PATTERN.sub(r"\1***", record.msg)
-        return True

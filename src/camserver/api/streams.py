@@ -7,10 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from camserver.api.deps import ManagerDep, SettingsDep
-from camserver.config import Settings
+from camserver.api.deps import ManagerDep
 from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
-from camserver.streaming.hub import admit_viewer
 from camserver.streaming.manager import StreamManager
 from camserver.streaming.restream import CONTENT_TYPE, mjpeg_parts
 
@@ -91,11 +89,8 @@ FpsQuery = Annotated[
 ]
 
 
-def mjpeg_response(
-    name: str, manager: StreamManager, settings: Settings, fps: float | None
-) -> StreamingResponse:
-    hub = manager.hub(name)  # 404 before the response starts
-    admit_viewer(hub, settings.max_viewers)
+def mjpeg_response(name: str, manager: StreamManager, fps: float | None) -> StreamingResponse:
+    hub = manager.admit(name)  # 404 or 503 before the response starts
     return StreamingResponse(
         mjpeg_parts(hub, fps),
         media_type=CONTENT_TYPE,
@@ -108,10 +103,8 @@ def mjpeg_response(
     response_class=StreamingResponse,
     responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Endless MJPEG"}, **_NOT_FOUND},
 )
-async def mjpeg(
-    name: str, manager: ManagerDep, settings: SettingsDep, fps: FpsQuery = None
-) -> StreamingResponse:
+async def mjpeg(name: str, manager: ManagerDep, fps: FpsQuery = None) -> StreamingResponse:
     """The camera as ``multipart/x-mixed-replace`` MJPEG, for ``<img>``, VLC, ffmpeg and
     Home Assistant's MJPEG camera (``mjpeg_url``; ``still_image_url`` is ``/snapshot``).
     One camera connection serves every client; a slow client skips frames."""
-    return mjpeg_response(name, manager, settings, fps)
+    return mjpeg_response(name, manager, fps)

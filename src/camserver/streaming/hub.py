@@ -18,9 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from camserver.errors import TooManyViewers
-
-__all__ = ["FrameHub", "HubFrame", "LocalHub", "admit_viewer"]
+__all__ = ["FrameHub", "HubFrame", "LocalHub"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +40,16 @@ class FrameHub(Protocol):
     def latest(self) -> HubFrame | None: ...
 
     @property
+    def closed(self) -> bool: ...
+
+    @property
     def viewers(self) -> int: ...
 
+    def viewers_by_kind(self) -> dict[str, int]: ...
+
     def set_viewers(self, kind: str, count: int) -> None: ...
+
+    def encoded(self, key: str, frame: HubFrame, encode: Callable[[HubFrame], bytes]) -> bytes: ...
 
     def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame: ...
 
@@ -161,9 +166,3 @@ class LocalHub:
         """Wake every waiter with None; the hub publishes nothing more."""
         self._closed = True
         self._wake()
-
-
-def admit_viewer(hub: FrameHub, limit: int) -> None:
-    """Raise TooManyViewers if ``hub`` already has ``limit`` viewers (every kind counts)."""
-    if hub.viewers >= limit:
-        raise TooManyViewers(f"stream {hub.name!r} has its maximum of {limit} viewers")

@@ -30,11 +30,11 @@ from camserver.errors import (
 )
 from camserver.models import StreamState, StreamStatus
 from camserver.netguard import NetworkGuard
-from camserver.streaming.hub import LocalHub
+from camserver.streaming.hub import FrameHub
 from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
 from camserver.upstream import REQUEST_ERRORS
 
-__all__ = ["FpsMeter", "Ingest", "IngestTiming", "backoff_delay"]
+__all__ = ["FpsMeter", "Ingest", "IngestCounters", "IngestTiming", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,20 @@ class FpsMeter:
         self._times.clear()
 
 
+@dataclass(slots=True)
+class IngestCounters:
+    """What the ingest counts as frames arrive: plain slotted fields, cheap to bump on the
+    hot path. The API's :class:`StreamStatus` is built from them only when asked for."""
+
+    state: StreamState = StreamState.STOPPED
+    frames: int = 0
+    bytes: int = 0
+    bad_frames: int = 0
+    last_frame_at: float | None = None
+    last_error: str | None = None
+    upstream_connects: int = 0
+
+
 class Ingest:
     """Pulls one camera into one hub. ``start()`` / ``await stop()``."""
 
@@ -95,7 +109,7 @@ class Ingest:
         name: str,
         url: str,
         client: httpx.AsyncClient,
-        hub: LocalHub,
+        hub: FrameHub,
         timing: IngestTiming,
         on_state: Callable[[str, StreamStatus], None] | None = None,
         auth: httpx.Auth | None = None,
@@ -112,7 +126,7 @@ class Ingest:
         self._task: asyncio.Task[None] | None = None
         self._fps = FpsMeter()
         self._rng = random.Random()
-        self.status = StreamStatus()
+        self.status = IngestCounters()
 
     @property
     def running(self) -> bool:
@@ -120,10 +134,18 @@ class Ingest:
 
     def snapshot_status(self) -> StreamStatus:
         """A copy of the status with fps and viewers brought up to date."""
-        s = self.status.model_copy()
-        s.fps = self._fps.rate(time.monotonic()) if s.state is StreamState.STREAMING else 0.0
-        s.viewers = self.hub.viewers
-        return s
+        c = self.status
+        return StreamStatus(
+            state=c.state,
+            fps=self._fps.rate(time.monotonic()) if c.state is StreamState.STREAMING else 0.0,
+            frames=c.frames,
+            bytes=c.bytes,
+            bad_frames=c.bad_frames,
+            last_frame_at=c.last_frame_at,
+            last_error=c.last_error,
+            upstream_connects=c.upstream_connects,
+            viewers=self.hub.viewers,
+        )
 
     def start(self) -> None:
         if self.running:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams
+from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams, TooManyViewers
 from camserver.models import (
     StreamConfig,
     StreamOut,
@@ -62,9 +62,11 @@ class StreamManager:
         snapshot_timeout: float = 5.0,
         on_demand_grace: float = 10.0,
         max_streams: int = 64,
+        max_viewers: int = 500,
         guard: NetworkGuard | None = None,
     ) -> None:
         self._max_streams = max_streams
+        self.max_viewers = max_viewers
         self.guard = guard or NetworkGuard([])
         self.store = store
         self._client = client
@@ -188,6 +190,16 @@ class StreamManager:
     def hub(self, name: str) -> LocalHub:
         return self._get(name).hub
 
+    def admit(self, name: str) -> LocalHub:
+        """The hub of ``name`` for one more viewer of any kind (MJPEG, Socket.IO, snapshot).
+
+        Raises StreamNotFound, or TooManyViewers when the stream has ``max_viewers``.
+        """
+        hub = self._get(name).hub
+        if hub.viewers >= self.max_viewers:
+            raise TooManyViewers(f"stream {name!r} has its maximum of {self.max_viewers} viewers")
+        return hub
+
     def names_by_url(self) -> dict[str, str]:
         """Stream URL → name of the stream reading it."""
         return {s.cfg.stream_url: name for name, s in self._streams.items()}
@@ -283,6 +295,7 @@ class StreamManager:
         """The latest frame if recent; for an on-demand stream, the first frame after
         connecting; else one fetched from the camera's snapshot URL."""
         stream = self._get(name)
+        self.admit(name)
         with stream.hub.viewer("snapshot"):  # wakes an on-demand stream
             frame = stream.hub.latest
             if frame is not None and time.time() - frame.ts <= self._snapshot_max_age:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from camserver.streaming.hub import HubFrame, LocalHub
+from camserver.streaming.hub import FrameHub, HubFrame
 
 __all__ = ["BOUNDARY", "CONTENT_TYPE", "encode_part", "mjpeg_parts"]
 
@@ -28,7 +28,7 @@ def encode_part(frame: HubFrame) -> bytes:
 
 
 async def mjpeg_parts(
-    hub: LocalHub, fps: float | None = None, kind: str = "mjpeg"
+    hub: FrameHub, fps: float | None = None, kind: str = "mjpeg"
 ) -> AsyncIterator[bytes]:
     """Parts for one client, at most ``fps`` per second, until the hub closes."""
     interval = 1.0 / fps if fps else 0.0

@@ -1,0 +1,182 @@
+"""Everything long-lived a running server holds, built and torn down in one place.
+
+:meth:`Runtime.running` is the body of the ASGI lifespan: it opens the httpx client, the
+store, the stream manager (hubs and ingest tasks), discovery, the housekeeping jobs and,
+with ``demo``, the simulated cameras, and closes them in reverse order. Requests get the
+:class:`Runtime` through Starlette's lifespan state (``api/deps.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
+
+from camserver import __version__
+from camserver.api.events import Realtime
+from camserver.config import Settings
+from camserver.discovery.interfaces import select_interfaces
+from camserver.discovery.service import DiscoveredCamera, DiscoveryService
+from camserver.errors import StreamExists
+from camserver.memory import Housekeeper
+from camserver.models import StreamConfig
+from camserver.netguard import NetworkGuard
+from camserver.store import SQLiteStore, StreamStore
+from camserver.streaming.ingest import IngestTiming
+from camserver.streaming.manager import StreamManager
+from camserver.telemetry import LoopLagMonitor, StateCollector
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, kw_only=True)
+class Runtime:
+    settings: Settings
+    client: httpx.AsyncClient
+    store: StreamStore
+    manager: StreamManager
+    realtime: Realtime
+    discovery: DiscoveryService | None
+    discovery_off: str
+    """Why discovery is not running ('' when it is)."""
+    loop_lag: LoopLagMonitor
+    housekeeper: Housekeeper
+    metrics: CollectorRegistry
+
+    def begin_shutdown(self) -> None:
+        """Wake and end every viewer (MJPEG responses, Socket.IO frame loops) at once, so a
+        graceful shutdown does not wait out its timeout on endless responses."""
+        self.manager.close_hubs()
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, settings: Settings, realtime: Realtime) -> AsyncIterator[Runtime]:
+        async with AsyncExitStack() as stack:
+            # trust_env=False: a proxy set for the host must not carry LAN camera traffic.
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+                    headers={"User-Agent": f"camserver/{__version__}"},
+                )
+            )
+            # Simulated cameras stop last, after the streams that read them.
+            demo = await _start_demo(stack, settings.demo) if settings.demo else []
+            store = await SQLiteStore.open(settings.db)
+            stack.push_async_callback(store.close)
+            manager = StreamManager(
+                store,
+                client,
+                _timing(settings),
+                snapshot_max_age=settings.snapshot_max_age,
+                snapshot_timeout=settings.snapshot_timeout,
+                on_demand_grace=settings.on_demand_grace,
+                max_streams=settings.max_streams,
+                max_viewers=settings.max_viewers,
+                guard=NetworkGuard(settings.networks()),
+            )
+            realtime.attach(manager)
+            await manager.load()
+            stack.push_async_callback(manager.close)
+            stack.push_async_callback(realtime.close)
+            for cfg in demo:
+                await manager.put(cfg)
+            discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
+            runtime = cls(
+                settings=settings,
+                client=client,
+                store=store,
+                manager=manager,
+                realtime=realtime,
+                discovery=discovery,
+                discovery_off=why_off,
+                loop_lag=LoopLagMonitor(),
+                housekeeper=Housekeeper(),
+                metrics=CollectorRegistry(auto_describe=False),
+            )
+            for job in (runtime.loop_lag.run(), runtime.housekeeper.run()):
+                stack.callback(asyncio.create_task(job).cancel)
+            runtime.metrics.register(StateCollector(runtime))
+            # process_* (RSS, CPU, open files) and python_gc_*, as Prometheus users expect.
+            ProcessCollector(registry=runtime.metrics)
+            GCCollector(registry=runtime.metrics)
+            log.info("camserver %s ready, database %s", __version__, settings.db)
+            yield runtime
+
+
+def _timing(settings: Settings) -> IngestTiming:
+    """The ingest's settings, which share their names with camserver's."""
+    return IngestTiming(
+        **{f.name: getattr(settings, f.name) for f in dataclasses.fields(IngestTiming)}
+    )
+
+
+async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
+    """Start ``count`` simulated cameras in-process; their stream configurations."""
+    from camserver.sim.camera import SimCamera
+
+    configs = []
+    for i in range(1, count + 1):
+        cam = await stack.enter_async_context(SimCamera(f"demo-{i}"))
+        configs.append(StreamConfig.for_host(f"demo-{i}", cam.address))
+        log.info("demo camera demo-%d on http://%s", i, cam.address)
+    return configs
+
+
+async def _start_discovery(
+    stack: AsyncExitStack, settings: Settings, manager: StreamManager, realtime: Realtime
+) -> tuple[DiscoveryService | None, str]:
+    """Start UDP discovery; on failure the server runs on without it (and says why)."""
+    if not settings.discovery_listen:
+        return None, "turned off (CAMSERVER_DISCOVERY_LISTEN=false)"
+    try:
+        interfaces = select_interfaces(settings.effective_discovery_interfaces())
+    except ValueError as exc:
+        log.error("discovery is off: %s", exc)
+        return None, str(exc)
+    service = DiscoveryService(
+        listen_port=settings.discovery_listen_port,
+        camera_port=settings.discovery_port,
+        interfaces=interfaces,
+        rate=settings.discovery_rate,
+    )
+    try:
+        await service.start()
+    except OSError as exc:
+        reason = f"cannot listen on UDP port {settings.discovery_listen_port}: {exc}"
+        log.error("discovery is off: %s", reason)
+        return None, reason
+    stack.push_async_callback(service.close)
+
+    def on_new(cam: DiscoveredCamera) -> None:
+        payload = {
+            "name": cam.name,
+            "ip": cam.ip,
+            "port": cam.port,
+            "stream_port": cam.stream_port,
+            "first_seen": cam.first_seen,
+        }
+        realtime.spawn(realtime.emit_all("camera_discovered", payload))
+        if settings.discovery_auto_add:
+            realtime.spawn(_auto_add(manager, cam))
+
+    service.add_listener(on_new)
+    if settings.discovery_interval:
+        service.start_periodic(settings.discovery_interval)
+    return service, ""
+
+
+async def _auto_add(manager: StreamManager, cam: DiscoveredCamera) -> None:
+    cfg = cam.stream_config()
+    if cfg.name in manager or cfg.stream_url in manager.names_by_url():
+        return
+    with suppress(StreamExists):
+        await manager.create(cfg)
