@@ -140,7 +140,7 @@ class SQLiteStore:
         )
         return [_row(r) for r in rows]
 
-    async def get(self, name: str) -> StreamConfig:
+    async def add(self, cfg: StreamConfig) -> None:
         def add(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(
