@@ -222,6 +222,24 @@ async def test_disconnect_is_cleaned_up_at_once_and_fps_cap(
     assert (await server.client.get("/api/streams/nope/mjpeg")).status_code == 404
 
 
+async def test_deleting_a_stream_ends_its_mjpeg_viewers(
+    server: Server, camera: CameraFactory
+) -> None:
+    cam = await streaming_camera(server, camera, fps=20)
+    async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg", 3) as viewers:
+        await wait_for(lambda: all(v.frames for v in viewers), what="frames for all three")
+        r = await server.client.delete("/api/streams/x")
+        assert r.status_code == 204
+        # Each response ends cleanly (the client sees the end of the body, no error).
+        tasks = [v.task for v in viewers if v.task is not None]
+        done, _ = await asyncio.wait(tasks, timeout=10)
+        assert len(done) == 3
+        assert all(t.exception() is None for t in done)
+    await wait_for(lambda: cam.active_streams == 0, what="the camera let go")
+    assert (await server.client.get("/api/streams/x/mjpeg")).status_code == 404
+    assert "x" not in server.state.manager
+
+
 async def test_go2rtc_aliases(server: Server, camera: CameraFactory) -> None:
     await streaming_camera(server, camera, fps=20)
     r = await server.client.get("/api/frame.jpeg", params={"src": "x"})

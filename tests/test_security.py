@@ -122,6 +122,25 @@ async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
         await sio.disconnect()
 
 
+async def test_socketio_token_in_the_query_string(locked: Server) -> None:
+    # Clients that cannot send an auth payload (older libraries, a URL pasted into a
+    # tool) put the token in the connection URL, as for MJPEG.
+    for token, admitted in ((ADMIN, True), (VIEW, True), ("wrong", False)):
+        sio = socketio.AsyncClient(reconnection=False)
+        url = f"{locked.url}?token={token}"
+        if admitted:
+            await sio.connect(url, transports=["websocket"])
+            ack = await sio.call("join_stream", {"name": "none"})
+            assert ack == {"ok": False, "error": "no stream named 'none'"}
+            await sio.disconnect()
+        else:
+            refusals: list[Any] = []
+            sio.on("connect_error", refusals.append)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await sio.connect(url, transports=["websocket"])
+            assert "invalid token" in str(refusals[0]), refusals
+
+
 def test_tokens_are_redacted_from_access_logs() -> None:
     record = logging.LogRecord(
         "uvicorn.access",
@@ -298,6 +317,13 @@ async def test_limits(settings: Settings, camera: CameraFactory) -> None:
             assert ack["ok"] is False
             assert "maximum of 2 viewers" in ack["error"]
             await sio.disconnect()
+            # A snapshot is a viewer too (it wakes an on-demand camera): refused alike.
+            r = await server.client.get("/api/streams/c1/snapshot")
+            assert r.status_code == 503
+            assert "maximum of 2 viewers" in r.json()["detail"]
+        await wait_for(lambda: _viewers(server, 0), 5, what="no viewers")
+        r = await server.client.get("/api/streams/c1/snapshot")
+        assert r.status_code == 200
         await asyncio.sleep(0)
 
 
