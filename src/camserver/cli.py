@@ -212,7 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     log.info("open http://%s:%d/ in a browser", settings.host, settings.port)
     # Long-lived objects made at start-up need no collecting; fewer, larger collections
-    # keep full-GC pauses from stalling fan-out (see the performance notes).
+    # keep full-GC pauses from stalling fan-out (docs/facts.md#perf).
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the

@@ -35,7 +35,7 @@ class FrameSize:
 
 
 # esp32-camera >= 2.0.14 numbering (Nov 2024), what current CameraWebServer builds use.
-# Older firmware numbers them differently (VGA was 8): see the wire-facts reference.
+# Older firmware numbers them differently (VGA was 8): see docs/facts.md#wire.
 FRAMESIZES: dict[int, FrameSize] = {
     fs.number: fs
     for fs in (

@@ -149,7 +149,7 @@ class MJPEGParser:
         # Quirk (several IP cameras): the header declares "boundary=--foo" and the body
         # uses "--foo" (or "----foo"); searching for the token itself matches both.
         self._delim = token if token.startswith(b"--") else b"--" + token
-        # Fast path for Espressif CameraWebServer's exact part head (esp32-cam-wire-facts):
+        # Fast path for Espressif CameraWebServer's exact part head (docs/facts.md#wire):
         # one match instead of a boundary search and a header parse. Anything else takes
         # the general path.
         self._esp32_head = re.compile(
