@@ -66,14 +66,15 @@ async def test_json_logs_one_line_per_state_change(
         await c.post("/api/streams", json={"name": "c1", "host": cam.address})
         await wait_for(lambda: '"state": "streaming"' in p.output(), 10, what="log line")
         await cam.stop()
-        await wait_for(lambda: '"state": "retrying"' in p.output(), 10, what="log line")
+        # The camera is off: the stream ends, then reconnects are refused.
+        await wait_for(lambda: "connection refused" in p.output(), 15, what="log line")
     lines = [json.loads(line) for line in p.output().splitlines() if line.strip()]
     changes = [r for r in lines if r.get("stream") == "c1" and "state" in r]
     states = [r["state"] for r in changes]
     assert states[:2] == ["connecting", "streaming"]
-    retry = next(r for r in changes if r["state"] == "retrying")
-    assert retry["level"] == "warning"
-    assert "broke mid-stream" in retry["reason"] or "refused" in retry["reason"]
+    retries = [r for r in changes if r["state"] == "retrying"]
+    assert all(r["level"] == "warning" for r in retries)
+    assert "connection refused" in retries[-1]["reason"]
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in lines)
 
 
@@ -114,10 +115,7 @@ async def test_api_docs_cover_every_endpoint_and_event(server: Server) -> None:
     text = (ROOT / "docs" / "api.md").read_text()
     for path, ops in schema["paths"].items():
         for method in ops:
-            assert f"`{method.upper()} {path}" in text or f"{method.upper()} {path}" in text, (
-                method,
-                path,
-            )
+            assert f"{method.upper()} {path}" in text, (method, path)
     for event in ("join_stream", "leave_stream", "frame", "stream_status", "camera_discovered"):
         assert f"`{event}`" in text
 
