@@ -256,7 +256,7 @@ async def test_on_demand_connects_for_viewers_and_leaves_after_grace(
     settings: Settings, camera: CameraFactory
 ) -> None:
     async with AsyncExitStack() as stack:
-        server = await start_server(stack, settings.model_copy(update={"on_demand_grace": 3.0}))
+        server = await start_server(stack, settings.model_copy(update={"on_demand_grace": 1.5}))
         cam = await camera("od", fps=20)
         await server.add_camera("od", cam, on_demand=True)
         await server.wait_state("od", "idle")
