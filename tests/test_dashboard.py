@@ -276,9 +276,9 @@ async def test_token_prompt_sign_in_and_sign_out(
     cam = await camera("c1", fps=15)
     async with AsyncExitStack() as stack:
         server = await start_server(
-            stack, settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
+            stack, settings.model_copy(update={"api_token": SecretStr("s3cret-token-0123")})
         )
-        server.client.headers["Authorization"] = "Bearer s3cret-token"
+        server.client.headers["Authorization"] = "Bearer s3cret-token-0123"
         await server.add_camera("porch", cam)
         page = await browser.new_page()
         await page.goto(server.url + "/")
@@ -287,7 +287,7 @@ async def test_token_prompt_sign_in_and_sign_out(
         await page.get_by_label("Access token").fill("wrong")
         await page.get_by_role("button", name="Sign in").click()
         await expect(page.locator("#err-login")).to_contain_text("refused")
-        await page.get_by_label("Access token").fill("s3cret-token")
+        await page.get_by_label("Access token").fill("s3cret-token-0123")
         await page.get_by_role("button", name="Sign in").click()
         await expect(dialog).to_be_hidden()
         badge = page.locator('.tile[data-name="porch"] .badge')

@@ -85,7 +85,7 @@ def test_config_shows_values_sources_and_hides_secrets() -> None:
         text=True,
         check=True,
         env={
-            "CAMSERVER_API_TOKEN": "very-secret",
+            "CAMSERVER_API_TOKEN": "very-secret-token-1",
             "CAMSERVER_MAX_STREAMS": "12",
             "PATH": "/usr/bin:/bin",
         },

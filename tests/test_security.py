@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,7 +23,7 @@ from camserver.logs import RedactTokens
 from camserver.sim.http import Login
 from tests.conftest import CameraFactory, Proc, Server, start_server, wait_for, wait_healthy
 
-ADMIN, VIEW = "admin-Secret-1", "view-Secret-2"
+ADMIN, VIEW = "admin-Secret-0001", "view-Secret-00002"
 
 
 @pytest.fixture
@@ -182,6 +185,24 @@ async def test_open_server_says_so(spawn: Any, tmp_path: Path) -> None:
     await wait_healthy(p)
     assert "no CAMSERVER_API_TOKEN set" in p.output()
     assert "127.0.0.1" in p.output()
+
+
+@pytest.mark.parametrize("value", ["", "   ", "short-token"])
+@pytest.mark.parametrize("variable", ["CAMSERVER_API_TOKEN", "CAMSERVER_VIEW_TOKEN"])
+def test_empty_or_short_tokens_are_refused(value: str, variable: str, tmp_path: Path) -> None:
+    # An empty CAMSERVER_API_TOKEN used to leave the server open while `config` said "set".
+    env = {**os.environ, variable: value}
+    for command in (["config"], ["serve", "--port", "0", "--db", str(tmp_path / "t.db")]):
+        out = subprocess.run(
+            [sys.executable, "-m", "camserver", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert f"{variable} must be at least 16 characters" in out.stderr
+        assert "unset the variable for an open server" in out.stderr
 
 
 @pytest.mark.parametrize("scheme", ["basic", "digest"])

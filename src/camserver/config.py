@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_db_path"]
+__all__ = ["MIN_TOKEN_LENGTH", "Settings", "default_db_path"]
+
+MIN_TOKEN_LENGTH = 16
 
 
 def default_db_path() -> Path:
@@ -105,7 +107,22 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
+        """The one predicate for "tokens are required" (an empty token is refused, so a
+        set token always means auth is on)."""
         return self.api_token is not None or self.view_token is not None
+
+    @field_validator("api_token", "view_token")
+    @classmethod
+    def _check_token(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # An empty CAMSERVER_API_TOKEN once turned auth off without a word while
+        # `camserver config` showed it as set: refuse it, and tokens easy to guess.
+        if v is not None and len(v.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
+            name = f"CAMSERVER_{(info.field_name or 'token').upper()}"
+            raise ValueError(
+                f"{name} must be at least {MIN_TOKEN_LENGTH} characters (an empty value does "
+                "not turn authentication off: unset the variable for an open server)"
+            )
+        return v
 
     def cors_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -44,6 +44,9 @@ class Role(enum.Enum):
 
 
 class TokenChecker:
+    """Which role a presented token grants. Build it from the settings, whose validation
+    refuses empty tokens, so "enabled" means exactly ``Settings.auth_enabled``."""
+
     def __init__(self, api_token: SecretStr | None, view_token: SecretStr | None) -> None:
         self._admin = api_token.get_secret_value().encode() if api_token else None
         self._view = view_token.get_secret_value().encode() if view_token else None
