@@ -223,7 +223,7 @@ async def test_a_stored_url_that_cannot_be_requested_never_kills_the_stream(serv
         StreamConfig(name="odd", stream_url="http://xn--/stream", snapshot_url="http://xn--/c")
     )
     st = await server.wait_state("odd", "retrying")
-    assert "request failed" in st["last_error"]
+    assert "cannot resolve 'xn--'" in st["last_error"]
     r = await server.client.get("/api/streams/odd/snapshot")
     assert r.status_code == 503
     await asyncio.sleep(0.6)

@@ -370,7 +370,8 @@ async def test_camera_settings_passthrough(server: Server, camera: CameraFactory
     await cam.stop()
     r = await server.client.get("/api/streams/x/settings")
     assert r.status_code == 502
-    assert "cannot read" in r.json()["detail"]
+    assert "cannot reach" in r.json()["detail"]
+    assert "connection refused" in r.json()["detail"]
     r = await server.client.put("/api/streams/x/settings", json={"quality": 10})
     assert r.status_code == 200
     assert r.json()["ok"] is False

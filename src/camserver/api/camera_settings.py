@@ -37,11 +37,15 @@ async def _esp32(manager: StreamManager, name: str) -> StreamConfig:
 
 
 @router.get("/{name}/settings", responses=_RESPONSES)
-async def get_settings(name: str, manager: ManagerDep, client: ClientDep) -> dict[str, Any]:
+async def get_settings(
+    name: str, manager: ManagerDep, client: ClientDep, settings: SettingsDep
+) -> dict[str, Any]:
     """The camera's ``/status`` JSON (framesize, quality, brightness, …)."""
     cfg = await _esp32(manager, name)
     assert cfg.host is not None
-    return await read_status(client, cfg.host, auth=cfg.httpx_auth())
+    return await read_status(
+        client, manager.guard, cfg.host, settings.snapshot_timeout, cfg.httpx_auth()
+    )
 
 
 class ControlResult(BaseModel):
@@ -86,7 +90,13 @@ async def put_settings(
     results: dict[str, ControlResult] = {}
     for var, value in body.items():
         error = await set_control(
-            client, cfg.host, var, int(value), settings.snapshot_timeout, cfg.httpx_auth()
+            client,
+            manager.guard,
+            cfg.host,
+            var,
+            int(value),
+            settings.snapshot_timeout,
+            cfg.httpx_auth(),
         )
         results[var] = ControlResult(ok=error is None, error=error)
     return SettingsResult(ok=all(r.ok for r in results.values()), results=results)

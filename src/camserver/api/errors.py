@@ -22,6 +22,7 @@ from camserver.errors import (
     TooManyViewers,
     UnknownInterface,
     UpstreamError,
+    UpstreamTimeout,
 )
 
 __all__ = ["install_error_handlers"]
@@ -35,6 +36,7 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
     (TooManyStreams, 409),
     (TooManyViewers, 503),
     (TargetNotAllowed, 422),
+    (UpstreamTimeout, 504),
     (UpstreamError, 502),
     (SnapshotUnavailable, 503),
     (StoreError, 503),

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import random
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +30,7 @@ from camserver.models import StreamState, StreamStatus
 from camserver.netguard import NetworkGuard
 from camserver.streaming.hub import FrameHub
 from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
-from camserver.upstream import REQUEST_ERRORS
+from camserver.upstream import REQUEST_ERRORS, describe_error
 
 __all__ = ["FpsMeter", "Ingest", "IngestCounters", "IngestTiming", "backoff_delay"]
 
@@ -118,7 +116,7 @@ class Ingest:
         self.name = name
         self.url = url
         self.auth = auth
-        self._guard = guard
+        self._guard = guard or NetworkGuard([])
         self.hub = hub
         self._client = client
         self._timing = timing
@@ -208,14 +206,21 @@ class Ingest:
         """One upstream connection, until it ends. Raises UpstreamError subclasses."""
         t = self._timing
         timeout = httpx.Timeout(t.read_timeout, connect=t.connect_timeout)
-        if self._guard is not None:
-            try:
-                await self._guard.check(self.url)
-            except TargetNotAllowed as exc:
-                raise UpstreamConnectError(f"not connecting: {exc}") from exc
+        try:
+            # Connect to the address the guard checked (no second lookup: DNS rebinding).
+            target = await self._guard.pin(self.url)
+        except TargetNotAllowed as exc:
+            raise UpstreamConnectError(f"not connecting: {exc}") from exc
+        except UpstreamConnectError as exc:
+            raise UpstreamConnectError(f"cannot connect to the camera: {exc}") from exc
         try:
             async with self._client.stream(
-                "GET", self.url, timeout=timeout, auth=self.auth
+                "GET",
+                target.url,
+                headers=target.headers,
+                extensions=target.extensions,
+                timeout=timeout,
+                auth=self.auth,
             ) as resp:
                 self.status.upstream_connects += 1
                 if resp.status_code == 401:
@@ -238,11 +243,15 @@ class Ingest:
         except httpx.ReadTimeout as exc:
             raise UpstreamTimeout(f"the camera sent nothing for {t.read_timeout:g} s") from exc
         except httpx.ConnectError as exc:
-            raise UpstreamConnectError(f"cannot connect to the camera: {_reason(exc)}") from exc
+            raise UpstreamConnectError(
+                f"cannot connect to the camera: {describe_error(exc)}"
+            ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise UpstreamProtocolError(f"the connection broke mid-stream: {_reason(exc)}") from exc
+            raise UpstreamProtocolError(
+                f"the connection broke mid-stream: {describe_error(exc)}"
+            ) from exc
         except REQUEST_ERRORS as exc:
-            raise UpstreamError(f"request failed: {_reason(exc)}") from exc
+            raise UpstreamError(f"request failed: {describe_error(exc)}") from exc
 
     async def _consume(self, resp: httpx.Response, parser: MJPEGParser) -> None:
         t = self._timing
@@ -275,18 +284,3 @@ class Ingest:
         while (event := parser.next_event()) is not END:
             if isinstance(event, BadPart):
                 status.bad_frames += 1
-
-
-def _reason(exc: BaseException) -> str:
-    """The most specific cause: anyio's "All connection attempts failed" hides the
-    ConnectionRefusedError or name-lookup error underneath."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused (is the camera on, and is this its address?)"
-        if isinstance(seen, socket.gaierror):
-            return f"cannot resolve the host name ({seen.strerror})"
-        if isinstance(seen, OSError) and seen.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "host unreachable"
-        seen = seen.__cause__ or seen.__context__
-    return str(exc).strip() or type(exc).__name__

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from camserver.errors import SnapshotUnavailable, StreamNotFound, TooManyStreams, TooManyViewers
+from camserver.errors import (
+    SnapshotUnavailable,
+    StreamNotFound,
+    TooManyStreams,
+    TooManyViewers,
+    UpstreamConnectError,
+    UpstreamError,
+)
 from camserver.models import (
     StreamConfig,
     StreamOut,
@@ -28,7 +35,7 @@ from camserver.store import StreamStore
 from camserver.streaming import jpeg
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.ingest import Ingest, IngestTiming
-from camserver.upstream import REQUEST_ERRORS
+from camserver.upstream import fetch
 
 __all__ = ["StatusListener", "StreamManager"]
 
@@ -315,24 +322,29 @@ class StreamManager:
                 f"stream {cfg.name!r} has no frame from the last {self._snapshot_max_age:g} s "
                 "and no snapshot URL"
             )
-        await self.guard.check(url)
         try:
-            resp = await self._client.get(
+            got = await fetch(
+                self._client,
+                self.guard,
                 url,
-                timeout=self._snapshot_timeout,
+                max_bytes=self._timing.max_frame_bytes,
+                deadline=self._snapshot_timeout,
                 auth=cfg.httpx_auth(),
             )
-        except REQUEST_ERRORS as exc:
+        except UpstreamConnectError as exc:
             raise SnapshotUnavailable(
-                "no recent frame, and the camera's snapshot URL failed: "
-                f"{str(exc) or type(exc).__name__}"
+                f"no recent frame, and the camera's snapshot URL failed: {exc}"
             ) from exc
-        if resp.status_code != 200:
+        except UpstreamError as exc:  # too slow (504) or too big, broken (502)
+            raise type(exc)(
+                f"no recent frame, and the camera's snapshot URL failed: {exc}"
+            ) from exc
+        if got.status != 200:
             raise SnapshotUnavailable(
-                f"no recent frame, and the camera's snapshot URL answered HTTP {resp.status_code}"
+                f"no recent frame, and the camera's snapshot URL answered HTTP {got.status}"
             )
-        if not jpeg.is_complete(resp.content):
+        if not jpeg.is_complete(got.body):
             raise SnapshotUnavailable(
                 "no recent frame, and the camera's snapshot URL did not return a whole JPEG"
             )
-        return resp.content
+        return got.body
