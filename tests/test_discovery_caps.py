@@ -85,3 +85,6 @@ def test_port_rule_at_the_top_of_the_range() -> None:
     assert cfg.stream_url == "http://10.0.0.9:8081/stream"
     assert isinstance(_one({"camera": "a", "port": 80, "stream_port": 65536}), Rejected)
     assert isinstance(_one({"camera": "a", "port": "80", "stream_port": True}), Rejected)
+    # Found by the fuzz test: "²" is a digit to str.isdigit(), not to int().
+    assert isinstance(_one({"camera": "a", "port": "²"}), Rejected)
+    assert isinstance(_one(b"ESP32_CAMERA:10.0.0.9:\xc2\xb2"), Rejected)

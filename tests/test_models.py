@@ -42,6 +42,7 @@ def test_urls_for_host(host: str, expected: tuple[str, str, str]) -> None:
         ("10.0.0.1:65535", "from 1 to 65534 (the stream is served on port + 1)"),
         ("10.0.0.1:0", "from 1 to 65534"),
         ("10.0.0.1:http", "from 1 to 65534"),
+        ("10.0.0.1:8²", "from 1 to 65534"),
         ("http://10.0.0.1", "give a full URL as stream_url"),
         ("[::1", "unclosed"),
         ("[::1]x", "expected ':port'"),

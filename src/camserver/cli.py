@@ -234,7 +234,11 @@ async def _run_sims(args: argparse.Namespace) -> None:
     from camserver.sim.http import Login
 
     fs_text = str(args.framesize).upper()
-    framesize = int(fs_text) if fs_text.isdigit() else FRAMESIZE_BY_NAME[fs_text].number
+    framesize = (
+        int(fs_text)
+        if fs_text.isascii() and fs_text.isdigit()
+        else FRAMESIZE_BY_NAME[fs_text].number
+    )
     if framesize not in FRAMESIZES:
         raise ValueError(f"unknown framesize {args.framesize}")
     announce_to = None

@@ -31,7 +31,8 @@ def stream_port(http_port: int) -> int:
 
 def parse_port(value: object, highest: int = MAX_PORT) -> int | None:
     """An int, or a string of digits, from 1 to ``highest``; None for anything else."""
-    if isinstance(value, str) and value.isdigit() and len(value) <= 5:
+    # isascii: str.isdigit() is also true for "²", which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return None

@@ -80,7 +80,7 @@ async def fetch(
                 auth=auth,
             ) as resp:
                 declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
+                if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                     raise UpstreamProtocolError(
                         f"{url} answered {int(declared)} bytes, more than the {max_bytes} "
                         "camserver reads"

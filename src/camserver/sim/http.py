@@ -63,7 +63,7 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
     body = b""
     length = headers.get("content-length", "0")
-    if length.isdigit() and 0 < int(length) <= _MAX_BODY:
+    if length.isascii() and length.isdigit() and 0 < int(length) <= _MAX_BODY:
         try:
             body = await reader.readexactly(int(length))
         except (asyncio.IncompleteReadError, ConnectionError):
