@@ -5,6 +5,7 @@ One root, so callers can catch everything camserver raises on purpose::
     CamServerError
     ├── ConfigError            bad settings or an unusable database file
     ├── StoreError             the stream store failed
+    ├── ClientGone             the client disconnected before the answer was ready
     ├── StreamError            a stream operation was refused
     │   ├── StreamNotFound     no stream of that name
     │   ├── StreamExists       a stream of that name already exists
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "CamServerError",
+    "ClientGone",
     "ConfigError",
     "DiscoveryError",
     "DiscoveryUnavailable",
@@ -60,6 +62,10 @@ class ConfigError(CamServerError):
 
 class StoreError(CamServerError):
     """The stream store failed to read or write."""
+
+
+class ClientGone(CamServerError):
+    """The client disconnected while camserver was still working on its request."""
 
 
 class StreamError(CamServerError):

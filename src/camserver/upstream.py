@@ -83,7 +83,7 @@ async def fetch(
                 if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                     raise UpstreamProtocolError(
                         f"{url} answered {int(declared)} bytes, more than the {max_bytes} "
-                        "camserver reads"
+                        "bytes camserver reads"
                     )
                 body = bytearray()
                 async for chunk in resp.aiter_bytes():

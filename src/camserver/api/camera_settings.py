@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from camserver.api.deps import ClientDep, ManagerDep, SettingsDep
+from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotAnESP32
 from camserver.esp32 import CONTROL_RANGES, check_control
 from camserver.models import StreamConfig
@@ -38,13 +39,14 @@ async def _esp32(manager: StreamManager, name: str) -> StreamConfig:
 
 @router.get("/{name}/settings", responses=_RESPONSES)
 async def get_settings(
-    name: str, manager: ManagerDep, client: ClientDep, settings: SettingsDep
+    name: str, manager: ManagerDep, client: ClientDep, settings: SettingsDep, request: Request
 ) -> dict[str, Any]:
     """The camera's ``/status`` JSON (framesize, quality, brightness, …)."""
     cfg = await _esp32(manager, name)
     assert cfg.host is not None
-    return await read_status(
-        client, manager.guard, cfg.host, settings.snapshot_timeout, cfg.httpx_auth()
+    return await unless_client_leaves(
+        request,
+        read_status(client, manager.guard, cfg.host, settings.snapshot_timeout, cfg.httpx_auth()),
     )
 
 

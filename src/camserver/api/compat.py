@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import ManagerDep
@@ -16,9 +16,9 @@ Src = Annotated[str, Query(description="Stream name", max_length=64)]
 
 
 @router.get("/frame.jpeg", response_class=Response)
-async def frame_jpeg(src: Src, manager: ManagerDep) -> Response:
+async def frame_jpeg(src: Src, manager: ManagerDep, request: Request) -> Response:
     """Same as ``/api/streams/{src}/snapshot``."""
-    return await snapshot(src, manager)
+    return await snapshot(src, manager, request)
 
 
 @router.get("/stream.mjpeg", response_class=StreamingResponse)

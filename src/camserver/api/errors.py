@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from camserver.errors import (
     CamServerError,
+    ClientGone,
     DiscoveryUnavailable,
     NotAnESP32,
     NotDiscovered,
@@ -30,6 +31,7 @@ __all__ = ["install_error_handlers"]
 log = logging.getLogger(__name__)
 
 _STATUS: list[tuple[type[CamServerError], int]] = [
+    (ClientGone, 499),  # nginx's "client closed request": nobody reads it
     (StreamNotFound, 404),
     (StreamExists, 409),
     (NotAnESP32, 409),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import ManagerDep
+from camserver.api.disconnect import unless_client_leaves
 from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
 from camserver.streaming.manager import StreamManager
 from camserver.streaming.restream import CONTENT_TYPE, mjpeg_parts
@@ -78,9 +79,9 @@ async def stream_status(name: str, manager: ManagerDep) -> StreamStatus:
         **_NOT_FOUND,
     },
 )
-async def snapshot(name: str, manager: ManagerDep) -> Response:
+async def snapshot(name: str, manager: ManagerDep, request: Request) -> Response:
     """The latest frame if it is under ~2 s old, else one fetched from the camera."""
-    data = await manager.snapshot(name)
+    data = await unless_client_leaves(request, manager.snapshot(name))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
