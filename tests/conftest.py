@@ -141,7 +141,13 @@ async def start_server(stack: AsyncExitStack, settings: Settings, port: int = 0)
         task.result()
     url = f"http://127.0.0.1:{port}"
     client = await stack.enter_async_context(
-        httpx.AsyncClient(base_url=url, timeout=10, trust_env=False)
+        # X-Requested-With: as the dashboard sends (a POST without a body needs it).
+        httpx.AsyncClient(
+            base_url=url,
+            timeout=10,
+            trust_env=False,
+            headers={"X-Requested-With": "camserver-tests"},
+        )
     )
     return Server(url, client, settings, app)
 

@@ -63,7 +63,7 @@ async def test_kill_9_keeps_streams_and_restarts_started_ones(
         for i, cam in enumerate(cams):
             r = await c.post("/api/streams", json={"name": f"c{i}", "host": cam.address})
             assert r.status_code == 201
-        r = await c.post("/api/streams/c1/stop")
+        r = await c.post("/api/streams/c1/stop", headers={"X-Requested-With": "test"})
         assert r.status_code == 200
         r = await c.delete("/api/streams/c2")
         assert r.status_code == 204

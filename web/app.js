@@ -42,7 +42,9 @@ signOut.addEventListener("click", () => {
 const socket = io({ transports: ["websocket", "polling"], auth: { token } });
 
 async function api(method, path, body) {
-  const init = { method, headers: {} };
+  // X-Requested-With: camserver serves a POST only with a header a page on another site
+  // cannot send (see src/camserver/api/browser.py).
+  const init = { method, headers: { "X-Requested-With": "camserver" } };
   if (token) init.headers["Authorization"] = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from camserver import __version__
 from camserver.api import camera_settings, compat, discovery, health, metrics, streams
+from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
 from camserver.api.security import AccessMiddleware, BodyLimitMiddleware, TokenChecker
@@ -105,5 +106,9 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
         app.include_router(module.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
-    wrapper = CamServerApp(socketio.ASGIApp(realtime.sio, other_asgi_app=app))
+    wrapper = CamServerApp(
+        BrowserGuardMiddleware(
+            socketio.ASGIApp(realtime.sio, other_asgi_app=app), settings.allowed_host_list()
+        )
+    )
     return wrapper

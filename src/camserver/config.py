@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated CIDRs that camera URLs must resolve into ('' = any).",
     )
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names the server answers to besides IP addresses "
+        "and localhost ('*.example.com' allowed; '*' = any): a guard against DNS rebinding.",
+    )
     max_streams: int = Field(64, ge=1, description="Most streams the server accepts.")
     max_viewers: int = Field(
         500, ge=1, description="Most viewers of one stream (MJPEG + Socket.IO + snapshots)."
@@ -123,6 +128,9 @@ class Settings(BaseSettings):
                 "not turn authentication off: unset the variable for an open server)"
             )
         return v
+
+    def allowed_host_list(self) -> list[str]:
+        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
 
     def cors_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
