@@ -157,6 +157,40 @@ def test_tokens_are_redacted_from_access_logs() -> None:
     RedactTokens().filter(record)
     assert VIEW not in record.getMessage()
     assert "token=***" in record.getMessage()
+    assert "fps=5" in record.getMessage()
+    for query in (f"?%74oken={VIEW}", f"?a=1&t%6fken={VIEW}&b=2", f"?token={VIEW}#x"):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, f"GET /s{query}", (), None)
+        RedactTokens().filter(record)
+        assert VIEW not in record.getMessage(), query
+
+
+async def test_public_paths_match_whole(locked: Server) -> None:
+    # "$" also matches before a trailing newline: /docs%0A once passed as public.
+    for path in ("/docs%0A", "/healthz%0A", "/openapi.json%0Ax"):
+        r = await locked.client.get(path)
+        assert r.status_code == 401, (path, r.status_code)
+
+
+async def test_logins_in_urls_are_refused(server: Server) -> None:
+    for field in ("stream_url", "snapshot_url"):
+        body = {"name": "x", "stream_url": "http://10.0.0.9/s", field: "http://u:p@10.0.0.9/s"}
+        r = await server.client.post("/api/streams", json=body)
+        assert r.status_code == 422
+        assert "must not contain a login" in r.json()["detail"]
+
+
+async def test_database_is_private(server: Server) -> None:
+    # It holds camera passwords.
+    r = await server.client.post(
+        "/api/streams",
+        json={"name": "x", "host": "10.0.0.9", "username": "u", "password": "p", "enabled": False},
+    )
+    assert r.status_code == 201
+    db = server.settings.db
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    assert all(f.exists() for f in files)
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o600, (f, oct(f.stat().st_mode))
 
 
 async def test_tokens_never_reach_the_log_of_a_real_server(spawn: Any, tmp_path: Path) -> None:
@@ -172,6 +206,9 @@ async def test_tokens_never_reach_the_log_of_a_real_server(spawn: Any, tmp_path:
         assert (await c.get(f"{p.url}/api/streams?token={VIEW}")).status_code == 200
         assert (await c.get(f"{p.url}/api/streams", headers=auth(ADMIN))).status_code == 200
         assert (await c.get(f"{p.url}/api/streams?token=wrong")).status_code == 401
+        # An encoded parameter name is the token to the server: redacted alike.
+        assert (await c.get(f"{p.url}/api/streams?%74oken={VIEW}")).status_code == 200
+        assert (await c.get(f"{p.url}/api/streams?x=1&t%6Fken={ADMIN}")).status_code == 200
     p.proc.terminate()
     p.proc.wait(10)
     log = p.output()

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 
 __all__ = ["JsonFormatter", "LogFormat", "RedactTokens", "setup_logging"]
 
@@ -38,17 +39,26 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactTokens(logging.Filter):
-    """Scrubs ``token=...`` from log records (uvicorn's access log prints query strings)."""
+    """Scrubs token values from log records (uvicorn's access log prints query strings).
 
-    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
+    A parameter counts as the token by its *decoded* name, as the server reads it: the
+    server accepts ``?%74oken=…`` as ``?token=…``, so the redaction must catch it too.
+    """
+
+    _PARAM = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
+
+    @classmethod
+    def _scrub(cls, text: str) -> str:
+        def redact(m: re.Match[str]) -> str:
+            return f"{m.group(1)}=***" if unquote_plus(m.group(1)) == "token" else m.group(0)
+
+        return cls._PARAM.sub(redact, text) if "=" in text else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = self._PATTERN.sub(r"\1***", record.msg)
+            record.args = tuple(self._scrub(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self._scrub(record.msg)
         return True
 
 

@@ -125,6 +125,11 @@ def check_url(url: str, field: str) -> str:
         raise ValueError(f"{field} has no host")
     if any(c.isspace() for c in url):
         raise ValueError(f"{field} must not contain spaces")
+    if parts.username is not None or parts.password is not None:
+        # It would be shown to every viewer and written to logs: logins are kept apart.
+        raise ValueError(
+            f"{field} must not contain a login (user:password@): give username and password"
+        )
     _check_hostname(parts.hostname, field)
     return url
 

@@ -9,6 +9,7 @@ SQLite runs on one dedicated thread, so the event loop never waits on disk.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -186,6 +187,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise ConfigError(f"cannot create the database folder {path.parent}: {exc}") from exc
     conn: sqlite3.Connection | None = None
     try:
+        _private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.isolation_level = "DEFERRED"
         conn.execute("PRAGMA journal_mode=WAL")
@@ -208,6 +210,20 @@ def _connect(path: Path) -> sqlite3.Connection:
             f"cannot use the database file {path}: {exc} "
             "(is it a camserver database, and writable? move it away to start afresh)"
         ) from exc
+
+
+def _private(path: Path) -> None:
+    """The database holds camera passwords: readable by its owner only (0600). SQLite
+    gives the -wal and -shm files the database file's permissions."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # sqlite3 reports why it cannot open the file
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def check_database(path: Path) -> None:

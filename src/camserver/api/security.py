@@ -31,9 +31,10 @@ __all__ = [
 
 # The dashboard shell and the API docs: public, so a browser can load the page that asks
 # for the token. Everything else is behind the token.
+# Matched whole (fullmatch): "$" alone also matches before a trailing newline ("/docs%0A").
 _PUBLIC = re.compile(
-    r"^/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|redoc"
-    r"|openapi\.json|docs/oauth2-redirect)?$"
+    r"/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|redoc"
+    r"|openapi\.json|docs/oauth2-redirect)?"
 )
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -107,7 +108,7 @@ class AccessMiddleware:
         self.checker = checker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.checker.enabled or _PUBLIC.match(scope["path"]):
+        if scope["type"] != "http" or not self.checker.enabled or _PUBLIC.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
         token = token_from(scope)
