@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sqlite3
@@ -13,9 +14,11 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 import socketio
+import websockets
 from pydantic import SecretStr
 
 from camserver.config import Settings
@@ -110,19 +113,58 @@ async def _streaming(server: Server) -> bool:
 
 
 async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
-    for auth_payload, reason in ((None, "token is required"), ({"token": "bad"}, "invalid token")):
-        sio = socketio.AsyncClient(reconnection=False)
-        refusals: list[Any] = []
-        sio.on("connect_error", refusals.append)
+    # The Engine.IO handshake itself needs the token: no session without one.
+    r = await locked.client.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+    assert r.status_code == 401
+    assert "token is required" in r.json()["detail"]
+    r = await locked.client.get(
+        "/socket.io/", params={"EIO": "4", "transport": "polling", "token": "wrong"}
+    )
+    assert r.status_code == 401
+    async with aiohttp.ClientSession() as session:  # closed here even though refused
+        sio = socketio.AsyncClient(reconnection=False, http_session=session)
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await sio.connect(locked.url, transports=["websocket"], auth=auth_payload)
-        assert reason in str(refusals[0]), refusals
+            await sio.connect(locked.url, transports=["websocket"], auth={"token": ADMIN})
+    # With the token in the handshake, the CONNECT packet's token is checked too.
+    sio = socketio.AsyncClient(reconnection=False)
+    refusals: list[Any] = []
+    sio.on("connect_error", refusals.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(
+            locked.url, transports=["websocket"], headers=auth(VIEW), auth={"token": "bad"}
+        )
+    assert "invalid token" in str(refusals[0]), refusals
     for token in (ADMIN, VIEW):
         sio = socketio.AsyncClient(reconnection=False)
-        await sio.connect(locked.url, transports=["websocket"], auth={"token": token})
+        await sio.connect(
+            locked.url, transports=["websocket"], headers=auth(token), auth={"token": token}
+        )
         ack = await sio.call("join_stream", {"name": "none"})
         assert ack == {"ok": False, "error": "no stream named 'none'"}
         await sio.disconnect()
+
+
+async def test_malformed_packets_log_one_line_not_a_traceback_each(
+    locked: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = locked.url.replace("http://", "ws://")
+    url += f"/socket.io/?EIO=4&transport=websocket&token={VIEW}"
+    with caplog.at_level(logging.INFO, logger="engineio.server"):
+        async with websockets.connect(url) as ws:
+            assert str(await ws.recv()).startswith("0{")
+            await ws.send("40" + json.dumps({"token": VIEW}))
+            assert str(await ws.recv()).startswith("40")
+            for _ in range(300):
+                await ws.send('42["join_stream", {')  # not JSON
+            await ws.send('421["join_stream", {"name": "none"}]')
+            while not str(reply := await ws.recv()).startswith("431"):
+                pass
+            assert "no stream named" in str(reply)  # the session still works
+    records = [r for r in caplog.records if r.name == "engineio.server"]
+    errors = [r for r in records if r.levelno >= logging.WARNING]
+    assert 1 <= len(errors) <= 2, [r.getMessage() for r in errors]
+    assert all(r.exc_info is None for r in records)
+    assert "could not be handled" in errors[0].getMessage()
 
 
 async def test_socketio_token_in_the_query_string(locked: Server) -> None:
@@ -136,12 +178,11 @@ async def test_socketio_token_in_the_query_string(locked: Server) -> None:
             ack = await sio.call("join_stream", {"name": "none"})
             assert ack == {"ok": False, "error": "no stream named 'none'"}
             await sio.disconnect()
-        else:
-            refusals: list[Any] = []
-            sio.on("connect_error", refusals.append)
-            with pytest.raises(socketio.exceptions.ConnectionError):
-                await sio.connect(url, transports=["websocket"])
-            assert "invalid token" in str(refusals[0]), refusals
+        else:  # refused at the Engine.IO handshake already
+            async with aiohttp.ClientSession() as session:
+                sio = socketio.AsyncClient(reconnection=False, http_session=session)
+                with pytest.raises(socketio.exceptions.ConnectionError):
+                    await sio.connect(url, transports=["websocket"])
 
 
 def test_tokens_are_redacted_from_access_logs() -> None:

@@ -29,6 +29,7 @@ document.getElementById("login-form").addEventListener("submit", (e) => {
   signOut.hidden = false;
   loginDialog.close();
   socket.auth = { token };
+  socket.io.opts.query = { token };
   socket.disconnect().connect();
   refresh();
   loadFound();
@@ -39,7 +40,13 @@ signOut.addEventListener("click", () => {
   location.reload();
 });
 
-const socket = io({ transports: ["websocket", "polling"], auth: { token } });
+// The token goes in the handshake (query) as well as the CONNECT packet (auth): with
+// tokens on, camserver opens no Engine.IO session without one.
+const socket = io({
+  transports: ["websocket", "polling"],
+  auth: { token },
+  query: token ? { token } : {},
+});
 
 async function api(method, path, body) {
   // X-Requested-With: camserver serves a POST only with a header a page on another site

@@ -23,9 +23,14 @@ from camserver.api import camera_settings, compat, discovery, health, metrics, s
 from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
-from camserver.api.security import AccessMiddleware, BodyLimitMiddleware, TokenChecker
+from camserver.api.security import (
+    AccessMiddleware,
+    BodyLimitMiddleware,
+    EngineIOGate,
+    TokenChecker,
+)
 from camserver.config import Settings
-from camserver.logs import RedactTokens
+from camserver.logs import CollapseHandlerErrors, RedactTokens
 from camserver.runtime import Runtime
 
 __all__ = ["WEB_DIR", "CamServerApp", "create_app", "uvicorn_options"]
@@ -75,6 +80,9 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):
         access_log.addFilter(RedactTokens())
+    eio_log = logging.getLogger("engineio.server")
+    if not any(isinstance(f, CollapseHandlerErrors) for f in eio_log.filters):
+        eio_log.addFilter(CollapseHandlerErrors())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
@@ -108,7 +116,8 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     wrapper = CamServerApp(
         BrowserGuardMiddleware(
-            socketio.ASGIApp(realtime.sio, other_asgi_app=app), settings.allowed_host_list()
+            EngineIOGate(socketio.ASGIApp(realtime.sio, other_asgi_app=app), checker),
+            settings.allowed_host_list(),
         )
     )
     return wrapper
