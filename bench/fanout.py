@@ -213,10 +213,15 @@ def _pick(
         if r["system"] == system
         and r["kind"] == kind
         and not r["slow_viewers"]
-        and r["cpu_ms_per_mb"]
+        and r["cpu_ms_per_mb"] is not None
         and viewers in (None, r["viewers"])
     ]
     return max(found, key=lambda r: r["viewers"]) if found else None
+
+
+def _ratio(a: float, b: float) -> str:
+    # A short (smoke) run on a busy machine can count no CPU time at all for a light server.
+    return f"{a / b:.2f}x" if b else "not measurable (no CPU time counted in this run)"
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[str]:
@@ -231,22 +236,23 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     flask = _pick(rows, "Flask-SocketIO baseline (a)", "socketio")
     raw = _pick(rows, "raw asyncio relay", "mjpeg")
     if sio and flask:
-        ratio = flask["cpu_ms_per_mb"] / sio["cpu_ms_per_mb"]
         out.append(
-            f"Socket.IO viewers at equal CPU vs (a): {ratio:.2f}x"
+            f"Socket.IO viewers at equal CPU vs (a): "
+            f"{_ratio(flask['cpu_ms_per_mb'], sio['cpu_ms_per_mb'])}"
             f" ({sio['viewers']} viewers {sio['cpu_ms_per_mb']} ms/MB;"
             f" (a) {flask['viewers']} viewers {flask['cpu_ms_per_mb']} ms/MB)"
         )
     if raw and flask:
         out.append(
             "ceiling: the raw relay's viewers at equal CPU vs (a): "
-            f"{flask['cpu_ms_per_mb'] / raw['cpu_ms_per_mb']:.2f}x"
+            f"{_ratio(flask['cpu_ms_per_mb'], raw['cpu_ms_per_mb'])}"
             f" ({raw['viewers']} viewers {raw['cpu_ms_per_mb']} ms/MB)"
         )
     if mj and raw:
         mj = _pick(rows, "camserver", "mjpeg", raw["viewers"]) or mj
         out.append(
-            f"MJPEG CPU per MB vs the raw relay: {mj['cpu_ms_per_mb'] / raw['cpu_ms_per_mb']:.2f}x"
+            f"MJPEG CPU per MB vs the raw relay: "
+            f"{_ratio(mj['cpu_ms_per_mb'], raw['cpu_ms_per_mb'])}"
             f" ({mj['viewers']} vs {raw['viewers']} viewers)"
         )
     for motion in (r for r in rows if r["system"] == "Motion baseline (b)"):
