@@ -18,8 +18,9 @@ from tests.conftest import CameraFactory, Server, start_server, wait_for
 LO_BROADCAST = "127.255.255.255"
 
 
-def send_udp(port: int, *payloads: bytes) -> None:
+def send_udp(port: int, *payloads: bytes, source: str = "127.0.0.1") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))  # any 127.x address is this machine's loopback
         for p in payloads:
             s.sendto(p, ("127.0.0.1", port))
 
@@ -97,6 +98,21 @@ async def test_add_a_discovered_camera(server: Server, camera: CameraFactory) ->
     r = await server.client.post("/api/discovery/ghost/add")
     assert r.status_code == 404
     assert "no discovered camera" in r.json()["detail"]
+    # Another host announces the same name: both are listed, flagged, and adding by that
+    # name is refused rather than guessed.
+    send_udp(listen, json.dumps({"camera": "porch", "port": 8080}).encode(), source="127.0.0.9")
+    await wait_for(
+        lambda: _conflict(server, "porch"), 5, what="the second porch to be listed, flagged"
+    )
+    r = await server.client.post("/api/discovery/porch/add", json={"name": "porch3"})
+    assert r.status_code == 409
+    assert "more than one camera announces the name 'porch'" in r.json()["detail"]
+
+
+async def _conflict(server: Server, name: str) -> bool:
+    listed = (await server.client.get("/api/discovery")).json()
+    same = [c for c in listed if c["name"] == name]
+    return len(same) == 2 and all(c["conflict"] for c in same)
 
 
 async def _has(server: Server, name: str) -> bool:

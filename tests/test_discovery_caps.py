@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 
 import pytest
 
 from camserver.discovery.codec import NEED_DATA, Announcement, DiscoveryCodec, Rejected
 from camserver.discovery.service import DiscoveryService
+from camserver.errors import NameConflict
 
 
 def service() -> DiscoveryService:
@@ -88,3 +91,29 @@ def test_port_rule_at_the_top_of_the_range() -> None:
     # Found by the fuzz test: "²" is a digit to str.isdigit(), not to int().
     assert isinstance(_one({"camera": "a", "port": "²"}), Rejected)
     assert isinstance(_one(b"ESP32_CAMERA:10.0.0.9:\xc2\xb2"), Rejected)
+
+
+def test_a_name_from_another_address_does_not_take_over_the_entry() -> None:
+    svc = service()
+    real = json.dumps({"camera": "porch", "port": 80}).encode()
+    svc.feed(real, ("10.0.0.5", 8888))
+    svc.feed(json.dumps({"camera": "porch", "port": 80}).encode(), ("10.0.0.66", 8888))
+    cams = {c.ip: c for c in svc.cameras()}
+    assert set(cams) == {"10.0.0.5", "10.0.0.66"}  # both kept, neither replaced
+    assert all(c.conflict for c in cams.values())
+    with pytest.raises(NameConflict, match=re.escape("10.0.0.5:80, 10.0.0.66:80")):
+        svc.get("porch")
+    svc.feed(real, ("10.0.0.5", 8888))  # the real camera again: still where it was
+    assert {c.ip for c in svc.cameras()} == {"10.0.0.5", "10.0.0.66"}
+
+
+def test_entries_per_source_are_capped_and_old_ones_expire() -> None:
+    svc = DiscoveryService(listen_port=0, camera_port=9, interfaces=[], ttl=0.2, per_source=4)
+    for port in range(80, 90):  # one host inventing ten cameras
+        svc.feed(json.dumps({"camera": f"c{port}", "port": port}).encode(), ("10.0.0.9", 1))
+    assert len(svc.cameras()) == 4
+    assert svc.counts["rejected_too_many_per_source"] == 6
+    time.sleep(0.3)
+    assert svc.cameras() == []
+    assert svc.counts["expired"] == 4
+    assert svc.get("c80") is None

@@ -250,7 +250,10 @@ document.addEventListener("keydown", (e) => {
 const foundList = document.getElementById("found");
 const foundEmpty = document.getElementById("found-empty");
 const scanState = document.getElementById("scan-state");
-const found = new Map(); // name -> discovered camera
+// "ip:port" -> discovered camera. Not by name: any host can announce any name, and two
+// cameras giving the same name are both shown, flagged.
+const found = new Map();
+const where = (cam) => `${cam.ip}:${cam.port}`;
 
 function renderFound() {
   foundList.replaceChildren();
@@ -261,6 +264,12 @@ function renderFound() {
     what.className = "what";
     const model = cam.model ? ` · ${cam.model}` : "";
     what.textContent = `${cam.name} — ${cam.ip}:${cam.port}${model}`;
+    if (cam.conflict) {
+      const warn = document.createElement("strong");
+      warn.className = "conflict";
+      warn.textContent = " · another camera gives this name: check the address";
+      what.append(warn);
+    }
     const btn = document.createElement("button");
     btn.type = "button";
     const taken = cam.stream || tiles.has(cam.name);
@@ -288,17 +297,15 @@ function renderFound() {
 async function loadFound() {
   const { ok, status, data } = await api("GET", "/api/discovery").catch(() => ({ ok: false }));
   if (ok) {
-    for (const cam of data) found.set(cam.name, cam);
+    found.clear();
+    for (const cam of data) found.set(where(cam), cam);
     renderFound();
   } else if (status === 503) {
     scanState.textContent = data.detail;
   }
 }
 
-socket.on("camera_discovered", (cam) => {
-  found.set(cam.name, { ...found.get(cam.name), ...cam });
-  renderFound();
-});
+socket.on("camera_discovered", () => loadFound());
 
 document.getElementById("scan").addEventListener("click", async (e) => {
   const btn = e.currentTarget;
@@ -307,7 +314,7 @@ document.getElementById("scan").addEventListener("click", async (e) => {
   const { ok, data } = await api("POST", "/api/discovery/scan?timeout=2");
   btn.disabled = false;
   if (!ok) { scanState.textContent = (data && data.detail) || "Scan failed"; return; }
-  for (const cam of data) found.set(cam.name, cam);
+  for (const cam of data) found.set(where(cam), cam);
   scanState.textContent = `${data.length} camera${data.length === 1 ? "" : "s"} answered`;
   renderFound();
 });

@@ -17,7 +17,8 @@ One root, so callers can catch everything camserver raises on purpose::
     ├── DiscoveryError         UDP discovery refused a request
     │   ├── DiscoveryUnavailable  discovery is not running (port busy, turned off)
     │   ├── UnknownInterface      no usable interface of that name
-    │   └── NotDiscovered         no discovered camera of that name
+    │   ├── NotDiscovered         no discovered camera of that name
+    │   └── NameConflict          several discovered cameras give that name
     └── UpstreamError          talking to a camera failed
         ├── UpstreamConnectError   could not connect / HTTP error status
         ├── UpstreamTimeout        nothing received for too long
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "DiscoveryError",
     "DiscoveryUnavailable",
+    "NameConflict",
     "NotAnESP32",
     "NotDiscovered",
     "SnapshotUnavailable",
@@ -104,6 +106,10 @@ class NotDiscovered(DiscoveryError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no discovered camera named {name!r}")
         self.name = name
+
+
+class NameConflict(DiscoveryError):
+    """More than one discovered camera announces the same name."""
 
 
 class NotAnESP32(StreamError):

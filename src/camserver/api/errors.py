@@ -12,6 +12,7 @@ from camserver.errors import (
     CamServerError,
     ClientGone,
     DiscoveryUnavailable,
+    NameConflict,
     NotAnESP32,
     NotDiscovered,
     SnapshotUnavailable,
@@ -43,6 +44,7 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
     (SnapshotUnavailable, 503),
     (StoreError, 503),
     (NotDiscovered, 404),
+    (NameConflict, 409),
     (UnknownInterface, 422),
     (DiscoveryUnavailable, 503),
 ]

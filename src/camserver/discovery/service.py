@@ -26,6 +26,7 @@ from camserver.discovery.codec import (
     Rejected,
 )
 from camserver.discovery.interfaces import Interface
+from camserver.errors import NameConflict
 from camserver.models import StreamConfig
 
 __all__ = ["DiscoveredCamera", "DiscoveryService", "open_udp_socket"]
@@ -47,6 +48,8 @@ class DiscoveredCamera(BaseModel):
     model: str | None = None
     fw: str | None = None
     claimed_ip: str | None = None
+    conflict: bool = False
+    """Another camera, at another address, announces the same name: check before adding."""
 
     def stream_config(self, name: str | None = None) -> StreamConfig:
         """The stream that reads this camera, on the stream port it announced."""
@@ -91,14 +94,22 @@ class DiscoveryService:
         interfaces: list[Interface],
         bind: str = "0.0.0.0",
         rate: int = 40,
+        ttl: float = 900.0,
+        per_source: int = 4,
     ) -> None:
+        self.ttl = ttl
+        """Cameras not heard from for this long are forgotten."""
+        self.per_source = per_source
+        """At most this many cameras (HTTP ports) per source address."""
         self.listen_port = listen_port
         self.camera_port = camera_port
         self.interfaces = interfaces
         self.bind = bind
         self.codec = DiscoveryCodec(rate=rate)
         self.counts: Counter[str] = Counter()
-        self._cameras: dict[str, DiscoveredCamera] = {}
+        # Keyed by where the camera is (source address, HTTP port), not by the name it
+        # gives: any host can announce any name, and must not take over another's entry.
+        self._cameras: dict[tuple[str, int], DiscoveredCamera] = {}
         self._listeners: list[Listener] = []
         self._transport: asyncio.DatagramTransport | None = None
         self._periodic: asyncio.Task[None] | None = None
@@ -164,13 +175,32 @@ class DiscoveryService:
         started = time.time()
         self.probe(interfaces)
         await asyncio.sleep(timeout)
-        return [c for c in self._cameras.values() if c.last_seen >= started]
+        return [c for c in self.cameras() if c.last_seen >= started]
+
+    def _expire(self) -> None:
+        limit = time.time() - self.ttl
+        for key in [k for k, c in self._cameras.items() if c.last_seen < limit]:
+            del self._cameras[key]
+            self.counts["expired"] += 1
 
     def cameras(self) -> list[DiscoveredCamera]:
+        """Every camera heard from within ``ttl``, name conflicts flagged."""
+        self._expire()
+        names = Counter(c.name for c in self._cameras.values())
+        for c in self._cameras.values():
+            c.conflict = names[c.name] > 1
         return sorted(self._cameras.values(), key=lambda c: c.first_seen)
 
     def get(self, name: str) -> DiscoveredCamera | None:
-        return self._cameras.get(name)
+        """The camera announcing ``name``; NameConflict when more than one does."""
+        found = [c for c in self.cameras() if c.name == name]
+        if len(found) > 1:
+            where = ", ".join(f"{c.ip}:{c.port}" for c in found)
+            raise NameConflict(
+                f"more than one camera announces the name {name!r} ({where}): one may be "
+                "pretending; add the right one by its address instead"
+            )
+        return found[0] if found else None
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -204,15 +234,19 @@ class DiscoveryService:
                     a.ip,
                 )
         now = time.time()
-        cam = self._cameras.get(a.name)
-        if cam is not None:
+        cam = self._cameras.get((a.ip, a.port))
+        if cam is not None and cam.name == a.name:
             cam.last_seen = now
-            cam.ip, cam.port, cam.stream_port = a.ip, a.port, a.stream_port
-            cam.claimed_ip = a.claimed_ip
+            cam.stream_port, cam.claimed_ip = a.stream_port, a.claimed_ip
             return
-        if len(self._cameras) >= 1024:
-            self.counts["rejected_too_many_cameras"] += 1
-            return
+        if cam is None:
+            self._expire()
+            if len(self._cameras) >= 1024:
+                self.counts["rejected_too_many_cameras"] += 1
+                return
+            if sum(ip == a.ip for ip, _ in self._cameras) >= self.per_source:
+                self.counts["rejected_too_many_per_source"] += 1
+                return
         cam = DiscoveredCamera(
             name=a.name,
             ip=a.ip,
@@ -226,7 +260,7 @@ class DiscoveryService:
             fw=a.fw,
             claimed_ip=a.claimed_ip,
         )
-        self._cameras[a.name] = cam
+        self._cameras[(a.ip, a.port)] = cam  # a renamed camera replaces its old entry
         self.counts["new_cameras"] += 1
         log.info("discovered camera %s at %s:%d", cam.name, cam.ip, cam.port)
         for listener in self._listeners:
