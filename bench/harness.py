@@ -106,6 +106,8 @@ def camserver(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, ps
             "CAMSERVER_DISCOVERY_LISTEN_PORT": "0",
             "CAMSERVER_LOG_LEVEL": "warning",
             "CAMSERVER_MAX_VIEWERS": "5000",
+            # Every load-generating viewer connects from 127.0.0.1.
+            "CAMSERVER_MAX_CONNECTIONS_PER_CLIENT": "100000",
             **(extra_env or {}),
         }
         args = [PY, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]

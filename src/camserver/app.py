@@ -30,6 +30,7 @@ from camserver.api.security import (
     TokenChecker,
 )
 from camserver.config import Settings
+from camserver.connections import ConnectionLimits, limited_protocol
 from camserver.logs import CollapseHandlerErrors, RedactTokens
 from camserver.runtime import Runtime
 
@@ -63,7 +64,14 @@ class CamServerApp:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn must serve camserver (``camserver serve`` and the tests alike)."""
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        idle_timeout=settings.idle_timeout,
+        request_timeout=settings.request_timeout,
+        max_per_client=settings.max_connections_per_client,
+    )
     return {
+        "http": limited_protocol(limits),
         "loop": settings.event_loop,
         "ws": settings.websocket,
         # Browsers (Chromium, Firefox) offer permessage-deflate and uvicorn accepts it by

@@ -106,6 +106,18 @@ class Settings(BaseSettings):
     max_viewers: int = Field(
         500, ge=1, description="Most viewers of one stream (MJPEG + Socket.IO + snapshots)."
     )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096, description="Largest request header block accepted (431 beyond)."
+    )
+    idle_timeout: float = Field(
+        10.0, gt=0, description="A new connection that sends nothing for this long is closed."
+    )
+    request_timeout: float = Field(
+        15.0, gt=0, description="Most seconds a client may take to send one whole request."
+    )
+    max_connections_per_client: int = Field(
+        256, ge=1, description="Most open connections from one client address."
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )

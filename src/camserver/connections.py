@@ -1,0 +1,134 @@
+"""Limits on HTTP connections that no token check can give, because they act before a
+request exists: uvicorn's httptools protocol, extended.
+
+Found by a red-team pass against uvicorn's defaults: a 135 MB request header was read
+whole (other clients' ``/healthz`` took 3-10 s meanwhile), and 20,400 idle half-open
+connections exhausted the file descriptors. So:
+
+- request headers larger than ``max_header_bytes`` get 431 and the connection is closed;
+- a connection that sends nothing for ``idle_timeout`` after it opens, or takes longer
+  than ``request_timeout`` to send one whole request (a slowloris dripping bytes), is
+  closed; a response that is flowing (MJPEG) or an upgraded WebSocket is never cut;
+- one client address holds at most ``max_per_client`` connections; more are closed at
+  once (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["ConnectionLimits", "limited_protocol"]
+
+
+class ConnectionLimits:
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = 64 * 1024,
+        idle_timeout: float = 10.0,
+        request_timeout: float = 15.0,
+        max_per_client: int = 256,
+    ) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.max_per_client = max_per_client
+        self.per_client: dict[str, int] = {}
+        self.refused = 0
+        """Connections closed by these limits (any of them), for /metrics."""
+
+
+def _close_with(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:
+    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport.write(
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(message), message)
+        )
+    transport.close()
+
+
+def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with ``limits`` (pass it as ``uvicorn.Config(http=…)``)."""
+
+    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        _timer: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+        _in_headers = False
+        _address: str | None = None
+
+        def _arm(self, seconds: float) -> None:
+            self._disarm()
+            self._timer = self.loop.call_later(seconds, self._expired)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _expired(self) -> None:
+            limits.refused += 1
+            _close_with(self.transport, b"408 Request Timeout", b"request too slow")
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if self.client is not None:
+                address = self.client[0]
+                count = limits.per_client.get(address, 0)
+                if count >= limits.max_per_client:
+                    limits.refused += 1
+                    _close_with(transport, b"503 Service Unavailable", b"too many connections")
+                    return
+                limits.per_client[address] = count + 1
+                self._address = address
+            self._arm(limits.idle_timeout)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if self._address is not None:
+                left = limits.per_client.get(self._address, 1) - 1
+                if left > 0:
+                    limits.per_client[self._address] = left
+                else:
+                    limits.per_client.pop(self._address, None)
+                self._address = None
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_headers:
+                self._header_bytes += len(data)
+                if self._header_bytes > limits.max_header_bytes:
+                    limits.refused += 1
+                    self._disarm()
+                    _close_with(
+                        self.transport,
+                        b"431 Request Header Fields Too Large",
+                        b"request headers too large",
+                    )
+                    return
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_headers = True
+            self._header_bytes = 0
+            self._arm(limits.request_timeout)
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._disarm()  # the whole request is in; the response may flow for hours
+            super().on_message_complete()
+
+        def handle_websocket_upgrade(self) -> None:
+            self._disarm()
+            super().handle_websocket_upgrade()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # uvicorn's keep-alive timer now closes the connection if it stays idle.
+
+    return LimitedHttpToolsProtocol
