@@ -426,5 +426,39 @@ async def test_limits(settings: Settings, camera: CameraFactory) -> None:
         await asyncio.sleep(0)
 
 
+async def test_one_client_cannot_take_every_viewer_slot(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    update = {"max_viewers": 10, "max_viewers_per_client": 3}
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update=update))
+        cam = await camera("c1", fps=15)
+        await server.add_camera("c1", cam)
+        await server.wait_state("c1", "streaming")
+        url = "/api/streams/c1/mjpeg"
+        async with AsyncExitStack() as views:
+            for _ in range(2):
+                r = await views.enter_async_context(server.client.stream("GET", url))
+                assert r.status_code == 200
+            sio = socketio.AsyncClient(reconnection=False)
+            await sio.connect(server.url, transports=["websocket"])
+            assert (await sio.call("join_stream", {"name": "c1"}))["ok"]  # the third
+            await wait_for(lambda: _viewers(server, 3), 5, what="3 viewers")
+            r = await server.client.get(url)
+            assert r.status_code == 503
+            assert "already watches stream 'c1' 3 times" in r.json()["detail"]
+            assert (await server.client.get("/api/streams/c1/snapshot")).status_code == 503
+            other = socketio.AsyncClient(reconnection=False)
+            await other.connect(server.url, transports=["websocket"])
+            ack = await other.call("join_stream", {"name": "c1"})
+            assert ack["ok"] is False
+            assert "3 times" in ack["error"]
+            await other.disconnect()
+            await sio.disconnect()
+        await wait_for(lambda: _viewers(server, 0), 5, what="no viewers")
+        r = await server.client.get("/api/streams/c1/snapshot")
+        assert r.status_code == 200
+
+
 async def _viewers(server: Server, n: int) -> bool:
     return bool((await server.status("c1"))["viewers"] == n)

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(
         256, ge=1, description="Most open connections from one client address."
     )
+    max_viewers_per_client: int = Field(
+        50, ge=1, description="Most viewers of one stream from one client address."
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )

@@ -81,6 +81,7 @@ class Runtime:
                 on_demand_grace=settings.on_demand_grace,
                 max_streams=settings.max_streams,
                 max_viewers=settings.max_viewers,
+                max_viewers_per_client=settings.max_viewers_per_client,
                 guard=NetworkGuard(settings.networks()),
             )
             realtime.attach(manager)

@@ -22,6 +22,8 @@ async def frame_jpeg(src: Src, manager: ManagerDep, request: Request) -> Respons
 
 
 @router.get("/stream.mjpeg", response_class=StreamingResponse)
-async def stream_mjpeg(src: Src, manager: ManagerDep, fps: FpsQuery = None) -> StreamingResponse:
+async def stream_mjpeg(
+    src: Src, manager: ManagerDep, request: Request, fps: FpsQuery = None
+) -> StreamingResponse:
     """Same as ``/api/streams/{src}/mjpeg``."""
-    return mjpeg_response(src, manager, fps)
+    return mjpeg_response(src, manager, fps, request)

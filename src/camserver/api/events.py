@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import socketio
@@ -60,6 +61,8 @@ class Realtime:
         self._checker = checker or TokenChecker(None, None)
         self._manager: StreamManager | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
+        self._address: dict[str, str] = {}
+        """Socket.IO sid → client address (viewers per client are capped)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -96,7 +99,8 @@ class Realtime:
     def _count(self, name: str, leaving: str | None = None) -> None:
         if name in self.manager:
             members = [sid for sid, _ in self._members(name) if sid != leaving]
-            self.manager.hub(name).set_viewers("socketio", len(members))
+            clients = Counter(self._address.get(sid, "") for sid in members)
+            self.manager.hub(name).set_viewers("socketio", len(members), dict(clients))
 
     def _backlogged(self, members: list[tuple[str, str]]) -> list[str]:
         queued = self.sockets.queue_size
@@ -122,10 +126,15 @@ class Realtime:
                     if token
                     else 'a token is required: connect with auth {"token": ...}'
                 )
+        # python-engineio's ASGI environ says REMOTE_ADDR 127.0.0.1 whoever connects: the
+        # real address is in the ASGI scope.
+        client = environ.get("asgi.scope", {}).get("client") or ("",)
+        self._address[sid] = str(client[0])
         log.debug("socket.io client %s connected", sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.
+        self._address.pop(sid, None)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
             if room.startswith(prefix):
@@ -142,7 +151,7 @@ class Realtime:
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         try:
-            hub = self.manager.admit(name)
+            hub = self.manager.admit(name, self._address.get(sid))
         except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)

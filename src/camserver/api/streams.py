@@ -81,7 +81,8 @@ async def stream_status(name: str, manager: ManagerDep) -> StreamStatus:
 )
 async def snapshot(name: str, manager: ManagerDep, request: Request) -> Response:
     """The latest frame if it is under ~2 s old, else one fetched from the camera."""
-    data = await unless_client_leaves(request, manager.snapshot(name))
+    client = request.client.host if request.client else None
+    data = await unless_client_leaves(request, manager.snapshot(name, client))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
@@ -90,10 +91,13 @@ FpsQuery = Annotated[
 ]
 
 
-def mjpeg_response(name: str, manager: StreamManager, fps: float | None) -> StreamingResponse:
-    hub = manager.admit(name)  # 404 or 503 before the response starts
+def mjpeg_response(
+    name: str, manager: StreamManager, fps: float | None, request: Request
+) -> StreamingResponse:
+    client = request.client.host if request.client else None
+    hub = manager.admit(name, client)  # 404 or 503 before the response starts
     return StreamingResponse(
-        mjpeg_parts(hub, fps),
+        mjpeg_parts(hub, fps, client=client),
         media_type=CONTENT_TYPE,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -104,8 +108,10 @@ def mjpeg_response(name: str, manager: StreamManager, fps: float | None) -> Stre
     response_class=StreamingResponse,
     responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Endless MJPEG"}, **_NOT_FOUND},
 )
-async def mjpeg(name: str, manager: ManagerDep, fps: FpsQuery = None) -> StreamingResponse:
+async def mjpeg(
+    name: str, manager: ManagerDep, request: Request, fps: FpsQuery = None
+) -> StreamingResponse:
     """The camera as ``multipart/x-mixed-replace`` MJPEG, for ``<img>``, VLC, ffmpeg and
     Home Assistant's MJPEG camera (``mjpeg_url``; ``still_image_url`` is ``/snapshot``).
     One camera connection serves every client; a slow client skips frames."""
-    return mjpeg_response(name, manager, fps)
+    return mjpeg_response(name, manager, fps, request)

@@ -47,7 +47,7 @@ class FrameHub(Protocol):
 
     def viewers_by_kind(self) -> dict[str, int]: ...
 
-    def set_viewers(self, kind: str, count: int) -> None: ...
+    def set_viewers(self, kind: str, count: int, clients: dict[str, int] | None = None) -> None: ...
 
     def encoded(self, key: str, frame: HubFrame, encode: Callable[[HubFrame], bytes]) -> bytes: ...
 
@@ -55,7 +55,9 @@ class FrameHub(Protocol):
 
     async def next_frame(self, after: int, timeout: float | None = None) -> HubFrame | None: ...
 
-    def viewer(self, kind: str) -> AbstractContextManager[None]: ...
+    def viewers_from(self, client: str) -> int: ...
+
+    def viewer(self, kind: str, client: str | None = None) -> AbstractContextManager[None]: ...
 
     def close(self) -> None: ...
 
@@ -64,7 +66,9 @@ class LocalHub:
     """In-process hub. Not thread-safe: use it from the event loop only."""
 
     __slots__ = (
+        "_clients",
         "_closed",
+        "_counted_clients",
         "_encoded",
         "_kinds",
         "_latest",
@@ -84,6 +88,8 @@ class LocalHub:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._kinds: dict[str, int] = {}
+        self._clients: dict[str, int] = {}
+        self._counted_clients: dict[str, dict[str, int]] = {}
 
     @property
     def latest(self) -> HubFrame | None:
@@ -101,23 +107,39 @@ class LocalHub:
     def viewers_by_kind(self) -> dict[str, int]:
         return dict(self._kinds)
 
+    def viewers_from(self, client: str) -> int:
+        """Viewers from the client address ``client``, of every kind."""
+        return self._clients.get(client, 0) + sum(
+            counts.get(client, 0) for counts in self._counted_clients.values()
+        )
+
     @contextmanager
-    def viewer(self, kind: str) -> Iterator[None]:
-        """Count a viewer of ``kind`` for as long as the block runs."""
+    def viewer(self, kind: str, client: str | None = None) -> Iterator[None]:
+        """Count a viewer of ``kind`` (from address ``client``) while the block runs."""
         self._kinds[kind] = self._kinds.get(kind, 0) + 1
+        if client is not None:
+            self._clients[client] = self._clients.get(client, 0) + 1
         self._changed()
         try:
             yield
         finally:
             self._kinds[kind] -= 1
+            if client is not None:
+                left = self._clients[client] - 1
+                if left:
+                    self._clients[client] = left
+                else:
+                    del self._clients[client]
             self._changed()
 
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self.viewers)
 
-    def set_viewers(self, kind: str, count: int) -> None:
-        """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members)."""
+    def set_viewers(self, kind: str, count: int, clients: dict[str, int] | None = None) -> None:
+        """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members), and
+        how many of them each client address has."""
+        self._counted_clients[kind] = clients or {}
         if self._kinds.get(kind, 0) != count:
             self._kinds[kind] = count
             self._changed()

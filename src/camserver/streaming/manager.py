@@ -70,10 +70,12 @@ class StreamManager:
         on_demand_grace: float = 10.0,
         max_streams: int = 64,
         max_viewers: int = 500,
+        max_viewers_per_client: int = 50,
         guard: NetworkGuard | None = None,
     ) -> None:
         self._max_streams = max_streams
         self.max_viewers = max_viewers
+        self.max_viewers_per_client = max_viewers_per_client
         self.guard = guard or NetworkGuard([])
         self.store = store
         self._client = client
@@ -197,14 +199,21 @@ class StreamManager:
     def hub(self, name: str) -> LocalHub:
         return self._get(name).hub
 
-    def admit(self, name: str) -> LocalHub:
-        """The hub of ``name`` for one more viewer of any kind (MJPEG, Socket.IO, snapshot).
+    def admit(self, name: str, client: str | None = None) -> LocalHub:
+        """The hub of ``name`` for one more viewer of any kind (MJPEG, Socket.IO, snapshot)
+        from address ``client``.
 
-        Raises StreamNotFound, or TooManyViewers when the stream has ``max_viewers``.
+        Raises StreamNotFound, or TooManyViewers when the stream has ``max_viewers``, or
+        that client ``max_viewers_per_client`` of them (one client must not take them all).
         """
         hub = self._get(name).hub
         if hub.viewers >= self.max_viewers:
             raise TooManyViewers(f"stream {name!r} has its maximum of {self.max_viewers} viewers")
+        if client is not None and hub.viewers_from(client) >= self.max_viewers_per_client:
+            raise TooManyViewers(
+                f"{client} already watches stream {name!r} {self.max_viewers_per_client} times "
+                "(CAMSERVER_MAX_VIEWERS_PER_CLIENT)"
+            )
         return hub
 
     def names_by_url(self) -> dict[str, str]:
@@ -298,12 +307,12 @@ class StreamManager:
 
     # -- snapshots ----------------------------------------------------------------------
 
-    async def snapshot(self, name: str) -> bytes:
+    async def snapshot(self, name: str, client: str | None = None) -> bytes:
         """The latest frame if recent; for an on-demand stream, the first frame after
         connecting; else one fetched from the camera's snapshot URL."""
         stream = self._get(name)
-        self.admit(name)
-        with stream.hub.viewer("snapshot"):  # wakes an on-demand stream
+        self.admit(name, client)
+        with stream.hub.viewer("snapshot", client):  # wakes an on-demand stream
             frame = stream.hub.latest
             if frame is not None and time.time() - frame.ts <= self._snapshot_max_age:
                 return frame.data

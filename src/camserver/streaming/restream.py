@@ -28,13 +28,13 @@ def encode_part(frame: HubFrame) -> bytes:
 
 
 async def mjpeg_parts(
-    hub: FrameHub, fps: float | None = None, kind: str = "mjpeg"
+    hub: FrameHub, fps: float | None = None, kind: str = "mjpeg", client: str | None = None
 ) -> AsyncIterator[bytes]:
     """Parts for one client, at most ``fps`` per second, until the hub closes."""
     interval = 1.0 / fps if fps else 0.0
     last = 0
     next_at = 0.0
-    with hub.viewer(kind):
+    with hub.viewer(kind, client):
         while True:
             frame = await hub.next_frame(last, timeout=5.0)
             if frame is None:
