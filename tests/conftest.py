@@ -198,6 +198,8 @@ class Proc:
     proc: subprocess.Popen[str]
     url: str
     log: Path
+    respawn: Callable[[], None] | None = None
+    """Start again on another free port (the one picked was taken meanwhile)."""
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -208,9 +210,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     """Run ``camserver serve`` as a real process; killed at teardown."""
     procs: list[Proc] = []
 
-    def run(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
-        port = port or free_port()
-        log = tmp_path / f"serve-{len(procs)}.log"
+    def start(args: tuple[str, ...], port: int, env: dict[str, str] | None, log: Path) -> Proc:
         with log.open("w") as fh:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
                 [sys.executable, "-m", "camserver", "serve", "--port", str(port), *args],
@@ -223,7 +223,18 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
                     **(env or {}),
                 },
             )
-        p = Proc(proc, f"http://127.0.0.1:{port}", log)
+        return Proc(proc, f"http://127.0.0.1:{port}", log)
+
+    def run(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
+        log = tmp_path / f"serve-{len(procs)}.log"
+        p = start(args, port or free_port(), env, log)
+        if port is None:  # a free port can be taken before the server binds it
+
+            def respawn() -> None:
+                fresh = start(args, free_port(), env, log)
+                p.proc, p.url = fresh.proc, fresh.url
+
+            p.respawn = respawn
         procs.append(p)
         return p
 
@@ -239,6 +250,9 @@ async def wait_healthy(p: Proc, timeout: float = 20.0) -> None:
 
         async def ok() -> bool:
             if p.proc.poll() is not None:
+                if p.respawn is not None and "address already in use" in p.output():
+                    p.respawn()
+                    return False
                 raise AssertionError(f"server exited {p.proc.returncode}: {p.output()}")
             try:
                 return (await c.get(p.url + "/healthz")).status_code == 200

@@ -110,7 +110,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> None:
 CLIENT = """
 import json, sys, httpx
 method, url = sys.argv[1], sys.argv[2]
-r = httpx.request(method, url, timeout=10, trust_env=False)
+r = httpx.request(
+    method, url, timeout=10, trust_env=False, headers={"X-Requested-With": "camserver-tests"}
+)
 print(json.dumps({"status": r.status_code, "body": r.json() if r.content else None}))
 """
 
