@@ -300,3 +300,19 @@ async def test_token_prompt_sign_in_and_sign_out(
         await page.get_by_role("button", name="Sign out").click()
         await expect(dialog).to_be_visible()
         assert await page.evaluate("localStorage.getItem('camserver.token')") is None
+
+
+async def test_api_docs_run_from_the_package_under_the_csp(
+    server: Server, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    console = Console(page)
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(server.url) else outside.append(r.url),
+    )
+    await page.goto(server.url + "/docs")
+    await expect(page.get_by_text("/api/streams/{name}/mjpeg").first).to_be_visible(timeout=15_000)
+    assert outside == []  # no CDN: everything from camserver itself
+    assert console.problems == []  # no Content-Security-Policy violation either

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from camserver import __version__
-from camserver.api import camera_settings, compat, discovery, health, metrics, streams
+from camserver.api import camera_settings, compat, discovery, docs, health, metrics, streams
 from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
         version=__version__,
         summary="ESP32-CAM streams, pulled once and fanned out live.",
         lifespan=lifespan,
+        docs_url=None,  # api/docs.py serves Swagger UI from the package
+        redoc_url=None,
     )
     install_error_handlers(app)
     # Outermost last: CORS answers preflights before the token check sees them.
@@ -118,7 +120,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    for module in (health, streams, discovery, camera_settings, compat, metrics):
+    for module in (health, streams, discovery, camera_settings, compat, metrics, docs):
         app.include_router(module.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")

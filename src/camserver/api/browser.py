@@ -147,10 +147,7 @@ class BrowserGuardMiddleware:
                 is_html = any(
                     k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in out
                 )
-                # FastAPI's /docs and /redoc pages load Swagger UI and ReDoc from a CDN with
-                # an inline script: they keep only the framing rule.
-                docs = scope["path"] in ("/docs", "/redoc")
-                if is_html and not docs and b"content-security-policy" not in names:
+                if is_html and b"content-security-policy" not in names:
                     out.append((b"content-security-policy", _CSP.encode()))
                 elif b"content-security-policy" not in names:
                     out.append((b"content-security-policy", b"frame-ancestors 'none'"))

@@ -34,8 +34,8 @@ __all__ = [
 # for the token. Everything else is behind the token.
 # Matched whole (fullmatch): "$" alone also matches before a trailing newline ("/docs%0A").
 _PUBLIC = re.compile(
-    r"/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|redoc"
-    r"|openapi\.json|docs/oauth2-redirect)?"
+    r"/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|docs\.js"
+    r"|openapi\.json)?"
 )
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
