@@ -163,7 +163,7 @@ def row(
 
 def bench(seconds: float, smoke: bool) -> list[dict[str, Any]]:
     warmup = 1.0 if smoke else 4.0
-    workers = 2 if smoke else 4
+    workers = 1 if smoke else 4
     if smoke:
         plan = [("socketio", 5, 0), ("socketio-browser", 5, 0), ("mjpeg", 10, 0)]
         relays = [10]
