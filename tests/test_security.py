@@ -407,19 +407,8 @@ async def test_limits(settings: Settings, camera: CameraFactory) -> None:
         async with server.client.stream("GET", url) as a, server.client.stream("GET", url) as b:
             assert (a.status_code, b.status_code) == (200, 200)
             await wait_for(lambda: _viewers(server, 2), 5, what="2 viewers")
-            r = await server.client.get(url)
-            assert r.status_code == 503
-            assert "maximum of 2 viewers" in r.json()["detail"]
-            sio = socketio.AsyncClient(reconnection=False)
-            await sio.connect(server.url, transports=["websocket"])
-            ack = await sio.call("join_stream", {"name": "c1"})
-            assert ack["ok"] is False
-            assert "maximum of 2 viewers" in ack["error"]
-            await sio.disconnect()
             # A snapshot is a viewer too (it wakes an on-demand camera): refused alike.
-            r = await server.client.get("/api/streams/c1/snapshot")
-            assert r.status_code == 503
-            assert "maximum of 2 viewers" in r.json()["detail"]
+            await _every_kind_refused(server, "maximum of 2 viewers")
         await wait_for(lambda: _viewers(server, 0), 5, what="no viewers")
         r = await server.client.get("/api/streams/c1/snapshot")
         assert r.status_code == 200
@@ -444,20 +433,25 @@ async def test_one_client_cannot_take_every_viewer_slot(
             await sio.connect(server.url, transports=["websocket"])
             assert (await sio.call("join_stream", {"name": "c1"}))["ok"]  # the third
             await wait_for(lambda: _viewers(server, 3), 5, what="3 viewers")
-            r = await server.client.get(url)
-            assert r.status_code == 503
-            assert "already watches stream 'c1' 3 times" in r.json()["detail"]
-            assert (await server.client.get("/api/streams/c1/snapshot")).status_code == 503
-            other = socketio.AsyncClient(reconnection=False)
-            await other.connect(server.url, transports=["websocket"])
-            ack = await other.call("join_stream", {"name": "c1"})
-            assert ack["ok"] is False
-            assert "3 times" in ack["error"]
-            await other.disconnect()
+            await _every_kind_refused(server, "already watches stream 'c1' 3 times")
             await sio.disconnect()
         await wait_for(lambda: _viewers(server, 0), 5, what="no viewers")
         r = await server.client.get("/api/streams/c1/snapshot")
         assert r.status_code == 200
+
+
+async def _every_kind_refused(server: Server, words: str) -> None:
+    """One more MJPEG viewer, snapshot or Socket.IO join of c1 is refused with ``words``."""
+    for path in ("/api/streams/c1/mjpeg", "/api/streams/c1/snapshot"):
+        r = await server.client.get(path)
+        assert r.status_code == 503, path
+        assert words in r.json()["detail"]
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(server.url, transports=["websocket"])
+    ack = await sio.call("join_stream", {"name": "c1"})
+    await sio.disconnect()
+    assert ack["ok"] is False
+    assert words in ack["error"]
 
 
 async def _viewers(server: Server, n: int) -> bool:

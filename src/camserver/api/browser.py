@@ -22,9 +22,10 @@ the same machine, often with no token set), can make that browser send requests:
 from __future__ import annotations
 
 import ipaddress
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from camserver.api.security import send_error
 
 __all__ = ["BrowserGuardMiddleware", "host_allowed"]
 
@@ -71,19 +72,7 @@ def host_allowed(value: str, names: list[str]) -> bool:
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *_COMMON,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, status, detail, _COMMON)
 
 
 def _post_allowed(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -27,6 +27,7 @@ __all__ = [
     "Role",
     "TokenChecker",
     "query_token",
+    "send_error",
     "token_from",
 ]
 
@@ -38,6 +39,7 @@ _PUBLIC = re.compile(
     r"|openapi\.json)?"
 )
 _READ_METHODS = frozenset({"GET", "HEAD"})
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="camserver"')]
 
 
 class Role(enum.Enum):
@@ -87,7 +89,10 @@ def query_token(query: str) -> str | None:
     return next((value for key, value in parse_qsl(query) if key == "token"), None)
 
 
-async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+async def send_error(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with ``{"detail": detail}`` as JSON (from middleware, outside FastAPI)."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -96,7 +101,7 @@ async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                *headers,
+                *(headers or []),
             ],
         }
     )
@@ -120,10 +125,12 @@ class AccessMiddleware:
                 if token
                 else "a token is required: send 'Authorization: Bearer <token>' or ?token=<token>"
             )
-            await _json(send, 401, reason, [(b"www-authenticate", b'Bearer realm="camserver"')])
+            await send_error(
+                send, 401, reason, [(b"www-authenticate", b'Bearer realm="camserver"')]
+            )
             return
         if role is Role.VIEWER and scope["method"] not in _READ_METHODS:
-            await _json(send, 403, "this token is read-only: changes need the API token", [])
+            await send_error(send, 403, "this token is read-only: changes need the API token", [])
             return
         scope.setdefault("state", {})["role"] = role
         await self.app(scope, receive, send)
@@ -153,7 +160,9 @@ class EngineIOGate:
                 detail = (
                     "a token is required: connect with ?token=<token> or an Authorization header"
                 )
-                await _json(send, 401, detail, [(b"www-authenticate", b'Bearer realm="camserver"')])
+                await send_error(
+                    send, 401, detail, [(b"www-authenticate", b'Bearer realm="camserver"')]
+                )
             return
         await self.app(scope, receive, send)
 
@@ -170,7 +179,7 @@ class BodyLimitMiddleware:
         too_big = f"request body larger than {self.max_bytes} bytes"
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await _json(send, 413, too_big, [])
+                await send_error(send, 413, too_big, [])
                 return
         # Read the (small) body here, so a chunked upload cannot exceed the limit either.
         chunks: list[bytes] = []
@@ -182,7 +191,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _json(send, 413, too_big, [])
+                await send_error(send, 413, too_big, [])
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
