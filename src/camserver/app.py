@@ -19,7 +19,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from camserver import __version__
-from camserver.api import camera_settings, compat, discovery, docs, health, metrics, streams
+from camserver.api import (
+    camera_settings,
+    compat,
+    discovery,
+    docs,
+    health,
+    metrics,
+    streams,
+    tokens,
+)
 from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
@@ -94,7 +103,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
-        async with Runtime.running(settings, realtime) as runtime:
+        async with Runtime.running(settings, realtime, checker) as runtime:
             wrapper.runtime = runtime
             try:
                 yield {"runtime": runtime}  # request.state.runtime (api/deps.py)
@@ -120,7 +129,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    for module in (health, streams, discovery, camera_settings, compat, metrics, docs):
+    for module in (health, streams, discovery, camera_settings, compat, metrics, docs, tokens):
         app.include_router(module.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")

@@ -6,6 +6,8 @@ One root, so callers can catch everything camserver raises on purpose::
     ├── ConfigError            bad settings or an unusable database file
     ├── StoreError             the stream store failed
     ├── ClientGone             the client disconnected before the answer was ready
+    ├── NotPermitted           the token may not do this (a scoped token, a view token)
+    ├── TokenNotFound          no managed token with that id
     ├── StreamError            a stream operation was refused
     │   ├── StreamNotFound     no stream of that name
     │   ├── StreamExists       a stream of that name already exists
@@ -38,12 +40,14 @@ __all__ = [
     "NameConflict",
     "NotAnESP32",
     "NotDiscovered",
+    "NotPermitted",
     "SnapshotUnavailable",
     "StoreError",
     "StreamError",
     "StreamExists",
     "StreamNotFound",
     "TargetNotAllowed",
+    "TokenNotFound",
     "TooManyStreams",
     "TooManyViewers",
     "UnknownInterface",
@@ -68,6 +72,14 @@ class StoreError(CamServerError):
 
 class ClientGone(CamServerError):
     """The client disconnected while camserver was still working on its request."""
+
+
+class NotPermitted(CamServerError):
+    """The token presented may not do this."""
+
+
+class TokenNotFound(CamServerError):
+    """No managed token with that id."""
 
 
 class StreamError(CamServerError):

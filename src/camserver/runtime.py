@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
 from camserver import __version__
 from camserver.api.events import Realtime
+from camserver.api.security import TokenChecker
 from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
@@ -50,6 +51,7 @@ class Runtime:
     loop_lag: LoopLagMonitor
     housekeeper: Housekeeper
     metrics: CollectorRegistry
+    checker: TokenChecker
 
     def begin_shutdown(self) -> None:
         """Wake and end every viewer (MJPEG responses, Socket.IO frame loops) at once, so a
@@ -58,7 +60,9 @@ class Runtime:
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, settings: Settings, realtime: Realtime) -> AsyncIterator[Runtime]:
+    async def running(
+        cls, settings: Settings, realtime: Realtime, checker: TokenChecker
+    ) -> AsyncIterator[Runtime]:
         async with AsyncExitStack() as stack:
             # trust_env=False: a proxy set for the host must not carry LAN camera traffic.
             client = await stack.enter_async_context(
@@ -72,6 +76,9 @@ class Runtime:
             demo = await _start_demo(stack, settings.demo) if settings.demo else []
             store = await SQLiteStore.open(settings.db)
             stack.push_async_callback(store.close)
+            checker.managed = {t.hash: t for t in await store.list_tokens()}
+            saved = {t.id: t.last_used for t in checker.managed.values()}
+            stack.push_async_callback(_save_last_used, checker, store, saved)
             manager = StreamManager(
                 store,
                 client,
@@ -102,8 +109,14 @@ class Runtime:
                 loop_lag=LoopLagMonitor(),
                 housekeeper=Housekeeper(),
                 metrics=CollectorRegistry(auto_describe=False),
+                checker=checker,
             )
-            for job in (runtime.loop_lag.run(), runtime.housekeeper.run()):
+            jobs = (
+                runtime.loop_lag.run(),
+                runtime.housekeeper.run(),
+                _save_last_used_often(checker, store, saved),
+            )
+            for job in jobs:
                 stack.callback(asyncio.create_task(job).cancel)
             runtime.metrics.register(StateCollector(runtime))
             # process_* (RSS, CPU, open files) and python_gc_*, as Prometheus users expect.
@@ -111,6 +124,24 @@ class Runtime:
             GCCollector(registry=runtime.metrics)
             log.info("camserver %s ready, database %s", __version__, settings.db)
             yield runtime
+
+
+async def _save_last_used(
+    checker: TokenChecker, store: StreamStore, saved: dict[str, float | None]
+) -> None:
+    """Write the managed tokens' last-used times that changed since the last write."""
+    for t in list(checker.managed.values()):
+        if t.last_used is not None and t.last_used != saved.get(t.id):
+            await store.touch_token(t.id, t.last_used)
+            saved[t.id] = t.last_used
+
+
+async def _save_last_used_often(
+    checker: TokenChecker, store: StreamStore, saved: dict[str, float | None]
+) -> None:
+    while True:
+        await asyncio.sleep(30)
+        await _save_last_used(checker, store, saved)
 
 
 def _timing(settings: Settings) -> IngestTiming:

@@ -9,6 +9,8 @@ SQLite runs on one dedicated thread, so the event loop never waits on disk.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import json
 import os
 import sqlite3
 import time
@@ -19,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from camserver.errors import ConfigError, StoreError, StreamExists, StreamNotFound
 from camserver.models import StreamConfig
+from camserver.tokens import ManagedToken
 
 __all__ = ["SQLiteStore", "StreamStore", "check_database"]
 
@@ -37,7 +40,18 @@ CREATE TABLE IF NOT EXISTS streams (
     password TEXT,
     auth_scheme TEXT NOT NULL DEFAULT 'basic'
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    streams TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    last_used REAL
+);
 """
+_TOKEN_COLUMNS = "id, name, hash, role, streams, created_at, expires_at, last_used"
 # Columns added after the first release: (name, definition), applied when missing.
 _MIGRATIONS = [
     ("on_demand", "INTEGER NOT NULL DEFAULT 0"),
@@ -73,6 +87,14 @@ class StreamStore(Protocol):
     async def delete(self, name: str) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def list_tokens(self) -> builtins.list[ManagedToken]: ...
+
+    async def add_token(self, token: ManagedToken) -> None: ...
+
+    async def delete_token(self, token_id: str) -> bool: ...
+
+    async def touch_token(self, token_id: str, when: float) -> None: ...
 
 
 def _row(row: tuple[Any, ...]) -> StreamConfig:
@@ -173,6 +195,59 @@ class SQLiteStore:
 
         if await self._call(delete) == 0:
             raise StreamNotFound(name)
+
+    async def list_tokens(self) -> builtins.list[ManagedToken]:
+        rows = await self._call(
+            lambda c: c.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at"
+            ).fetchall()
+        )
+        return [
+            ManagedToken(
+                id=r[0],
+                name=r[1],
+                hash=r[2],
+                role=r[3],
+                streams=json.loads(r[4]) if r[4] is not None else None,
+                created_at=r[5],
+                expires_at=r[6],
+                last_used=r[7],
+            )
+            for r in rows
+        ]
+
+    async def add_token(self, token: ManagedToken) -> None:
+        streams = json.dumps(token.streams) if token.streams is not None else None
+        row = (
+            token.id,
+            token.name,
+            token.hash,
+            token.role,
+            streams,
+            token.created_at,
+            token.expires_at,
+            token.last_used,
+        )
+
+        def add(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", row)
+
+        await self._call(add)
+
+    async def delete_token(self, token_id: str) -> bool:
+        def delete(c: sqlite3.Connection) -> int:
+            with c:
+                return c.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount
+
+        return await self._call(delete) > 0
+
+    async def touch_token(self, token_id: str, when: float) -> None:
+        def touch(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (when, token_id))
+
+        await self._call(touch)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -38,8 +38,10 @@ class LoopLagMonitor:
 
 
 class StateCollector(Collector):
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, only: frozenset[str] | None = None) -> None:
         self.runtime = runtime
+        self.only = only
+        """Only these streams, and nothing about the server as a whole (scoped tokens)."""
 
     def collect(self) -> Iterator[Metric]:
         rt = self.runtime
@@ -67,6 +69,8 @@ class StateCollector(Collector):
         )
         mjpeg_total = 0
         for name in manager.names():
+            if self.only is not None and name not in self.only:
+                continue
             s = manager.status(name)
             for value in StreamState:
                 state.add_metric([name, value.value], 1.0 if s.state is value else 0.0)
@@ -80,6 +84,8 @@ class StateCollector(Collector):
                 viewers.add_metric([name, kind], kinds.get(kind, 0))
             mjpeg_total += kinds.get("mjpeg", 0)
         yield from (state, frames, nbytes, bad, connects, fps, viewers)
+        if self.only is not None:
+            return
 
         mjpeg = GaugeMetricFamily("camserver_mjpeg_clients", "Open MJPEG responses")
         mjpeg.add_metric([], mjpeg_total)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from camserver.api.deps import ClientDep, ManagerDep, SettingsDep
+from camserver.api.deps import ClientDep, ManagerDep, SettingsDep, VisibleName
 from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotAnESP32
 from camserver.esp32 import CONTROL_RANGES, check_control
@@ -39,7 +39,11 @@ async def _esp32(manager: StreamManager, name: str) -> StreamConfig:
 
 @router.get("/{name}/settings", responses=_RESPONSES)
 async def get_settings(
-    name: str, manager: ManagerDep, client: ClientDep, settings: SettingsDep, request: Request
+    name: VisibleName,
+    manager: ManagerDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> dict[str, Any]:
     """The camera's ``/status`` JSON (framesize, quality, brightness, …)."""
     cfg = await _esp32(manager, name)
@@ -72,7 +76,7 @@ SettingsBody = Annotated[
 
 @router.put("/{name}/settings", responses=_RESPONSES)
 async def put_settings(
-    name: str,
+    name: VisibleName,
     manager: ManagerDep,
     settings: SettingsDep,
     client: ClientDep,

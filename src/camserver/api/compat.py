@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from camserver.api.deps import ManagerDep
+from camserver.api.deps import GrantDep, ManagerDep, visible_name
 from camserver.api.streams import FpsQuery, mjpeg_response, snapshot
 
 router = APIRouter(prefix="/api", tags=["go2rtc compatibility"])
@@ -16,14 +16,14 @@ Src = Annotated[str, Query(description="Stream name", max_length=64)]
 
 
 @router.get("/frame.jpeg", response_class=Response)
-async def frame_jpeg(src: Src, manager: ManagerDep, request: Request) -> Response:
+async def frame_jpeg(src: Src, manager: ManagerDep, request: Request, grant: GrantDep) -> Response:
     """Same as ``/api/streams/{src}/snapshot``."""
-    return await snapshot(src, manager, request)
+    return await snapshot(await visible_name(src, grant), manager, request)
 
 
 @router.get("/stream.mjpeg", response_class=StreamingResponse)
 async def stream_mjpeg(
-    src: Src, manager: ManagerDep, request: Request, fps: FpsQuery = None
+    src: Src, manager: ManagerDep, request: Request, grant: GrantDep, fps: FpsQuery = None
 ) -> StreamingResponse:
     """Same as ``/api/streams/{src}/mjpeg``."""
-    return mjpeg_response(src, manager, fps, request)
+    return mjpeg_response(await visible_name(src, grant), manager, fps, request)

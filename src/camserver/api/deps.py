@@ -13,11 +13,22 @@ from fastapi import Depends, Request
 
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
-from camserver.errors import DiscoveryUnavailable
+from camserver.errors import DiscoveryUnavailable, NotPermitted, StreamNotFound
 from camserver.runtime import Runtime
 from camserver.streaming.manager import StreamManager
+from camserver.tokens import ALL, Grant
 
-__all__ = ["ClientDep", "DiscoveryDep", "ManagerDep", "RuntimeDep", "SettingsDep"]
+__all__ = [
+    "ClientDep",
+    "DiscoveryDep",
+    "GrantDep",
+    "ManagerDep",
+    "RuntimeDep",
+    "SettingsDep",
+    "Unscoped",
+    "VisibleName",
+    "visible_name",
+]
 
 # All ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread on every
 # request, a thread hop per request for what is an attribute lookup.
@@ -48,6 +59,32 @@ async def get_client(runtime: RuntimeDep) -> httpx.AsyncClient:
 async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
+
+async def get_grant(request: Request) -> Grant:
+    """What the request's token allows (AccessMiddleware put it there; an open server and
+    the public routes have none, and everything is allowed)."""
+    grant: Grant = getattr(request.state, "grant", ALL)
+    return grant
+
+
+GrantDep = Annotated[Grant, Depends(get_grant)]
+
+
+async def visible_name(name: str, grant: GrantDep) -> str:
+    """The ``{name}`` path parameter, 404 when the token may not see that stream."""
+    if not grant.sees(name):
+        raise StreamNotFound(name)
+    return name
+
+
+async def unscoped(grant: GrantDep) -> None:
+    """403 for tokens scoped to some streams (routes about every stream, or none)."""
+    if grant.scoped:
+        raise NotPermitted("this token is limited to some streams; this needs a broader one")
+
+
+VisibleName = Annotated[str, Depends(visible_name)]
+Unscoped = Depends(unscoped)
 
 ClientDep = Annotated[httpx.AsyncClient, Depends(get_client)]
 DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]

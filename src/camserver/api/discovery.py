@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
 
-from camserver.api.deps import DiscoveryDep, ManagerDep
+from camserver.api.deps import DiscoveryDep, ManagerDep, Unscoped
 from camserver.discovery.service import DiscoveredCamera
 from camserver.errors import NotDiscovered, UnknownInterface
 from camserver.models import StreamName, StreamOut
 from camserver.streaming.manager import StreamManager
 
-router = APIRouter(prefix="/api/discovery", tags=["discovery"])
+# Discovery is about every camera: not for tokens scoped to some streams.
+router = APIRouter(prefix="/api/discovery", tags=["discovery"], dependencies=[Unscoped])
 
 _ERROR = {"content": {"application/json": {"example": {"detail": "..."}}}}
 

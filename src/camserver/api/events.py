@@ -30,6 +30,7 @@ from camserver.api.sio_adapter import EngineIOSockets
 from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.models import StreamStatus
 from camserver.streaming.manager import StreamManager
+from camserver.tokens import Grant
 
 __all__ = ["Realtime", "room_for"]
 
@@ -43,6 +44,15 @@ MAX_BACKLOG = 4
 
 def room_for(name: str) -> str:
     return f"stream:{name}"
+
+
+def status_room(name: str) -> str:
+    """Clients told about ``name``'s state changes (those scoped to it)."""
+    return f"status:{name}"
+
+
+EVERYTHING = "status:*"
+"""Clients that see every stream: all status and discovery events."""
 
 
 class Realtime:
@@ -62,6 +72,7 @@ class Realtime:
         self._manager: StreamManager | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._address: dict[str, str] = {}
+        self._grants: dict[str, Grant] = {}
         """Socket.IO sid → client address (viewers per client are capped)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._connect)
@@ -107,25 +118,34 @@ class Realtime:
         return [sid for sid, eio_sid in members if queued(eio_sid) >= MAX_BACKLOG]
 
     async def emit_all(self, event: str, data: Any) -> None:
-        await self.sio.emit(event, data, namespace=NAMESPACE)
+        """To every client that sees every stream (not to scoped tokens)."""
+        await self.sio.emit(event, data, to=EVERYTHING, namespace=NAMESPACE)
 
     def _on_status(self, name: str, status: StreamStatus) -> None:
         payload = {"name": name, "status": status.model_dump(mode="json")}
-        self.spawn(self.emit_all("stream_status", payload))
+        rooms = [EVERYTHING, status_room(name)]
+        self.spawn(self.sio.emit("stream_status", payload, to=rooms, namespace=NAMESPACE))
 
     # -- handlers -----------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if self._checker.enabled:
-            token = auth.get("token") if isinstance(auth, dict) else None
-            if not isinstance(token, str):
-                token = query_token(environ.get("QUERY_STRING", ""))
-            if self._checker.role(token) is None:
-                raise socketio.exceptions.ConnectionRefusedError(
-                    "invalid token"
-                    if token
-                    else 'a token is required: connect with auth {"token": ...}'
-                )
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str):
+            token = query_token(environ.get("QUERY_STRING", ""))
+        grant = self._checker.grant(token)
+        if grant is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "invalid token"
+                if token
+                else 'a token is required: connect with auth {"token": ...}'
+            )
+        self._grants[sid] = grant
+        # Status and discovery events go to rooms: a scoped token hears only its streams.
+        if grant.streams is None:
+            await self.sio.enter_room(sid, EVERYTHING, namespace=NAMESPACE)
+        else:
+            for name in grant.streams:
+                await self.sio.enter_room(sid, status_room(name), namespace=NAMESPACE)
         # python-engineio's ASGI environ says REMOTE_ADDR 127.0.0.1 whoever connects: the
         # real address is in the ASGI scope.
         client = environ.get("asgi.scope", {}).get("client") or ("",)
@@ -135,6 +155,7 @@ class Realtime:
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.
         self._address.pop(sid, None)
+        self._grants.pop(sid, None)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
             if room.startswith(prefix):
@@ -150,7 +171,10 @@ class Realtime:
         name = self._name_of(data)
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
+        grant = self._grants.get(sid)
         try:
+            if grant is None or not grant.sees(name):
+                raise StreamNotFound(name)  # as if it did not exist: names do not leak
             hub = self.manager.admit(name, self._address.get(sid))
         except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc)}

@@ -11,20 +11,21 @@ MJPEG streams and the static files alike).
 
 from __future__ import annotations
 
-import enum
 import hmac
 import json
 import re
+import time
 from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from camserver.tokens import ALL, Grant, ManagedToken, hash_token
+
 __all__ = [
     "AccessMiddleware",
     "BodyLimitMiddleware",
     "EngineIOGate",
-    "Role",
     "TokenChecker",
     "query_token",
     "send_error",
@@ -42,35 +43,47 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="camserver"')]
 
 
-class Role(enum.Enum):
-    ADMIN = "admin"
-    VIEWER = "viewer"
+VIEW_ALL = Grant(admin=False)
 
 
 class TokenChecker:
-    """Which role a presented token grants. Build it from the settings, whose validation
-    refuses empty tokens, so "enabled" means exactly ``Settings.auth_enabled``."""
+    """What a presented token grants: the environment's tokens (unscoped) and the managed
+    ones (``camserver.tokens``). Build it from the settings, whose validation refuses
+    empty tokens, so "enabled" means exactly ``Settings.auth_enabled``; managed tokens
+    work only then."""
 
     def __init__(self, api_token: SecretStr | None, view_token: SecretStr | None) -> None:
         self._admin = api_token.get_secret_value().encode() if api_token else None
         self._view = view_token.get_secret_value().encode() if view_token else None
+        self.managed: dict[str, ManagedToken] = {}
+        """Managed tokens by hash."""
 
     @property
     def enabled(self) -> bool:
         return self._admin is not None or self._view is not None
 
-    def role(self, presented: str | None) -> Role | None:
-        """The role a token grants, or None. Compares against both in constant time."""
+    def grant(self, presented: str | None) -> Grant | None:
+        """What ``presented`` allows, or None. Environment tokens are compared in
+        constant time; a managed token is looked up by its SHA-256."""
         if not self.enabled:
-            return Role.ADMIN
+            return ALL
         if not presented:
             return None
         given = presented.encode()
         admin = self._admin is not None and hmac.compare_digest(given, self._admin)
         view = self._view is not None and hmac.compare_digest(given, self._view)
         if admin:
-            return Role.ADMIN
-        return Role.VIEWER if view else None
+            return ALL
+        if view:
+            return VIEW_ALL
+        record = self.managed.get(hash_token(presented))
+        if record is None:
+            return None
+        now = time.time()
+        found = record.grant(now)
+        if found is not None:
+            record.last_used = now
+        return found
 
 
 def token_from(scope: Scope) -> str | None:
@@ -118,8 +131,8 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         token = token_from(scope)
-        role = self.checker.role(token)
-        if role is None:
+        grant = self.checker.grant(token)
+        if grant is None:
             reason = (
                 "invalid token"
                 if token
@@ -129,10 +142,10 @@ class AccessMiddleware:
                 send, 401, reason, [(b"www-authenticate", b'Bearer realm="camserver"')]
             )
             return
-        if role is Role.VIEWER and scope["method"] not in _READ_METHODS:
+        if not grant.admin and scope["method"] not in _READ_METHODS:
             await send_error(send, 403, "this token is read-only: changes need the API token", [])
             return
-        scope.setdefault("state", {})["role"] = role
+        scope.setdefault("state", {})["grant"] = grant
         await self.app(scope, receive, send)
 
 
@@ -152,7 +165,7 @@ class EngineIOGate:
             and self.checker.enabled
             and scope["path"].startswith("/socket.io/")
             and b"sid=" not in scope.get("query_string", b"")  # a handshake, not a session
-            and self.checker.role(token_from(scope)) is None
+            and self.checker.grant(token_from(scope)) is None
         ):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from camserver.api.deps import ManagerDep
+from camserver.api.deps import GrantDep, ManagerDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
 from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
 from camserver.streaming.manager import StreamManager
@@ -20,15 +20,16 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such str
 
 
 @router.get("")
-async def list_streams(manager: ManagerDep) -> list[StreamOut]:
-    """Every stream with its live status."""
-    return manager.list()
+async def list_streams(manager: ManagerDep, grant: GrantDep) -> list[StreamOut]:
+    """Every stream (that the token may see) with its live status."""
+    return [s for s in manager.list() if grant.sees(s.name)]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     responses={409: {"description": "A stream of that name exists", **_ERROR}},
+    dependencies=[Unscoped],
 )
 async def create_stream(body: StreamCreate, manager: ManagerDep) -> StreamOut:
     """Add a stream: an ESP32-CAM by ``host`` (``ip`` or ``ip:port``; the stream is read
@@ -37,36 +38,36 @@ async def create_stream(body: StreamCreate, manager: ManagerDep) -> StreamOut:
 
 
 @router.get("/{name}", responses=_NOT_FOUND)
-async def get_stream(name: str, manager: ManagerDep) -> StreamOut:
+async def get_stream(name: VisibleName, manager: ManagerDep) -> StreamOut:
     return manager.get(name)
 
 
 @router.patch("/{name}", responses=_NOT_FOUND)
-async def update_stream(name: str, body: StreamPatch, manager: ManagerDep) -> StreamOut:
+async def update_stream(name: VisibleName, body: StreamPatch, manager: ManagerDep) -> StreamOut:
     """Change host or URLs (the ingest restarts on a new URL), ``enabled`` or ``on_demand``."""
     return await manager.update(name, body)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-async def delete_stream(name: str, manager: ManagerDep) -> Response:
+async def delete_stream(name: VisibleName, manager: ManagerDep) -> Response:
     await manager.delete(name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{name}/start", responses=_NOT_FOUND)
-async def start_stream(name: str, manager: ManagerDep) -> StreamStatus:
+async def start_stream(name: VisibleName, manager: ManagerDep) -> StreamStatus:
     """Start pulling the camera (remembered across restarts)."""
     return await manager.set_enabled(name, True)
 
 
 @router.post("/{name}/stop", responses=_NOT_FOUND)
-async def stop_stream(name: str, manager: ManagerDep) -> StreamStatus:
+async def stop_stream(name: VisibleName, manager: ManagerDep) -> StreamStatus:
     """Stop pulling the camera and close its connection (remembered across restarts)."""
     return await manager.set_enabled(name, False)
 
 
 @router.get("/{name}/status", responses=_NOT_FOUND)
-async def stream_status(name: str, manager: ManagerDep) -> StreamStatus:
+async def stream_status(name: VisibleName, manager: ManagerDep) -> StreamStatus:
     return manager.status(name)
 
 
@@ -79,7 +80,7 @@ async def stream_status(name: str, manager: ManagerDep) -> StreamStatus:
         **_NOT_FOUND,
     },
 )
-async def snapshot(name: str, manager: ManagerDep, request: Request) -> Response:
+async def snapshot(name: VisibleName, manager: ManagerDep, request: Request) -> Response:
     """The latest frame if it is under ~2 s old, else one fetched from the camera."""
     client = request.client.host if request.client else None
     data = await unless_client_leaves(request, manager.snapshot(name, client))
@@ -109,7 +110,7 @@ def mjpeg_response(
     responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Endless MJPEG"}, **_NOT_FOUND},
 )
 async def mjpeg(
-    name: str, manager: ManagerDep, request: Request, fps: FpsQuery = None
+    name: VisibleName, manager: ManagerDep, request: Request, fps: FpsQuery = None
 ) -> StreamingResponse:
     """The camera as ``multipart/x-mixed-replace`` MJPEG, for ``<img>``, VLC, ffmpeg and
     Home Assistant's MJPEG camera (``mjpeg_url``; ``still_image_url`` is ``/snapshot``).

@@ -1,0 +1,130 @@
+"""Managed access tokens: created and revoked through the API, each with a role and,
+optionally, the streams it may see.
+
+A token is 32 random bytes (URL-safe text) shown once when it is created; the store keeps
+only its SHA-256 (a random secret needs no slow hash). A *scoped* token (``streams`` set)
+sees only those streams, everywhere: lists, status, snapshots, MJPEG, Socket.IO joins and
+events, ``/metrics``; a stream outside its scope answers 404, as if it did not exist, so
+names do not leak. Routes that are not about one stream (adding streams, discovery,
+tokens) answer it 403. The environment's tokens stay unscoped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from camserver.models import StreamName
+
+__all__ = [
+    "Grant",
+    "ManagedToken",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenOut",
+    "hash_token",
+    "new_token",
+]
+
+TokenRole = Literal["view", "admin"]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a presented token allows."""
+
+    admin: bool
+    streams: frozenset[str] | None = None
+    """None: every stream."""
+
+    def sees(self, name: str) -> bool:
+        return self.streams is None or name in self.streams
+
+    @property
+    def scoped(self) -> bool:
+        return self.streams is not None
+
+
+ALL = Grant(admin=True)
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="What the token is for.")
+    role: TokenRole = Field("view", description="'view' (read-only) or 'admin'.")
+    streams: list[StreamName] | None = Field(
+        None, max_length=256, description="The streams it may see (omit for all)."
+    )
+    expires_in: float | None = Field(
+        None, gt=0, le=10 * 365 * 86400, description="Seconds until it stops working."
+    )
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: TokenRole
+    streams: list[str] | None
+    created_at: float
+    expires_at: float | None
+    last_used: float | None = None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="Shown this once; only its hash is stored.")
+
+
+@dataclass(slots=True)
+class ManagedToken:
+    id: str
+    name: str
+    hash: str
+    role: TokenRole
+    streams: list[str] | None
+    created_at: float
+    expires_at: float | None = None
+    last_used: float | None = None
+
+    @classmethod
+    def create(cls, body: TokenCreate) -> tuple[ManagedToken, str]:
+        token = new_token()
+        now = time.time()
+        record = cls(
+            id=secrets.token_hex(8),
+            name=body.name,
+            hash=hash_token(token),
+            role=body.role,
+            streams=sorted(set(body.streams)) if body.streams is not None else None,
+            created_at=now,
+            expires_at=now + body.expires_in if body.expires_in else None,
+        )
+        return record, token
+
+    def grant(self, now: float) -> Grant | None:
+        if self.expires_at is not None and now >= self.expires_at:
+            return None
+        streams = frozenset(self.streams) if self.streams is not None else None
+        return Grant(admin=self.role == "admin", streams=streams)
+
+    def out(self) -> TokenOut:
+        return TokenOut(
+            id=self.id,
+            name=self.name,
+            role=self.role,
+            streams=self.streams,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            last_used=self.last_used,
+        )
