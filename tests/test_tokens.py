@@ -1,0 +1,175 @@
+"""Managed tokens, and tokens scoped to cameras: every route and Socket.IO event, table
+driven. A scoped token gets 404 for a stream outside its scope (names do not leak) and
+403 on routes about no single stream."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import CameraFactory, Server, wait_for
+from tests.test_security import ADMIN, auth, locked  # noqa: F401 - the fixture
+
+# (method, path, status for a token scoped to stream "a", as a viewer)
+ROUTES: list[tuple[str, str, int]] = [
+    ("GET", "/api/streams/a", 200),
+    ("GET", "/api/streams/b", 404),
+    ("GET", "/api/streams/a/status", 200),
+    ("GET", "/api/streams/b/status", 404),
+    ("GET", "/api/streams/a/snapshot", 200),
+    ("GET", "/api/streams/b/snapshot", 404),
+    ("GET", "/api/streams/a/mjpeg", 200),
+    ("GET", "/api/streams/b/mjpeg", 404),
+    ("GET", "/api/frame.jpeg?src=a", 200),
+    ("GET", "/api/frame.jpeg?src=b", 404),
+    ("GET", "/api/stream.mjpeg?src=a", 200),
+    ("GET", "/api/stream.mjpeg?src=b", 404),
+    ("GET", "/api/streams/a/settings", 200),
+    ("GET", "/api/streams/b/settings", 404),
+    ("GET", "/api/streams/ghost", 404),
+    ("GET", "/api/discovery", 403),
+    ("GET", "/api/tokens", 403),
+    ("POST", "/api/tokens", 403),
+    ("POST", "/api/streams", 403),  # a viewer: read-only first of all
+    ("POST", "/api/streams/a/stop", 403),
+    ("DELETE", "/api/streams/a", 403),
+]
+# The same token as an admin of stream "a".
+ADMIN_ROUTES: list[tuple[str, str, int]] = [
+    ("POST", "/api/streams/a/stop", 200),
+    ("POST", "/api/streams/a/start", 200),
+    ("PATCH", "/api/streams/b", 404),
+    ("POST", "/api/streams/b/stop", 404),
+    ("DELETE", "/api/streams/b", 404),
+    ("POST", "/api/streams", 403),
+    ("GET", "/api/discovery", 403),
+    ("POST", "/api/tokens", 403),
+    ("GET", "/api/tokens", 403),
+]
+
+
+async def _token(server: Server, **body: Any) -> dict[str, Any]:
+    r = await server.client.post("/api/tokens", json=body, headers=auth(ADMIN))
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def _status(client: httpx.AsyncClient, method: str, path: str, token: str) -> int:
+    body: dict[str, Any] = {}
+    if path.endswith(("/api/streams", "/tokens")):
+        body = {"name": "c", "host": "10.0.0.9"}
+    if method == "PATCH":
+        body = {"on_demand": False}
+    async with client.stream(
+        method, path, headers=auth(token), json=body if method != "GET" else None
+    ) as r:
+        return r.status_code  # headers only: MJPEG never ends
+
+
+@pytest.fixture
+async def two(locked: Server, camera: CameraFactory) -> Server:  # noqa: F811
+    cam = await camera("a", fps=15)
+    r = await locked.client.post(
+        "/api/streams", json={"name": "a", "host": cam.address}, headers=auth(ADMIN)
+    )
+    assert r.status_code == 201
+    r = await locked.client.post(
+        "/api/streams",
+        json={"name": "b", "host": "127.0.0.1:9", "enabled": False},
+        headers=auth(ADMIN),
+    )
+    assert r.status_code == 201
+
+    async def streaming() -> bool:
+        r = await locked.client.get("/api/streams/a/status", headers=auth(ADMIN))
+        return bool(r.json()["state"] == "streaming")
+
+    await wait_for(streaming, what="a streaming")
+    return locked
+
+
+async def test_a_scoped_token_sees_only_its_streams_everywhere(two: Server) -> None:
+    view = (await _token(two, name="neighbour", role="view", streams=["a"]))["token"]
+    admin = (await _token(two, name="a-admin", role="admin", streams=["a"]))["token"]
+    for table, token in ((ROUTES, view), (ADMIN_ROUTES, admin)):
+        for method, path, expected in table:
+            got = await _status(two.client, method, path, token)
+            assert got == expected, (method, path, got)
+    r = await two.client.get("/api/streams", headers=auth(view))
+    assert [s["name"] for s in r.json()] == ["a"]
+    text = (await two.client.get("/metrics", headers=auth(view))).text
+    streams = {
+        s.labels["stream"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if "stream" in s.labels
+    }
+    assert streams == {"a"}
+    assert "process_resident_memory_bytes" not in text  # nothing about the server
+    assert "camserver_stream_frames" in text
+
+
+async def test_a_scoped_token_over_socketio(two: Server) -> None:
+    view = (await _token(two, name="neighbour", role="view", streams=["a"]))["token"]
+    scoped, full = (socketio.AsyncClient(reconnection=False) for _ in range(2))
+    heard: dict[str, list[str]] = {"scoped": [], "full": []}
+    scoped.on("stream_status", lambda d: heard["scoped"].append(d["name"]))
+    full.on("stream_status", lambda d: heard["full"].append(d["name"]))
+    for client, token in ((scoped, view), (full, ADMIN)):
+        await client.connect(
+            two.url, transports=["websocket"], headers=auth(token), auth={"token": token}
+        )
+    assert (await scoped.call("join_stream", {"name": "a"}))["ok"] is True
+    ack = await scoped.call("join_stream", {"name": "b"})
+    assert ack == {"ok": False, "error": "no stream named 'b'"}
+    for name in ("b", "a"):  # state changes on both streams
+        r = await two.client.post(f"/api/streams/{name}/start", headers=auth(ADMIN))
+        assert r.status_code == 200
+        await two.client.post(f"/api/streams/{name}/stop", headers=auth(ADMIN))
+    await wait_for(lambda: "a" in heard["full"] and "b" in heard["full"], what="events")
+    await wait_for(lambda: "a" in heard["scoped"], what="the scoped client's event")
+    await asyncio.sleep(0.2)
+    assert set(heard["scoped"]) == {"a"}
+    for client in (scoped, full):
+        await client.disconnect()
+
+
+async def test_revoked_and_expired_tokens_stop_working(two: Server) -> None:
+    made = await _token(two, name="short", role="view", expires_in=0.5)
+    kept = await _token(two, name="kept", role="view")
+    assert (await two.client.get("/api/streams", headers=auth(made["token"]))).status_code == 200
+    time.sleep(0.6)
+    assert (await two.client.get("/api/streams", headers=auth(made["token"]))).status_code == 401
+    r = await two.client.delete(f"/api/tokens/{kept['id']}", headers=auth(ADMIN))
+    assert r.status_code == 204
+    assert (await two.client.get("/api/streams", headers=auth(kept["token"]))).status_code == 401
+    r = await two.client.delete(f"/api/tokens/{kept['id']}", headers=auth(ADMIN))
+    assert r.status_code == 404
+    listed = (await two.client.get("/api/tokens", headers=auth(ADMIN))).json()
+    assert [t["name"] for t in listed] == ["short"]
+    assert "token" not in listed[0]
+    assert listed[0]["last_used"] is not None
+
+
+async def test_only_the_hash_is_stored(two: Server) -> None:
+    made = await _token(two, name="x", role="admin")
+    with sqlite3.connect(two.settings.db) as conn:
+        rows = conn.execute("SELECT * FROM tokens").fetchall()
+    conn.close()
+    dump = repr(rows)
+    assert made["token"] not in dump
+    assert made["id"] in dump
+
+
+async def test_no_managed_tokens_on_an_open_server(server: Server) -> None:
+    r = await server.client.post("/api/tokens", json={"name": "x"})
+    assert r.status_code == 403
+    assert "the server is open" in r.json()["detail"]
