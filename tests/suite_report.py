@@ -60,6 +60,7 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = yield
     if STRICT and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
         report.outcome = "failed"
         report.longrepr = f"skipped, which CAMSERVER_STRICT=1 counts as a failure: {reason}"
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
