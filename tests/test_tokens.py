@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
-from tests.conftest import CameraFactory, Server, wait_for
+from camserver.config import Settings
+from tests.conftest import CameraFactory, Server, start_server, wait_for
 from tests.test_security import ADMIN, auth, locked  # noqa: F401 - the fixture
 
 # (method, path, status for a token scoped to stream "a", as a viewer)
@@ -173,3 +176,22 @@ async def test_no_managed_tokens_on_an_open_server(server: Server) -> None:
     r = await server.client.post("/api/tokens", json={"name": "x"})
     assert r.status_code == 403
     assert "the server is open" in r.json()["detail"]
+
+
+async def test_tokens_and_their_last_use_survive_a_restart(settings: Settings) -> None:
+    tokens = {"api_token": SecretStr(ADMIN)}
+    async with AsyncExitStack() as stack:
+        first = await start_server(stack, settings.model_copy(update=tokens))
+        made = await _token(first, name="kept", role="view", streams=["a"])
+        r = await first.client.get("/api/streams", headers=auth(made["token"]))
+        assert r.status_code == 200
+    async with AsyncExitStack() as stack:
+        second = await start_server(stack, settings.model_copy(update=tokens))
+        (listed,) = (await second.client.get("/api/tokens", headers=auth(ADMIN))).json()
+        assert listed["id"] == made["id"]
+        assert listed["streams"] == ["a"]
+        assert listed["last_used"] is not None  # written when the first server stopped
+        r = await second.client.get("/api/streams/a", headers=auth(made["token"]))
+        assert r.status_code == 404  # scoped to "a", which does not exist here: still 404
+        r = await second.client.get("/api/streams", headers=auth(made["token"]))
+        assert r.status_code == 200
