@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -25,6 +26,29 @@ from camserver.runtime import Runtime
 from camserver.sim.camera import SimCamera
 
 pytest_plugins = ["tests.suite_report"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "background_smoke: checked last, started at once")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``background_smoke`` run last; their benchmark run starts now, beside
+    the other tests (see tests/test_bench_smoke.py)."""
+    smoke = [i for i in items if i.get_closest_marker("background_smoke")]
+    if not smoke:
+        return
+    items[:] = [i for i in items if i not in smoke] + smoke
+    from tests.suite_report import missing
+    from tests.test_bench_smoke import SMOKE, BenchSmoke
+
+    if missing("motion"):
+        return  # the test is skipped (or fails, strict) for its missing need
+    out = Path(tempfile.mkdtemp(prefix="camserver-bench-smoke-"))
+    runner = BenchSmoke(out)
+    config.stash[SMOKE] = runner
+    config.add_cleanup(runner.stop)
+
 
 # Fast failure detection so fault tests finish in seconds, not minutes.
 FAST = {
