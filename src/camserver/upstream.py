@@ -93,14 +93,12 @@ async def fetch(
                             f"{url} sent more than the {max_bytes} bytes camserver reads"
                         )
                 return Fetched(resp.status_code, bytes(body))
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"{url} did not answer within {deadline:g} s") from exc
-    except httpx.TimeoutException as exc:
+    except (TimeoutError, httpx.TimeoutException) as exc:  # the deadline, or httpx's own
         raise UpstreamTimeout(f"{url} did not answer within {deadline:g} s") from exc
     except (httpx.ConnectError, UnicodeError, httpx.InvalidURL) as exc:
         raise UpstreamConnectError(f"cannot reach {url}: {describe_error(exc)}") from exc
     except REQUEST_ERRORS as exc:
-        raise UpstreamProtocolError(f"{url} broke off: {str(exc) or type(exc).__name__}") from exc
+        raise UpstreamProtocolError(f"{url} broke off: {describe_error(exc)}") from exc
 
 
 async def read_status(

@@ -72,8 +72,9 @@ class Realtime:
         self._manager: StreamManager | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._address: dict[str, str] = {}
-        self._grants: dict[str, Grant] = {}
         """Socket.IO sid → client address (viewers per client are capped)."""
+        self._grants: dict[str, Grant] = {}
+        """Socket.IO sid → what its token allows."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)

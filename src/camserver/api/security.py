@@ -138,12 +138,10 @@ class AccessMiddleware:
                 if token
                 else "a token is required: send 'Authorization: Bearer <token>' or ?token=<token>"
             )
-            await send_error(
-                send, 401, reason, [(b"www-authenticate", b'Bearer realm="camserver"')]
-            )
+            await send_error(send, 401, reason, _CHALLENGE)
             return
         if not grant.admin and scope["method"] not in _READ_METHODS:
-            await send_error(send, 403, "this token is read-only: changes need the API token", [])
+            await send_error(send, 403, "this token is read-only: changes need the API token")
             return
         scope.setdefault("state", {})["grant"] = grant
         await self.app(scope, receive, send)
@@ -173,9 +171,7 @@ class EngineIOGate:
                 detail = (
                     "a token is required: connect with ?token=<token> or an Authorization header"
                 )
-                await send_error(
-                    send, 401, detail, [(b"www-authenticate", b'Bearer realm="camserver"')]
-                )
+                await send_error(send, 401, detail, _CHALLENGE)
             return
         await self.app(scope, receive, send)
 
@@ -192,7 +188,7 @@ class BodyLimitMiddleware:
         too_big = f"request body larger than {self.max_bytes} bytes"
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await send_error(send, 413, too_big, [])
+                await send_error(send, 413, too_big)
                 return
         # Read the (small) body here, so a chunked upload cannot exceed the limit either.
         chunks: list[bytes] = []
@@ -204,7 +200,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await send_error(send, 413, too_big, [])
+                await send_error(send, 413, too_big)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
