@@ -121,6 +121,11 @@ async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
         "/socket.io/", params={"EIO": "4", "transport": "polling", "token": "wrong"}
     )
     assert r.status_code == 401
+    # A parameter that merely ends in "sid" does not make a handshake a session.
+    r = await locked.client.get(
+        "/socket.io/", params={"EIO": "4", "transport": "polling", "xsid": "1"}
+    )
+    assert r.status_code == 401
     async with aiohttp.ClientSession() as session:  # closed here even though refused
         sio = socketio.AsyncClient(reconnection=False, http_session=session)
         with pytest.raises(socketio.exceptions.ConnectionError):

@@ -147,6 +147,13 @@ class AccessMiddleware:
         await self.app(scope, receive, send)
 
 
+def _in_session(scope: Scope) -> bool:
+    """The request names an Engine.IO session (``sid``): not a handshake. Parsed, not
+    searched: ``?xsid=1`` once passed for a session and skipped the token check."""
+    query: bytes = scope.get("query_string", b"")
+    return any(key == "sid" for key, _ in parse_qsl(query.decode("latin-1")))
+
+
 class EngineIOGate:
     """With tokens on, an Engine.IO session is opened only with a valid token in the
     handshake (``?token=`` or ``Authorization``). Checking the Socket.IO CONNECT packet
@@ -162,7 +169,7 @@ class EngineIOGate:
             scope["type"] in ("http", "websocket")
             and self.checker.enabled
             and scope["path"].startswith("/socket.io/")
-            and b"sid=" not in scope.get("query_string", b"")  # a handshake, not a session
+            and not _in_session(scope)
             and self.checker.grant(token_from(scope)) is None
         ):
             if scope["type"] == "websocket":
