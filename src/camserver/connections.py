@@ -36,8 +36,6 @@ class ConnectionLimits:
         self.request_timeout = request_timeout
         self.max_per_client = max_per_client
         self.per_client: dict[str, int] = {}
-        self.refused = 0
-        """Connections closed by these limits (any of them), for /metrics."""
 
 
 def _close_with(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:
@@ -68,7 +66,6 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 self._timer = None
 
         def _expired(self) -> None:
-            limits.refused += 1
             _close_with(self.transport, b"408 Request Timeout", b"request too slow")
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -77,7 +74,6 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 address = self.client[0]
                 count = limits.per_client.get(address, 0)
                 if count >= limits.max_per_client:
-                    limits.refused += 1
                     _close_with(transport, b"503 Service Unavailable", b"too many connections")
                     return
                 limits.per_client[address] = count + 1
@@ -99,7 +95,6 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             if self._in_headers:
                 self._header_bytes += len(data)
                 if self._header_bytes > limits.max_header_bytes:
-                    limits.refused += 1
                     self._disarm()
                     _close_with(
                         self.transport,
@@ -126,9 +121,5 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def handle_websocket_upgrade(self) -> None:
             self._disarm()
             super().handle_websocket_upgrade()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            # uvicorn's keep-alive timer now closes the connection if it stays idle.
 
     return LimitedHttpToolsProtocol
