@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from camserver import __version__
 from camserver.api import (
     camera_settings,
+    cluster,
     compat,
     discovery,
     docs,
@@ -90,10 +91,21 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _sio_manager(settings: Settings) -> Any:
+    """Cluster mode: python-socketio's Redis manager, for events every node must see."""
+    if settings.redis_url is None:
+        return None
+    return socketio.AsyncRedisManager(
+        settings.redis_url.get_secret_value(),
+        channel=f"{settings.redis_prefix}sio",
+        redis_options={"socket_connect_timeout": 2.0},
+    )
+
+
 def create_app(settings: Settings | None = None) -> CamServerApp:
     settings = settings or Settings()
     checker = TokenChecker(settings.api_token, settings.view_token)
-    realtime = Realtime(checker, settings.cors_list())
+    realtime = Realtime(checker, settings.cors_list(), _sio_manager(settings))
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):
         access_log.addFilter(RedactTokens())
@@ -129,7 +141,8 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    for module in (health, streams, discovery, camera_settings, compat, metrics, docs, tokens):
+    routers = (health, streams, discovery, camera_settings, compat, metrics, docs, tokens, cluster)
+    for module in routers:
         app.include_router(module.router)
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")

@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
             metavar="NAMES",
             help="interfaces to probe: auto, none, or names like lo,eth0 (--demo: lo)",
         )
+        s.add_argument(
+            "--redis-url",
+            metavar="URL",
+            help="cluster mode: the Redis server the nodes share (CAMSERVER_REDIS_URL)",
+        )
+        s.add_argument("--node-id", help="this node's name in the cluster (CAMSERVER_NODE_ID)")
 
     d = sub.add_parser("discover", help="probe for cameras once and list those that answer")
     d.add_argument(
@@ -128,6 +134,8 @@ FLAGS = {
     "log_level": "--log-level",
     "log_format": "--log-format",
     "discovery_interfaces": "--discovery-interfaces",
+    "redis_url": "--redis-url",
+    "node_id": "--node-id",
 }
 
 
@@ -180,7 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     setup_logging(settings.log_level, settings.log_format)
     try:
-        check_database(settings.db)  # a clear message now beats a traceback at startup
+        if settings.redis_url is None:  # cluster nodes keep their streams in Redis
+            check_database(settings.db)  # a clear message now beats a traceback at startup
     except ConfigError as exc:
         print(f"camserver: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
@@ -125,6 +126,28 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
 
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Cluster mode: the Redis server the nodes share (redis://[:password@]host:"
+        "port/db). Unset: one node with its own SQLite database.",
+    )
+    node_id: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]*$",
+        description="This node's name in the cluster (default: host name and port).",
+    )
+    redis_prefix: str = Field(
+        "cs:", max_length=32, description="Prefix of every Redis key and channel camserver uses."
+    )
+    lease_ttl: float = Field(
+        3.0,
+        ge=1.0,
+        le=60.0,
+        description="Cluster: a camera lease expires this long after its "
+        "last renewal (renewed every third of it).",
+    )
+
     @property
     def auth_enabled(self) -> bool:
         """The one predicate for "tokens are required" (an empty token is refused, so a
@@ -143,6 +166,14 @@ class Settings(BaseSettings):
                 "not turn authentication off: unset the variable for an open server)"
             )
         return v
+
+    @property
+    def cluster(self) -> bool:
+        return self.redis_url is not None
+
+    def effective_node_id(self) -> str:
+        """``node_id``, or the host name and port."""
+        return self.node_id or f"{socket.gethostname()}:{self.port}"
 
     def allowed_host_list(self) -> list[str]:
         return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]

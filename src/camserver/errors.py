@@ -5,6 +5,7 @@ One root, so callers can catch everything camserver raises on purpose::
     CamServerError
     ├── ConfigError            bad settings or an unusable database file
     ├── StoreError             the stream store failed
+    │   └── ClusterUnavailable the cluster's Redis cannot be reached (changes refused)
     ├── ClientGone             the client disconnected before the answer was ready
     ├── NotPermitted           the token may not do this (a scoped token, a view token)
     ├── TokenNotFound          no managed token with that id
@@ -34,6 +35,7 @@ from __future__ import annotations
 __all__ = [
     "CamServerError",
     "ClientGone",
+    "ClusterUnavailable",
     "ConfigError",
     "DiscoveryError",
     "DiscoveryUnavailable",
@@ -68,6 +70,10 @@ class ConfigError(CamServerError):
 
 class StoreError(CamServerError):
     """The stream store failed to read or write."""
+
+
+class ClusterUnavailable(StoreError):
+    """Cluster mode: Redis cannot be reached, so shared state cannot change now."""
 
 
 class ClientGone(CamServerError):

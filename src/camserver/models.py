@@ -56,6 +56,9 @@ class StreamStatus(BaseModel):
     last_error: str | None = None
     upstream_connects: int = 0
     viewers: int = 0
+    node: str | None = Field(
+        None, description="Cluster mode: the node pulling the camera (null when none)."
+    )
 
 
 def _split_host(value: str, highest: int = MAX_HTTP_PORT) -> tuple[str, int]:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
@@ -32,6 +33,9 @@ from camserver.store import SQLiteStore, StreamStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager
 from camserver.telemetry import LoopLagMonitor, StateCollector
+
+if TYPE_CHECKING:
+    from camserver.cluster.node import Cluster
 
 __all__ = ["Runtime"]
 
@@ -52,6 +56,8 @@ class Runtime:
     housekeeper: Housekeeper
     metrics: CollectorRegistry
     checker: TokenChecker
+    cluster: Cluster | None = None
+    """Cluster mode (CAMSERVER_REDIS_URL) only."""
 
     def begin_shutdown(self) -> None:
         """Wake and end every viewer (MJPEG responses, Socket.IO frame loops) at once, so a
@@ -74,9 +80,15 @@ class Runtime:
             )
             # Simulated cameras stop last, after the streams that read them.
             demo = await _start_demo(stack, settings.demo) if settings.demo else []
-            store = await SQLiteStore.open(settings.db)
-            stack.push_async_callback(store.close)
-            checker.managed = {t.hash: t for t in await store.list_tokens()}
+            if settings.redis_url is None:
+                store: StreamStore = await SQLiteStore.open(settings.db)
+                stack.push_async_callback(store.close)
+                checker.managed = {t.hash: t for t in await store.list_tokens()}
+            else:  # imported only in cluster mode
+                from camserver.cluster.setup import open_store
+
+                redis_store = await open_store(stack, settings)
+                store = redis_store
             saved = {t.id: t.last_used for t in checker.managed.values()}
             stack.push_async_callback(_save_last_used, checker, store, saved)
             manager = StreamManager(
@@ -92,8 +104,15 @@ class Runtime:
                 guard=NetworkGuard(settings.networks()),
             )
             realtime.attach(manager)
-            await manager.load()
-            stack.push_async_callback(manager.close)
+            cluster = None
+            if settings.redis_url is None:
+                await manager.load()
+                stack.push_async_callback(manager.close)
+            else:
+                from camserver.cluster.setup import join
+
+                stack.push_async_callback(manager.close)
+                cluster = await join(stack, settings, redis_store, manager, checker)
             stack.push_async_callback(realtime.close)
             for cfg in demo:
                 await manager.put(cfg)
@@ -110,6 +129,7 @@ class Runtime:
                 housekeeper=Housekeeper(),
                 metrics=CollectorRegistry(auto_describe=False),
                 checker=checker,
+                cluster=cluster,
             )
             jobs = (
                 runtime.loop_lag.run(),

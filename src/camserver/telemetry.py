@@ -15,6 +15,7 @@ from camserver import __version__
 from camserver.models import StreamState
 
 if TYPE_CHECKING:
+    from camserver.cluster.node import Cluster
     from camserver.runtime import Runtime
 
 __all__ = ["LoopLagMonitor", "StateCollector"]
@@ -122,6 +123,45 @@ class StateCollector(Collector):
             for outcome, count in sorted(rt.discovery.counts.items()):
                 d.add_metric([outcome], count)
             yield d
+        if rt.cluster is not None:
+            yield from _cluster_metrics(rt.cluster)
         up = GaugeMetricFamily("camserver_scrape_timestamp_seconds", "When this was collected")
         up.add_metric([], time.time())
         yield up
+
+
+def _cluster_metrics(cluster: Cluster) -> Iterator[Metric]:
+    node = [cluster.node]
+    held = GaugeMetricFamily(
+        "camserver_cluster_leases_held", "Cameras this node pulls", labels=["node"]
+    )
+    held.add_metric(node, len(cluster.held))
+    yield held
+    leases = CounterMetricFamily(
+        "camserver_cluster_lease_events", "Camera leases by event", labels=["node", "event"]
+    )
+    for event in ("acquired", "released", "lost", "expired"):
+        leases.add_metric([cluster.node, event], getattr(cluster.leases, event))
+    yield leases
+    relay = CounterMetricFamily(
+        "camserver_cluster_relay_frames",
+        "Frames through Redis by outcome",
+        labels=["node", "outcome"],
+    )
+    c = cluster.relay.counters
+    for outcome in ("published", "publish_skipped", "received", "stale", "fenced", "bad"):
+        relay.add_metric([cluster.node, outcome], getattr(c, outcome))
+    yield relay
+    up = GaugeMetricFamily("camserver_cluster_redis_up", "1 while Redis answers", labels=["node"])
+    up.add_metric(node, 1.0 if cluster.backend.reachable else 0.0)
+    yield up
+    nodes = GaugeMetricFamily(
+        "camserver_cluster_nodes", "Live nodes this node sees", labels=["node"]
+    )
+    nodes.add_metric(node, len(cluster.nodes))
+    yield nodes
+    resyncs = CounterMetricFamily(
+        "camserver_cluster_config_resyncs", "Full reloads of the configuration", labels=["node"]
+    )
+    resyncs.add_metric(node, cluster.feed.resyncs)
+    yield resyncs

@@ -3,13 +3,14 @@
 Client → server: ``join_stream`` / ``leave_stream`` with ``{"name": ...}``, acknowledged
 with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``.
 
-Server → client: ``frame`` ``{"name", "seq", "ts", "data": <binary JPEG>}`` to the room
+Server → client: ``frame`` ``{"name", "seq", "ts", "token", "data": <binary JPEG>}`` (``token``:
+the cluster's fencing token of the node that pulled the frame, 0 on one node) to the room
 ``stream:<name>``; ``stream_status`` ``{"name", "status"}`` to every client on each state
 change (so a dashboard sees tiles it is not watching too); ``camera_discovered``.
 
 One broadcaster task per watched stream reads the hub and emits each frame once to the room
-(python-socketio encodes the packet once per emit). It goes through ``sio.emit`` on purpose:
-with python-socketio's Redis manager the same call reaches viewers on other nodes. (Queueing
+(python-socketio encodes the packet once per emit), to this node's viewers only
+(``ignore_queue``): in cluster mode every node feeds its own hub from Redis. (Queueing
 packets to each client directly, without emit's task per packet per viewer, measured no
 different in ``bench/fanout.py``.) python-socketio queues packets per
 client without bound, so a client whose queue is backed up is skipped for that frame: a
@@ -60,9 +61,18 @@ class Realtime:
         self,
         checker: TokenChecker | None = None,
         cors_origins: list[str] | None = None,
+        client_manager: Any = None,
     ) -> None:
+        cluster: dict[str, Any] = {}
+        if client_manager is not None:
+            # Cluster mode: python-socketio's Redis manager carries status and discovery
+            # events to every node; frames never go through it (ignore_queue=True below).
+            # WebSocket only: a polling session lives on one node, and a load balancer
+            # without sticky sessions would scatter its requests.
+            cluster = {"client_manager": client_manager, "transports": ["websocket"]}
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
+            **cluster,
             # None: same origin only (the dashboard); otherwise the configured origins.
             cors_allowed_origins=("*" if cors_origins == ["*"] else cors_origins) or None,
             max_http_buffer_size=64 * 1024,
@@ -123,6 +133,8 @@ class Realtime:
         await self.sio.emit(event, data, to=EVERYTHING, namespace=NAMESPACE)
 
     def _on_status(self, name: str, status: StreamStatus) -> None:
+        if name in self.manager:  # the cluster-wide view in cluster mode
+            status = self.manager.status(name)
         payload = {"name": name, "status": status.model_dump(mode="json")}
         rooms = [EVERYTHING, status_room(name)]
         self.spawn(self.sio.emit("stream_status", payload, to=rooms, namespace=NAMESPACE))
@@ -188,7 +200,8 @@ class Realtime:
             )
         frame = hub.latest
         if frame is not None:  # show a picture at once, not on the next frame
-            self.spawn(self.sio.emit("frame", self._payload(name, frame), to=sid))
+            payload = self._payload(name, frame)
+            self.spawn(self.sio.emit("frame", payload, to=sid, ignore_queue=True))
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
@@ -204,7 +217,13 @@ class Realtime:
 
     @staticmethod
     def _payload(name: str, frame: Any) -> dict[str, Any]:
-        return {"name": name, "seq": frame.seq, "ts": frame.ts, "data": frame.data}
+        return {
+            "name": name,
+            "seq": frame.seq,
+            "ts": frame.ts,
+            "token": frame.token,
+            "data": frame.data,
+        }
 
     async def _broadcast(self, name: str) -> None:
         """Emit each new frame of ``name`` to its room while the room has members."""
@@ -232,6 +251,8 @@ class Realtime:
                     room=room,
                     skip_sid=skip or None,
                     namespace=NAMESPACE,
+                    # Frames go to this node's viewers only; other nodes relay their own.
+                    ignore_queue=True,
                 )
             except Exception:  # one bad client must not end the room's frames
                 log.exception("stream %s: emitting a frame failed", name)

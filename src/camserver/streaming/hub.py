@@ -6,7 +6,8 @@ queues frames: if it is slow it simply gets the newest one when it comes back, s
 holds at most one frame and can never slow the camera or another viewer.
 
 :class:`FrameHub` is the interface; :class:`LocalHub` the in-process implementation. A
-multi-node deployment can provide another (frames relayed through Redis) behind it.
+multi-node deployment provides another (``camserver.cluster.relay.ClusterHub``: frames
+relayed through Redis) behind it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class HubFrame:
     """Server receive time, epoch seconds."""
     data: bytes
     camera_ts: str | None = None
+    token: int = 0
+    """Cluster mode: the fencing token of the node that pulled the frame (0 on one node)."""
 
 
 class FrameHub(Protocol):
@@ -51,7 +54,7 @@ class FrameHub(Protocol):
 
     def encoded(self, key: str, frame: HubFrame, encode: Callable[[HubFrame], bytes]) -> bytes: ...
 
-    def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame: ...
+    def publish(self, data: bytes, camera_ts: str | None = None, token: int = 0) -> HubFrame: ...
 
     async def next_frame(self, after: int, timeout: float | None = None) -> HubFrame | None: ...
 
@@ -153,9 +156,9 @@ class LocalHub:
         self._encoded[key] = (frame.seq, data)
         return data
 
-    def publish(self, data: bytes, camera_ts: str | None = None) -> HubFrame:
+    def publish(self, data: bytes, camera_ts: str | None = None, token: int = 0) -> HubFrame:
         self._seq += 1
-        frame = HubFrame(self._seq, time.time(), data, camera_ts)
+        frame = HubFrame(self._seq, time.time(), data, camera_ts, token)
         self._latest = frame
         self._wake()
         return frame

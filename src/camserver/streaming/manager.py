@@ -3,6 +3,11 @@
 Whether a stream's ingest runs follows from its configuration and its viewers:
 ``enabled`` off → stopped; ``on_demand`` off → running; ``on_demand`` on → running while
 the hub has viewers, stopped ``grace`` seconds after the last one left (state ``idle``).
+
+In cluster mode a :class:`Placement` (``camserver.cluster``) decides instead: it makes the
+hubs, runs a stream's ingest only on the node that holds the camera's lease, and answers
+for the stream's status cluster-wide. Configuration changes made on other nodes arrive
+through :meth:`StreamManager.apply_remote` and :meth:`StreamManager.drop_remote`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
@@ -37,11 +43,24 @@ from camserver.streaming.hub import LocalHub
 from camserver.streaming.ingest import Ingest, IngestTiming
 from camserver.upstream import fetch
 
-__all__ = ["StatusListener", "StreamManager"]
+__all__ = ["Placement", "StatusListener", "StreamManager"]
 
 log = logging.getLogger(__name__)
 
 StatusListener = Callable[[str, StreamStatus], None]
+
+
+class Placement(Protocol):
+    """Where streams run when several nodes share them (see the module docstring)."""
+
+    def new_hub(self, name: str) -> LocalHub: ...
+
+    def changed(self, name: str) -> None:
+        """The stream's configuration or local viewers changed: decide again soon."""
+
+    def status(self, name: str, local: StreamStatus) -> StreamStatus:
+        """The stream's status as every node reports it (``local``: this node's ingest)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -86,6 +105,7 @@ class StreamManager:
         self._streams: dict[str, _Stream] = {}
         self._listeners: list[StatusListener] = []
         self._lock = asyncio.Lock()  # serialises changes so store and runtime agree
+        self.placement: Placement | None = None
 
     # -- listeners ----------------------------------------------------------------------
 
@@ -119,7 +139,7 @@ class StreamManager:
             s.hub.close()
 
     def _runtime(self, cfg: StreamConfig) -> _Stream:
-        hub = LocalHub(cfg.name)
+        hub = self.placement.new_hub(cfg.name) if self.placement else LocalHub(cfg.name)
         ingest = Ingest(
             cfg.name,
             cfg.stream_url,
@@ -142,6 +162,11 @@ class StreamManager:
             await ingest.stop()
             ingest.url, ingest.auth = cfg.stream_url, cfg.httpx_auth()
             stream.target = _target(cfg)
+        if self.placement is not None:
+            if not cfg.enabled:
+                await ingest.stop(StreamState.STOPPED)
+            self.placement.changed(cfg.name)
+            return
         if not cfg.enabled:
             self._cancel_grace(stream)
             await ingest.stop(StreamState.STOPPED)
@@ -156,6 +181,9 @@ class StreamManager:
     # -- on demand ----------------------------------------------------------------------
 
     def _demand(self, stream: _Stream, viewers: int) -> None:
+        if self.placement is not None:
+            self.placement.changed(stream.cfg.name)
+            return
         if not (stream.cfg.enabled and stream.cfg.on_demand):
             return
         if viewers > 0:
@@ -224,15 +252,29 @@ class StreamManager:
         return self._get(name).cfg
 
     def status(self, name: str) -> StreamStatus:
-        return self._get(name).ingest.snapshot_status()
+        local = self._get(name).ingest.snapshot_status()
+        return local if self.placement is None else self.placement.status(name, local)
 
     def get(self, name: str) -> StreamOut:
         s = self._get(name)
         return StreamOut(
             **s.cfg.model_dump(),
             has_password=s.cfg.password is not None,
-            status=s.ingest.snapshot_status(),
+            status=self.status(name),
         )
+
+    def ingest_running(self, name: str) -> bool:
+        return self._get(name).ingest.running
+
+    def run_ingest(self, name: str) -> None:
+        """Cluster mode: this node now holds the camera; pull it."""
+        self._get(name).ingest.start()
+
+    async def halt_ingest(self, name: str) -> None:
+        """Cluster mode: this node no longer holds the camera; let it go."""
+        stream = self._streams.get(name)
+        if stream is not None:
+            await stream.ingest.stop(StreamState.STOPPED)
 
     def list(self) -> list[StreamOut]:
         return [self.get(name) for name in self._streams]
@@ -264,9 +306,30 @@ class StreamManager:
 
     async def delete(self, name: str) -> None:
         async with self._lock:
-            stream = self._get(name)
+            self._get(name)
             await self.store.delete(name)
-            del self._streams[name]
+        await self.drop_remote(name)
+
+    async def apply_remote(self, cfg: StreamConfig) -> None:
+        """A stream created or changed on another node (already in the shared store)."""
+        async with self._lock:
+            stream = self._streams.get(cfg.name)
+            if stream is None:
+                stream = self._runtime(cfg)
+                log.info("stream %s: created on another node (%s)", cfg.name, cfg.stream_url)
+            elif stream.cfg == cfg:
+                return
+            else:
+                stream.cfg = cfg
+                log.info("stream %s: changed on another node", cfg.name)
+            await self._reconcile(stream)
+
+    async def drop_remote(self, name: str) -> None:
+        """Forget a stream deleted from the store (here or on another node)."""
+        async with self._lock:
+            stream = self._streams.pop(name, None)
+        if stream is None:
+            return
         self._cancel_grace(stream)
         stream.hub.on_change = None
         await stream.ingest.stop()
@@ -316,7 +379,8 @@ class StreamManager:
             frame = stream.hub.latest
             if frame is not None and time.time() - frame.ts <= self._snapshot_max_age:
                 return frame.data
-            if stream.cfg.on_demand and stream.ingest.running:
+            # Cluster mode: the holder connects on demand and relays the first frame.
+            if stream.cfg.on_demand and (stream.ingest.running or self.placement is not None):
                 fresh = await stream.hub.next_frame(
                     frame.seq if frame else 0, timeout=self._snapshot_timeout
                 )

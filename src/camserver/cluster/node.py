@@ -1,0 +1,397 @@
+"""This node's part in the cluster: which cameras it pulls, what it tells the others, and
+what it shows about the whole cluster.
+
+One loop (every quarter second) does the work in a few Redis round trips:
+
+- **fence**: a lease whose local deadline passed is dropped and its ingest stopped (a
+  separate watchdog, so a slow Redis call cannot delay it);
+- **sync** (every second, or at once when local viewers change): heartbeat into
+  ``<prefix>nodes`` (live nodes), this node's viewers per camera into the demand records
+  (which on-demand cameras are wanted) and viewer counts, the status of the cameras it
+  holds, and a read of everyone's statuses and nodes;
+- **renew** the leases it holds; **place**: take free leases of wanted cameras up to a fair
+  share (``ceil(wanted / live nodes)``; an orphan left for a second is taken regardless),
+  give up cameras nobody wants any longer (after the on-demand grace), and hand one camera
+  back every few seconds while it holds more than its share (a node that joins gets some).
+
+On SIGTERM the node stops its ingests and releases its leases at once, so the others take
+over within one loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from typing import Any
+
+from camserver.cluster.backend import Backend
+from camserver.cluster.lease import Lease, Leases
+from camserver.cluster.relay import ClusterHub, FrameRelay
+from camserver.cluster.store import ConfigFeed, RedisStore
+from camserver.errors import ClusterUnavailable
+from camserver.models import StreamState, StreamStatus
+from camserver.streaming.hub import LocalHub
+from camserver.streaming.manager import StreamManager
+from camserver.tokens import ManagedToken
+
+__all__ = ["Cluster"]
+
+log = logging.getLogger(__name__)
+
+TICK = 0.25
+SYNC_EVERY = 1.0
+NODE_TTL_MS = 5000
+ORPHAN_AFTER = 1.0
+"""A free camera this long is taken by any node, whatever its share."""
+REBALANCE_EVERY = 3.0
+
+
+class Cluster:
+    """Implements :class:`~camserver.streaming.manager.Placement` for a manager."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: RedisStore,
+        manager: StreamManager,
+        *,
+        address: str,
+        lease_ttl: float,
+        grace: float,
+        on_tokens: Any,
+    ) -> None:
+        self.backend = backend
+        self.node = backend.node
+        self.address = address
+        self.manager = manager
+        self.leases = Leases(backend, lease_ttl)
+        self.hubs: dict[str, ClusterHub] = {}
+        self.relay = FrameRelay(backend, self.hubs)
+        self.held: dict[str, Lease] = {}
+        self.grace = grace
+        self.started = time.time()
+        self.feed = ConfigFeed(
+            backend, store, manager.apply_remote, manager.drop_remote, manager.names, on_tokens
+        )
+        self.nodes: list[str] = []
+        self.node_info: dict[str, dict[str, Any]] = {}
+        self._statuses: dict[str, dict[str, Any]] = {}
+        self._viewers: dict[str, dict[str, int]] = {}
+        self._demand: dict[str, int] = {}
+        self._idle_since: dict[str, float] = {}
+        self._free_since: dict[str, float] = {}
+        self._last_sync = 0.0
+        self._last_rebalance = time.monotonic()
+        self._last_check = time.monotonic()
+        self._dirty = True
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warned = 0.0
+        manager.add_listener(self._on_state)
+
+    # -- Placement ----------------------------------------------------------------------
+
+    def new_hub(self, name: str) -> LocalHub:
+        hub = ClusterHub(name, self.relay.counters)
+        self.hubs[name] = hub
+        return hub
+
+    def changed(self, name: str) -> None:
+        self._dirty = True
+        self._wake.set()
+        self.relay.update()
+
+    def status(self, name: str, local: StreamStatus) -> StreamStatus:
+        viewers = self._cluster_viewers(name)
+        if name in self.held:
+            return local.model_copy(update={"node": self.node, "viewers": viewers})
+        raw = self._statuses.get(name)
+        if raw is not None and raw.get("node") in self.nodes:
+            return StreamStatus(**{**raw, "viewers": viewers})
+        try:
+            cfg = self.manager.config(name)
+        except Exception:
+            return local
+        if not cfg.enabled:
+            state = StreamState.STOPPED
+        elif cfg.on_demand and not self._wanted_by_viewers(name):
+            state = StreamState.IDLE
+        else:
+            state = StreamState.CONNECTING
+        return StreamStatus(state=state, viewers=viewers)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.feed.start()
+        self.relay.start()
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="cluster-loop"),
+            asyncio.create_task(self._watchdog(), name="cluster-fence"),
+        ]
+
+    async def close(self) -> None:
+        """Hand every camera over at once, leave the node list, close subscriptions."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for name in list(self.held):
+            await self._give_up(name, "node shutting down")
+        try:
+            k = self.backend.keys
+            await self.backend.call("leave", lambda: self.backend.redis.zrem(k.nodes, self.node))
+        except ClusterUnavailable:
+            pass
+        await self.relay.close()
+        await self.feed.close()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            for name, lease in list(self.held.items()):
+                if now >= lease.deadline:
+                    self.leases.expired += 1
+                    await self._drop(name, "its lease could not be renewed in time")
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK * random.uniform(0.8, 1.2))
+            self._wake.clear()
+            try:
+                await self._tick()
+            except ClusterUnavailable as exc:
+                if time.monotonic() - self._warned > 10:
+                    self._warned = time.monotonic()
+                    log.warning("cluster: %s", exc)
+            except Exception:
+                log.exception("cluster: loop turn failed")
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        if self._dirty or now - self._last_sync >= SYNC_EVERY:
+            self._dirty = False
+            await self._sync()
+        if now - self._last_check >= 5.0:  # a lost config message, at the latest now
+            self._last_check = now
+            self.feed.check()
+        await self._renew()
+        await self._place()
+
+    async def _sync(self) -> None:
+        b, k = self.backend, self.backend.keys
+        names = self.manager.names()
+        counts = [self._local_viewers(n) for n in names]
+        me = {
+            "address": self.address,
+            "cameras": sorted(self.held),
+            "viewers": sum(counts),
+            "started": self.started,
+            "beat": time.time(),
+        }
+        nodes = await b.script(
+            "heartbeat", [k.nodes, k.node(self.node)], [self.node, NODE_TTL_MS, json.dumps(me)]
+        )
+        self.nodes = sorted(n.decode() for n in nodes)
+        if names:
+            pairs = [key for n in names for key in (k.demand(n), k.viewers(n))]
+            demand = await b.script("demand", pairs, [self.node, NODE_TTL_MS, *counts])
+            self._demand = dict(zip(names, (int(d) for d in demand), strict=True))
+
+        async def exchange() -> list[Any]:
+            async with b.redis.pipeline(transaction=False) as pipe:
+                for name in self.held:
+                    status = self.manager.status(name).model_dump(mode="json")
+                    pipe.set(k.status(name), json.dumps(status), px=NODE_TTL_MS)
+                for name in names:
+                    pipe.get(k.status(name))
+                    pipe.hgetall(k.viewers(name))
+                pipe.mget([k.node(n) for n in self.nodes])
+                result: list[Any] = await pipe.execute()
+                return result
+
+        got = await b.call("sync", exchange)
+        got = got[len(self.held) :]
+        for i, name in enumerate(names):
+            raw, viewers = got[2 * i], got[2 * i + 1]
+            if raw:
+                self._statuses[name] = json.loads(raw)
+            else:
+                self._statuses.pop(name, None)
+            self._viewers[name] = {key.decode(): int(v) for key, v in viewers.items()}
+        self.node_info = {
+            n: json.loads(raw) for n, raw in zip(self.nodes, got[-1], strict=True) if raw
+        }
+        self._last_sync = time.monotonic()
+
+    async def _renew(self) -> None:
+        now = time.monotonic()
+        for name, lease in list(self.held.items()):
+            if now - lease.renewed >= self.leases.renew_every and not await self.leases.renew(
+                lease
+            ):
+                await self._drop(name, "another node holds its lease now")
+            elif name in self.hubs:
+                self.hubs[name].deadline = lease.deadline
+
+    def _wanted_by_viewers(self, name: str) -> bool:
+        return self._local_viewers(name) > 0 or self._demand.get(name, 0) > 0
+
+    def _should_run(self, name: str, now: float) -> bool:
+        if name not in self.manager:
+            return False
+        cfg = self.manager.config(name)
+        if not cfg.enabled:
+            return False
+        if not cfg.on_demand or self._wanted_by_viewers(name):
+            self._idle_since.pop(name, None)
+            return True
+        if name not in self.held:
+            return False
+        idle = self._idle_since.setdefault(name, now)
+        return now - idle < self.grace
+
+    async def _place(self) -> None:
+        b, k = self.backend, self.backend.keys
+        now = time.monotonic()
+        names = self.manager.names()
+        for name in list(self.held):
+            if name not in names or not self._should_run(name, now):
+                await self._give_up(name, "no longer wanted")
+        wanted = [n for n in names if self._should_run(n, now)]
+        for name in wanted:
+            if name in self.held and not self.manager.ingest_running(name):
+                self.manager.run_ingest(name)  # restarted after a change of URL or login
+        share = math.ceil(len(wanted) / max(1, len(self.nodes)))
+        candidates = [n for n in wanted if n not in self.held]
+        if candidates:
+            values = await b.call("leases", lambda: b.redis.mget([k.lease(n) for n in candidates]))
+            free = [n for n, v in zip(candidates, values, strict=True) if v is None]
+            for name in candidates:
+                if name not in free:
+                    self._free_since.pop(name, None)
+            random.shuffle(free)
+            room = share - len(self.held)
+            for name in free:
+                since = self._free_since.setdefault(name, now)
+                orphan = now - since >= ORPHAN_AFTER
+                # The node with viewers of an on-demand camera goes first, so that its
+                # frames need not cross Redis.
+                if name not in self.manager:
+                    continue
+                if (
+                    self.manager.config(name).on_demand
+                    and not self._local_viewers(name)
+                    and now - since < 2 * TICK
+                ):
+                    continue
+                if room <= 0 and not orphan:
+                    continue
+                lease = await self.leases.acquire(name)
+                if lease is not None:
+                    room -= 1
+                    self._free_since.pop(name, None)
+                    self._take(lease)
+        if len(self.held) > share and now - self._last_rebalance >= REBALANCE_EVERY:
+            self._last_rebalance = now
+            name = min(self.held, key=self._local_viewers)
+            await self._give_up(name, f"holding {len(self.held)} cameras, fair share {share}")
+
+    # -- taking and letting go ------------------------------------------------------------
+
+    def _take(self, lease: Lease) -> None:
+        self.held[lease.name] = lease
+        log.info("cluster: took camera %s (token %d)", lease.name, lease.token)
+        hub = self.hubs.get(lease.name)
+        if hub is not None:
+            hub.hold(lease.token, lease.deadline, self.backend)
+        self.manager.run_ingest(lease.name)
+        self.relay.update()
+        self._dirty = True
+
+    async def _drop(self, name: str, why: str) -> None:
+        """Stop pulling ``name`` because its lease is (or may be) someone else's."""
+        if self.held.pop(name, None) is None:
+            return
+        log.warning("cluster: lease lost for camera %s: %s", name, why)
+        hub = self.hubs.get(name)
+        if hub is not None:
+            hub.release()
+        await self.manager.halt_ingest(name)
+        self.relay.update()
+        self._dirty = True
+
+    async def _give_up(self, name: str, why: str) -> None:
+        """Stop pulling ``name`` first, then free its lease for another node."""
+        lease = self.held.pop(name, None)
+        if lease is None:
+            return
+        log.info("cluster: handing over camera %s (%s)", name, why)
+        hub = self.hubs.get(name)
+        if hub is not None:
+            hub.release()
+        await self.manager.halt_ingest(name)
+        with contextlib.suppress(ClusterUnavailable):  # else it expires by itself
+            await self.leases.release(lease)
+        self.relay.update()
+        self._dirty = True
+
+    # -- views ----------------------------------------------------------------------------
+
+    def _local_viewers(self, name: str) -> int:
+        hub = self.hubs.get(name)
+        return hub.viewers if hub is not None and not hub.closed else 0
+
+    def _cluster_viewers(self, name: str) -> int:
+        others = self._viewers.get(name, {})
+        live = set(self.nodes)
+        return self._local_viewers(name) + sum(
+            count for node, count in others.items() if node != self.node and node in live
+        )
+
+    def _on_state(self, name: str, status: StreamStatus) -> None:
+        if name in self.held:
+            self._dirty = True
+            self._wake.set()
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /api/cluster`` shows."""
+        nodes = []
+        for node in self.nodes:
+            info = self.node_info.get(node, {})
+            nodes.append(
+                {
+                    "id": node,
+                    "address": info.get("address"),
+                    "cameras": sorted(self.held) if node == self.node else info.get("cameras", []),
+                    "viewers": info.get("viewers", 0),
+                    "last_heartbeat": info.get("beat"),
+                    "started": info.get("started"),
+                }
+            )
+        return {
+            "node": self.node,
+            "redis": {
+                "url": self.backend.safe_url,
+                "reachable": self.backend.reachable,
+                "last_error": self.backend.last_error,
+            },
+            "nodes": nodes,
+        }
+
+
+def tokens_into(checker: Any) -> Any:
+    """A feed callback that replaces ``checker``'s managed tokens."""
+
+    def load(tokens: list[ManagedToken]) -> None:
+        checker.managed = {t.hash: t for t in tokens}
+
+    return load

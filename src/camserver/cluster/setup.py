@@ -1,0 +1,66 @@
+"""Wiring cluster mode into a running server (called by ``camserver.runtime`` only when
+``CAMSERVER_REDIS_URL`` is set, so single-node servers never import this package)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+from camserver.api.security import TokenChecker
+from camserver.cluster.backend import Backend
+from camserver.cluster.node import Cluster, tokens_into
+from camserver.cluster.store import RedisStore
+from camserver.cluster.wire import Keys
+from camserver.config import Settings
+from camserver.errors import ClusterUnavailable
+from camserver.streaming.manager import StreamManager
+
+__all__ = ["join", "open_store"]
+
+log = logging.getLogger(__name__)
+
+
+async def open_store(stack: AsyncExitStack, settings: Settings) -> RedisStore:
+    assert settings.redis_url is not None
+    backend = Backend(
+        settings.redis_url.get_secret_value(),
+        Keys(settings.redis_prefix),
+        settings.effective_node_id(),
+    )
+    stack.push_async_callback(backend.close)
+    try:
+        await backend.call("ping", backend.redis.ping)
+    except ClusterUnavailable as exc:
+        # The node starts anyway and catches up when Redis answers (ConfigFeed resyncs).
+        log.error("cluster: %s", exc)
+    return RedisStore(backend)
+
+
+async def join(
+    stack: AsyncExitStack,
+    settings: Settings,
+    store: RedisStore,
+    manager: StreamManager,
+    checker: TokenChecker,
+) -> Cluster:
+    """Start this node's part: config feed, frame relay, leases, heartbeat."""
+    backend = store.backend
+    cluster = Cluster(
+        backend,
+        store,
+        manager,
+        address=f"{settings.host}:{settings.port}",
+        lease_ttl=settings.lease_ttl,
+        grace=settings.on_demand_grace,
+        on_tokens=tokens_into(checker),
+    )
+    manager.placement = cluster
+    cluster.start()
+    stack.push_async_callback(cluster.close)
+    log.info(
+        "cluster mode: node %s on Redis %s (prefix %r)",
+        backend.node,
+        backend.safe_url,
+        settings.redis_prefix,
+    )
+    return cluster

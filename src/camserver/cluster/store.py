@@ -1,0 +1,234 @@
+"""Cluster mode's :class:`~camserver.store.StreamStore`: stream configuration and managed
+tokens in Redis, and the feed that keeps every node's copy in step.
+
+A stream is a hash ``<prefix>stream:<name>`` listed in the sorted set ``<prefix>streams``
+(by creation time); tokens are JSON in the hash ``<prefix>tokens``. Every write is one Lua
+step that also bumps ``<prefix>config:version`` and announces the change on
+``<prefix>config``; a node that sees a gap in the versions (it missed a message, Redis
+restarted, it just connected) reloads everything. Redis is run with AOF (see
+``deploy/cluster/redis.conf``), so an acknowledged change survives ``kill -9`` of Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from camserver.cluster.backend import Backend, Subscription
+from camserver.cluster.wire import ConfigChange, WireError, decode_change
+from camserver.errors import ClusterUnavailable, StreamExists, StreamNotFound
+from camserver.models import StreamConfig
+from camserver.tokens import ManagedToken
+
+__all__ = ["ConfigFeed", "RedisStore"]
+
+log = logging.getLogger(__name__)
+
+_BOOLS = ("enabled", "on_demand")
+
+
+def _fields(cfg: StreamConfig) -> list[str]:
+    out: list[str] = []
+    for key, value in cfg.model_dump(exclude={"password"}).items():
+        if value is not None:
+            out += [key, ("1" if value else "0") if key in _BOOLS else str(value)]
+    if cfg.password is not None:
+        out += ["password", cfg.password]
+    return out
+
+
+def _config(raw: dict[bytes, bytes]) -> StreamConfig:
+    data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    data.pop("created_at", None)
+    for key in _BOOLS:
+        if key in data:
+            data[key] = data[key] == "1"
+    return StreamConfig(**data)
+
+
+class RedisStore:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._b = backend
+        self._k = backend.keys
+
+    async def list(self) -> list[StreamConfig]:
+        names = await self._b.call("list", lambda: self._b.redis.zrange(self._k.streams, 0, -1))
+
+        async def read() -> list[Any]:
+            async with self._b.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self._k.stream(name.decode()))
+                result: list[Any] = await pipe.execute()
+                return result
+
+        rows = await self._b.call("list", read) if names else []
+        return [_config(row) for row in rows if row]
+
+    async def version(self) -> int:
+        got = await self._b.call("version", lambda: self._b.redis.get(self._k.version))
+        return int(got or 0)
+
+    async def _put(self, mode: str, cfg: StreamConfig) -> int:
+        k = self._k
+        got = await self._b.script(
+            "put_stream",
+            [k.stream(cfg.name), k.streams, k.version, k.config],
+            [mode, cfg.name, repr(time.time()), self._b.node, *_fields(cfg)],
+        )
+        if got == -1:
+            raise StreamExists(cfg.name)
+        if got == -2:
+            raise StreamNotFound(cfg.name)
+        return int(got)
+
+    async def add(self, cfg: StreamConfig) -> None:
+        await self._put("add", cfg)
+
+    async def update(self, cfg: StreamConfig) -> None:
+        await self._put("update", cfg)
+
+    async def delete(self, name: str) -> None:
+        k = self._k
+        got = await self._b.script(
+            "delete_stream", [k.stream(name), k.streams, k.version, k.config], [name, self._b.node]
+        )
+        if got == -2:
+            raise StreamNotFound(name)
+
+    async def close(self) -> None:
+        """The backend is closed by its owner."""
+
+    async def list_tokens(self) -> builtins.list[ManagedToken]:
+        raw = await self._b.call("tokens", lambda: self._b.redis.hgetall(self._k.tokens))
+        tokens = [ManagedToken(**json.loads(v)) for v in raw.values()]
+        return sorted(tokens, key=lambda t: t.created_at)
+
+    async def _put_token(self, token_id: str, value: str) -> bool:
+        k = self._k
+        got = await self._b.script(
+            "put_token", [k.tokens, k.version, k.config], [token_id, value, self._b.node]
+        )
+        return bool(got != -2)
+
+    async def add_token(self, token: ManagedToken) -> None:
+        await self._put_token(token.id, json.dumps(dataclasses.asdict(token)))
+
+    async def delete_token(self, token_id: str) -> bool:
+        return await self._put_token(token_id, "")
+
+    async def touch_token(self, token_id: str, when: float) -> None:
+        # Bookkeeping only: no announcement, and last write wins.
+        raw = await self._b.call("token", lambda: self._b.redis.hget(self._k.tokens, token_id))
+        if raw:
+            data = json.loads(raw)
+            if (data.get("last_used") or 0) < when:
+                data["last_used"] = when
+                await self._b.call(
+                    "token",
+                    lambda: self._b.redis.hset(self._k.tokens, token_id, json.dumps(data)),
+                )
+
+
+class ConfigFeed:
+    """Applies configuration changes announced by any node, in version order; reloads
+    everything after a gap, on (re)connect, and when a periodic version check disagrees."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: RedisStore,
+        apply: Callable[[StreamConfig], Awaitable[None]],
+        drop: Callable[[str], Awaitable[None]],
+        names: Callable[[], list[str]],
+        tokens: Callable[[list[ManagedToken]], None],
+    ) -> None:
+        self._b = backend
+        self._store = store
+        self._apply, self._drop, self._names, self._tokens = apply, drop, names, tokens
+        self.version = 0
+        self.resyncs = 0
+        self._queue: asyncio.Queue[ConfigChange | None] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.subscription = Subscription(backend, "config", self._on_message, self._on_connect)
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="config-feed")
+        self.subscription.want({self._b.keys.config})
+        self.subscription.start()
+
+    async def close(self) -> None:
+        await self.subscription.close()
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        try:
+            self._queue.put_nowait(decode_change(data))
+        except WireError as exc:
+            log.warning("ignored a config message: %s", exc)
+
+    async def _on_connect(self) -> None:
+        self._queue.put_nowait(None)  # None: reload everything
+
+    def check(self) -> None:
+        """Ask for a version check (a safety net for a lost message)."""
+        self._queue.put_nowait(ConfigChange("put", "", -1, ""))
+
+    async def _work(self) -> None:
+        while True:
+            change = await self._queue.get()
+            try:
+                await self._handle(change)
+            except ClusterUnavailable as exc:
+                log.warning("config feed: %s", exc)
+                self.version = -1  # reload once Redis answers again
+            except Exception:
+                log.exception("config feed: applying a change failed")
+                self.version = -1
+
+    async def _handle(self, change: ConfigChange | None) -> None:
+        if change is not None and change.version == -1:  # periodic check
+            if await self._store.version() != self.version:
+                await self.resync()
+            return
+        if change is None or change.version != self.version + 1:
+            if change is None or change.version > self.version:
+                await self.resync()
+            return
+        self.version = change.version
+        if change.node == self._b.node:
+            return  # applied when it was made here
+        if change.op == "tokens":
+            self._tokens(await self._store.list_tokens())
+        elif change.op == "delete":
+            await self._drop(change.name)
+        else:
+            raw = await self._b.call(
+                "stream", lambda: self._b.redis.hgetall(self._b.keys.stream(change.name))
+            )
+            if raw:
+                await self._apply(_config(raw))
+
+    async def resync(self) -> None:
+        """Make this node's streams and tokens what Redis holds."""
+        version = await self._store.version()
+        configs = await self._store.list()
+        tokens = await self._store.list_tokens()
+        self.resyncs += 1
+        wanted = {cfg.name for cfg in configs}
+        for cfg in configs:
+            await self._apply(cfg)
+        for name in self._names():
+            if name not in wanted:
+                await self._drop(name)
+        self._tokens(tokens)
+        self.version = version
+        log.info("config: in step with Redis at version %d (%d streams)", version, len(configs))

@@ -1,0 +1,155 @@
+"""What cluster nodes put on Redis, with no I/O: key names, the frame message and the
+config-change message.
+
+A frame crosses Redis as one binary pub/sub message on ``<prefix>frame:<stream>``::
+
+    version u8 | fencing token u64 | seq u64 | ts f64 | camera_ts length u16 | camera_ts | JPEG
+
+(network byte order, 27 bytes plus the camera's timestamp). No JSON, no base64: a 25 KB
+JPEG costs 25 KB plus the header.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "ConfigChange",
+    "FrameMessage",
+    "Keys",
+    "WireError",
+    "decode_change",
+    "decode_frame",
+    "encode_change",
+    "encode_frame",
+]
+
+VERSION = 1
+_HEAD = struct.Struct("!BQQdH")
+
+
+class WireError(ValueError):
+    """A message that is not one camserver wrote."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every Redis key and channel, under one prefix (``cs:`` by default)."""
+
+    prefix: str = "cs:"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}lease:{name}"
+
+    def fence(self, name: str) -> str:
+        return f"{self.prefix}fence:{name}"
+
+    def frames(self, name: str) -> str:
+        return f"{self.prefix}frame:{name}"
+
+    def demand(self, name: str) -> str:
+        return f"{self.prefix}demand:{name}"
+
+    def status(self, name: str) -> str:
+        return f"{self.prefix}status:{name}"
+
+    def viewers(self, name: str) -> str:
+        return f"{self.prefix}viewers:{name}"
+
+    def stream(self, name: str) -> str:
+        return f"{self.prefix}stream:{name}"
+
+    def node(self, node: str) -> str:
+        return f"{self.prefix}node:{node}"
+
+    @property
+    def streams(self) -> str:
+        return f"{self.prefix}streams"
+
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}tokens"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}nodes"
+
+    @property
+    def version(self) -> str:
+        return f"{self.prefix}config:version"
+
+    @property
+    def config(self) -> str:
+        """The channel that announces every configuration change."""
+        return f"{self.prefix}config"
+
+    @property
+    def sio(self) -> str:
+        """python-socketio's manager channel (status and discovery events only)."""
+        return f"{self.prefix}sio"
+
+    def frame_stream(self, channel: str | bytes) -> str:
+        """The stream a frame channel belongs to."""
+        text = channel.decode() if isinstance(channel, bytes) else channel
+        head = f"{self.prefix}frame:"
+        if not text.startswith(head):
+            raise WireError(f"not a frame channel: {text!r}")
+        return text[len(head) :]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMessage:
+    token: int
+    seq: int
+    ts: float
+    camera_ts: str | None
+    data: bytes
+
+
+def encode_frame(token: int, seq: int, ts: float, camera_ts: str | None, data: bytes) -> bytes:
+    stamp = (camera_ts or "").encode()[:255]
+    return _HEAD.pack(VERSION, token, seq, ts, len(stamp)) + stamp + data
+
+
+def decode_frame(message: bytes) -> FrameMessage:
+    if len(message) < _HEAD.size:
+        raise WireError(f"frame message of {len(message)} bytes is shorter than its header")
+    version, token, seq, ts, stamp_len = _HEAD.unpack_from(message)
+    if version != VERSION:
+        raise WireError(f"frame message version {version}, expected {VERSION}")
+    start = _HEAD.size + stamp_len
+    if len(message) < start:
+        raise WireError("frame message cut inside its camera timestamp")
+    stamp = message[_HEAD.size : start].decode(errors="replace") or None
+    return FrameMessage(token, seq, ts, stamp, message[start:])
+
+
+Op = Literal["put", "delete", "tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    op: Op
+    name: str
+    version: int
+    node: str
+
+
+def encode_change(change: ConfigChange) -> str:
+    return json.dumps(
+        {"op": change.op, "name": change.name, "v": change.version, "node": change.node}
+    )
+
+
+def decode_change(raw: bytes | str) -> ConfigChange:
+    try:
+        data: Any = json.loads(raw)
+        op, name, version, node = data["op"], data["name"], data["v"], data["node"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WireError(f"not a config change: {raw!r:.80}") from exc
+    if op not in ("put", "delete", "tokens") or not isinstance(version, int):
+        raise WireError(f"not a config change: {raw!r:.80}")
+    return ConfigChange(op, str(name), version, str(node))
