@@ -16,7 +16,8 @@ source scripts/lib.sh
 # chromium: the dashboard tests drive Debian's Chromium with Playwright.
 # ffmpeg: decodes the MJPEG re-stream as a real third-party client.
 # motion: baseline (b) of the benchmarks' smoke run.
-apt_need iproute2 chromium ffmpeg motion
+# redis-server, haproxy: cluster mode runs on real ones (tests/cluster/).
+apt_need iproute2 chromium ffmpeg motion redis-server haproxy
 export CAMSERVER_TEST_OUTPUT="${CAMSERVER_TEST_OUTPUT:-$PWD/test-output}"
 export CAMSERVER_STRICT=1
 echo "== ruff"; .venv/bin/ruff check src tests bench scripts

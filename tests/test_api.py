@@ -134,7 +134,9 @@ async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraF
         "last_error",
         "upstream_connects",
         "viewers",
+        "node",
     }
+    assert st["node"] is None  # one node: no cluster
 
     r = await server.client.post("/api/streams/c1/stop")
     assert r.status_code == 200

@@ -78,7 +78,8 @@ async def test_frames_are_binary_with_consecutive_seq(
     assert ack["status"]["state"] == "streaming"
     await wait_for(lambda: len(v.frames) >= 20, what="20 frames")
     f = v.frames[-1]
-    assert set(f) == {"name", "seq", "ts", "data", "received"}
+    assert set(f) == {"name", "seq", "ts", "token", "data", "received"}
+    assert f["token"] == 0  # one node: no cluster lease
     assert f["name"] == "c1"
     assert isinstance(f["data"], bytes)
     assert f["data"][:2] == b"\xff\xd8"

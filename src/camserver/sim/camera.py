@@ -209,6 +209,10 @@ class SimCamera:
         self.tcp_connections = 0
         self.stream_connections = 0
         self.active_streams = 0
+        self.stream_clients = 0
+        """Connections open on the stream port now, served or waiting for their turn."""
+        self.max_stream_clients = 0
+        """The most at once: above 1, two readers wanted this camera at the same time."""
         self.frames_sent = 0
         self.captures = 0
         """Answers to ``/capture`` (snapshots taken from the camera itself)."""
@@ -287,6 +291,8 @@ class SimCamera:
             "tcp_connections": self.tcp_connections,
             "stream_connections": self.stream_connections,
             "active_streams": self.active_streams,
+            "stream_clients": self.stream_clients,
+            "max_stream_clients": self.max_stream_clients,
             "frames_sent": self.frames_sent,
             "captures": self.captures,
         }
@@ -399,6 +405,8 @@ class SimCamera:
     ) -> None:
         self.tcp_connections += 1
         self._stream_writers.add(writer)
+        self.stream_clients += 1
+        self.max_stream_clients = max(self.max_stream_clients, self.stream_clients)
         try:
             # One client at a time: the next one waits here, accepted but unanswered.
             async with self._stream_lock:
@@ -427,6 +435,7 @@ class SimCamera:
         except (ConnectionError, TimeoutError):
             pass
         finally:
+            self.stream_clients -= 1
             self._stream_writers.discard(writer)
             writer.close()
 

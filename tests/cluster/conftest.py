@@ -1,0 +1,192 @@
+"""A real cluster on loopback: redis-server (with the shipped configuration), simulated
+ESP32-CAMs and camserver nodes as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from camserver.sim.camera import SimCamera
+from tests.conftest import Proc, free_port, wait_for, wait_healthy
+from tests.test_socketio import Viewer
+
+REDIS_CONF = Path(__file__).parents[2] / "deploy" / "cluster" / "redis.conf"
+HEADERS = {"X-Requested-With": "camserver-tests"}
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [
+                    *("redis-server", str(REDIS_CONF), "--port", str(self.port)),
+                    *("--dir", str(self.dir), "--bind", "127.0.0.1"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def ready(self) -> None:
+        async def up() -> bool:
+            try:
+                async with self.client() as r:
+                    return bool(await r.ping())
+            except Exception:
+                return False
+
+        await wait_for(up, 10, 0.05, what="redis-server")
+
+    def client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(self.url)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass
+class Cluster:
+    redis: RedisServer
+    nodes: list[Proc]
+    cams: list[SimCamera]
+    http: httpx.AsyncClient
+    start_node: Callable[[str], Proc]
+    stack: AsyncExitStack
+    viewers: list[Viewer] = field(default_factory=list)
+
+    def url(self, i: int) -> str:
+        return self.nodes[i].url
+
+    async def add_streams(self, on: int = 0, **extra: Any) -> None:
+        for i, cam in enumerate(self.cams):
+            r = await self.http.post(
+                self.url(on) + "/api/streams",
+                json={"name": f"cam{i}", "host": cam.address, **extra},
+            )
+            assert r.status_code == 201, r.text
+
+    async def streams(self, i: int) -> dict[str, dict[str, Any]]:
+        r = await self.http.get(self.url(i) + "/api/streams")
+        assert r.status_code == 200, r.text
+        return {s["name"]: s for s in r.json()}
+
+    async def holders(self) -> dict[str, str]:
+        """Camera → node id, from Redis' leases."""
+        async with self.redis.client() as r:
+            out = {}
+            for i in range(len(self.cams)):
+                value = await r.get(f"cs:lease:cam{i}")
+                if value:
+                    out[f"cam{i}"] = text(value).rpartition("|")[0]
+            return out
+
+    async def all_held(self) -> bool:
+        return len(await self.holders()) == len(self.cams)
+
+    def node_index(self, node_id: str) -> int:
+        return int(node_id.removeprefix("n")) - 1
+
+    async def viewer(self, i: int, *names: str) -> Viewer:
+        v = Viewer()
+        await v.sio.connect(self.url(i), transports=["websocket"], wait_timeout=5)
+        self.stack.push_async_callback(v.sio.disconnect)
+        for name in names:
+            ack = await v.join(name)
+            assert ack["ok"], ack
+        self.viewers.append(v)
+        return v
+
+    def max_clients(self) -> list[int]:
+        return [cam.max_stream_clients for cam in self.cams]
+
+    def pause(self, i: int) -> None:
+        self.nodes[i].proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self.nodes[i].proc.send_signal(signal.SIGCONT)
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def frames_of(v: Viewer, name: str, since: int = 0) -> list[dict[str, Any]]:
+    return [f for f in v.frames[since:] if f["name"] == name]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+ClusterFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_cluster(
+    redis_server: RedisServer, spawn: Callable[..., Proc], tmp_path: Path
+) -> AsyncIterator[ClusterFactory]:
+    async with AsyncExitStack() as stack:
+
+        async def make(nodes: int = 3, cams: int = 3, **env: str) -> Cluster:
+            await redis_server.ready()
+            sims = [
+                await stack.enter_async_context(SimCamera(f"cam{i}", fps=10, framesize=5))
+                for i in range(cams)
+            ]
+
+            def start_node(node_id: str) -> Proc:
+                return spawn(
+                    env={
+                        "CAMSERVER_REDIS_URL": redis_server.url,
+                        "CAMSERVER_NODE_ID": node_id,
+                        "CAMSERVER_DB": str(tmp_path / f"{node_id}.db"),
+                        "CAMSERVER_ON_DEMAND_GRACE": "2",
+                        **{f"CAMSERVER_{k.upper()}": v for k, v in env.items()},
+                    }
+                )
+
+            procs = [start_node(f"n{i + 1}") for i in range(nodes)]
+            await asyncio.gather(*(wait_healthy(p) for p in procs))
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(trust_env=False, headers=HEADERS, timeout=10)
+            )
+            return Cluster(redis_server, procs, sims, http, start_node, stack)
+
+        yield make
+
+
+def sigcont_all(procs: list[Proc]) -> None:
+    """Never leave a stopped process behind (teardown kills it, but it must run first)."""
+    for p in procs:
+        if p.proc.poll() is None:
+            os.kill(p.proc.pid, signal.SIGCONT)
