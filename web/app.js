@@ -301,7 +301,8 @@ async function loadFound() {
     for (const cam of data) found.set(where(cam), cam);
     renderFound();
   } else if (status === 503) {
-    scanState.textContent = data.detail;
+    // A load balancer's own 503 (no node up for a moment) has no JSON body.
+    scanState.textContent = (data && data.detail) || "Discovery is not available right now";
   }
 }
 

@@ -88,6 +88,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # default: every JPEG, which does not compress, would be deflated once per viewer.
         "ws_per_message_deflate": False,
         "timeout_graceful_shutdown": 3,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
 

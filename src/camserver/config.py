@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
 
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Comma-separated addresses of reverse proxies (e.g. the cluster's haproxy) "
+        "whose X-Forwarded-For names the real client, for per-client limits ('*' = any).",
+    )
+
     redis_url: SecretStr | None = Field(
         None,
         description="Cluster mode: the Redis server the nodes share (redis://[:password@]host:"
