@@ -1,0 +1,112 @@
+"""RedisStore and the Lua lease scripts against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from camserver.cluster.backend import Backend
+from camserver.cluster.lease import Leases
+from camserver.cluster.store import RedisStore
+from camserver.cluster.wire import Keys
+from camserver.errors import ClusterUnavailable, StreamExists, StreamNotFound
+from camserver.models import StreamConfig
+from camserver.tokens import ManagedToken
+from tests.cluster.conftest import RedisServer
+
+pytestmark = pytest.mark.requires("redis-server")
+
+
+@pytest.fixture
+async def backends(redis_server: RedisServer) -> AsyncIterator[tuple[Backend, Backend]]:
+    await redis_server.ready()
+    a = Backend(redis_server.url, Keys(), "a")
+    b = Backend(redis_server.url, Keys(), "b")
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_streams_and_tokens_round_trip_with_errors(
+    backends: tuple[Backend, Backend],
+) -> None:
+    store = RedisStore(backends[0])
+    cfg = StreamConfig.for_host("porch", "10.0.0.5").model_copy(
+        update={"username": "admin", "password": "pw", "auth_scheme": "digest", "on_demand": True}
+    )
+    await store.add(cfg)
+    await store.add(StreamConfig.for_host("yard", "10.0.0.6"))
+    with pytest.raises(StreamExists):
+        await store.add(cfg)
+    assert [c.name for c in await store.list()] == ["porch", "yard"]  # in creation order
+    got = (await store.list())[0]
+    assert got == cfg
+    assert got.password == "pw"
+    await store.update(cfg.model_copy(update={"enabled": False, "password": None}))
+    changed = (await store.list())[0]
+    assert changed.enabled is False
+    assert changed.password is None
+    with pytest.raises(StreamNotFound):
+        await store.update(StreamConfig.for_host("nope", "10.0.0.7"))
+    await store.delete("yard")
+    with pytest.raises(StreamNotFound):
+        await store.delete("yard")
+    assert await store.version() == 4
+
+    token = ManagedToken("t1", "phone", "hash1", "view", ["porch"], 1.0)
+    await store.add_token(token)
+    await store.touch_token("t1", 5.0)
+    await store.touch_token("t1", 3.0)  # older: ignored
+    assert await store.list_tokens() == [
+        ManagedToken("t1", "phone", "hash1", "view", ["porch"], 1.0, None, 5.0)
+    ]
+    assert await store.delete_token("t1") is True
+    assert await store.delete_token("t1") is False
+    assert await store.list_tokens() == []
+
+
+async def test_lease_is_exclusive_fenced_and_released_only_by_its_holder(
+    backends: tuple[Backend, Backend],
+) -> None:
+    a, b = (Leases(x, 1.0) for x in backends)
+    first = await a.acquire("cam")
+    assert first is not None
+    assert first.token > 10**15
+    assert await b.acquire("cam") is None
+    assert await a.holders(["cam", "other"]) == {"cam": "a"}
+    # The fenced publish refuses a non-holder.
+    k = backends[1].keys
+    refused = await backends[1].script(
+        "publish", [k.lease("cam"), k.frames("cam")], [f"b|{first.token}", b"x"]
+    )
+    assert refused == -1
+    assert (
+        await backends[0].script(
+            "publish", [k.lease("cam"), k.frames("cam")], [first.value("a"), b"x"]
+        )
+        == 0
+    )  # ours, nobody listening
+    await asyncio.sleep(1.2)  # expired: b takes it with a higher token
+    second = await b.acquire("cam")
+    assert second is not None
+    assert second.token == first.token + 1
+    assert await a.renew(first) is False
+    assert a.lost == 1
+    await a.release(first)  # not a's any more: nothing happens
+    assert await a.holders(["cam"]) == {"cam": "b"}
+    await b.release(second)
+    assert await a.holders(["cam"]) == {}
+
+
+async def test_an_unreachable_redis_is_one_clear_error(redis_server: RedisServer) -> None:
+    await redis_server.ready()
+    redis_server.stop()
+    backend = Backend(redis_server.url.replace("redis://", "redis://:secret@"), Keys(), "a")
+    store = RedisStore(backend)
+    with pytest.raises(ClusterUnavailable, match=r"redis://\*\*\*@127\.0\.0\.1.*refused"):
+        await store.add(StreamConfig.for_host("porch", "10.0.0.5"))
+    assert backend.reachable is False
+    assert "secret" not in str(backend.last_error)
+    await backend.close()
