@@ -157,7 +157,9 @@ async def make_cluster(
 ) -> AsyncIterator[ClusterFactory]:
     async with AsyncExitStack() as stack:
 
-        async def make(nodes: int = 3, cams: int = 3, **env: str) -> Cluster:
+        async def make(
+            nodes: int = 3, cams: int = 3, redis_urls: dict[str, str] | None = None, **env: str
+        ) -> Cluster:
             await redis_server.ready()
             sims = [
                 await stack.enter_async_context(SimCamera(f"cam{i}", fps=10, framesize=5))
@@ -167,7 +169,7 @@ async def make_cluster(
             def start_node(node_id: str) -> Proc:
                 return spawn(
                     env={
-                        "CAMSERVER_REDIS_URL": redis_server.url,
+                        "CAMSERVER_REDIS_URL": (redis_urls or {}).get(node_id, redis_server.url),
                         "CAMSERVER_NODE_ID": node_id,
                         "CAMSERVER_DB": str(tmp_path / f"{node_id}.db"),
                         "CAMSERVER_ON_DEMAND_GRACE": "2",
@@ -190,3 +192,48 @@ def sigcont_all(procs: list[Proc]) -> None:
     for p in procs:
         if p.proc.poll() is None:
             os.kill(p.proc.pid, signal.SIGCONT)
+
+
+class TcpRelay:
+    """A loopback TCP relay to Redis that a test can cut, like a network partition between
+    one node and Redis (the node keeps its cameras and viewers)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    def cut(self) -> None:
+        """Stop accepting, and drop every open connection at once."""
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()

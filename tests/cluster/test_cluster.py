@@ -12,8 +12,16 @@ import time
 import httpx
 import pytest
 
-from tests.cluster.conftest import Cluster, ClusterFactory, frames_of, sigcont_all, text
-from tests.conftest import wait_for
+from tests.cluster.conftest import (
+    Cluster,
+    ClusterFactory,
+    RedisServer,
+    TcpRelay,
+    frames_of,
+    sigcont_all,
+    text,
+)
+from tests.conftest import wait_for, wait_healthy
 
 pytestmark = pytest.mark.requires("redis-server")
 
@@ -293,3 +301,106 @@ async def test_on_demand_watched_through_another_node(make_cluster: ClusterFacto
     await wait_for(lambda: c.cams[0].stream_clients == 0, 10, what="released after the grace")
     assert await c.holders() == {}
     assert c.max_clients() == [1]
+
+
+async def test_sigterm_hands_cameras_over_at_once_and_a_new_node_takes_a_share(
+    make_cluster: ClusterFactory,
+) -> None:
+    c: Cluster = await make_cluster(nodes=2, cams=4)
+    await c.add_streams()
+    await wait_for(c.all_held, 15, 0.1, what="every camera held")
+
+    async def two_each() -> bool:
+        return await _held_by(c) == {"n1": 2, "n2": 2}
+
+    await wait_for(two_each, 15, 0.1, what="two cameras per node")
+    # A third node joins: it gets a share, handed over one camera at a time.
+    c.nodes.append(c.start_node("n3"))
+    await wait_healthy(c.nodes[2])
+
+    async def shared() -> bool:
+        held = await _held_by(c)
+        return held.get("n3", 0) >= 1 and max(held.values()) <= 2 and sum(held.values()) == 4
+
+    await wait_for(shared, 20, 0.2, what="the new node to take a share")
+    assert max(c.max_clients()) == 1
+    # SIGTERM: the leaving node releases its leases on the way out, so the others take
+    # its cameras within a loop turn or two, not after the lease's 3 s.
+    held = await c.holders()
+    leaving = next(name for name, node in held.items() if node == "n3")
+    before = c.cams[int(leaving.removeprefix("cam"))].stream_connections
+    c.nodes[2].proc.terminate()
+    t0 = time.monotonic()
+
+    async def taken() -> bool:
+        return (await c.holders()).get(leaving) in ("n1", "n2")
+
+    await wait_for(taken, 10, 0.02, what="the camera taken over")
+    took = time.monotonic() - t0
+    assert c.nodes[2].proc.wait(10) == 0
+    assert took < 2.0, f"hand-over took {took:.2f} s"
+    assert c.cams[int(leaving.removeprefix("cam"))].stream_connections == before + 1
+    assert max(c.max_clients()) == 1
+
+
+async def _held_by(c: Cluster) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for node in (await c.holders()).values():
+        out[node] = out.get(node, 0) + 1
+    return out
+
+
+async def test_a_node_cut_off_from_redis_lets_its_cameras_go_first(
+    make_cluster: ClusterFactory, redis_server: RedisServer
+) -> None:
+    await redis_server.ready()
+    relay = TcpRelay(redis_server.port)
+    c: Cluster = await make_cluster(redis_urls={"n3": await relay.start()})
+    await c.add_streams()
+    held = await settled(c)
+    cut_off = next(name for name, node in held.items() if node == "n3")
+    cam = c.cams[int(cut_off.removeprefix("cam"))]
+    viewer = await c.viewer(0, cut_off)
+    await wait_for(lambda: len(viewer.frames) >= 5, 15, what="frames")
+    relay.cut()
+    t0 = time.monotonic()
+
+    async def unhealthy() -> bool:
+        return (await c.http.get(c.url(2) + "/healthz")).status_code == 503
+
+    await wait_for(unhealthy, 5, 0.1, what="n3 to report degraded")
+    assert time.monotonic() - t0 < 3.5
+    # n3 stops pulling before its lease can expire in Redis; then another node takes it.
+    await wait_for(lambda: cam.stream_clients == 0, 5, 0.02, what="n3 to let the camera go")
+    let_go = time.monotonic() - t0
+    assert let_go < 3.0, let_go
+    await wait_for(
+        lambda: any(f["token"] > viewer.frames[0]["token"] for f in viewer.frames),
+        10,
+        what="frames from the new holder",
+    )
+    assert (await c.holders())[cut_off] in ("n1", "n2")
+    assert cam.max_stream_clients == 1  # never two readers, even for a moment
+    assert c.nodes[2].proc.poll() is None
+
+
+async def test_a_dropped_subscriber_resubscribes_by_itself(make_cluster: ClusterFactory) -> None:
+    c: Cluster = await make_cluster(nodes=2, cams=1)
+    await c.add_streams()
+    holders = await settled(c)
+    other = 1 - c.node_index(holders["cam0"])
+    viewer = await c.viewer(other, "cam0")
+    await wait_for(lambda: len(viewer.frames) >= 5, 15, what="relayed frames")
+    async with c.redis.client() as r:
+        # What Redis does to a subscriber over its output buffer limit.
+        killed = await r.client_kill_filter(_type="pubsub")
+        assert killed >= 2  # frames and config subscriptions at least
+    mark = len(viewer.frames)
+    await wait_for(lambda: len(viewer.frames) >= mark + 20, 15, what="frames again")
+    r2 = await c.http.post(c.url(other) + "/api/streams", json={"name": "x", "host": "127.0.0.1"})
+    assert r2.status_code == 201
+    await wait_for(lambda: _has(c, 1 - other, "x"), 5, 0.05, what="config changes flowing again")
+
+
+async def _has(c: Cluster, i: int, name: str) -> bool:
+    return name in await c.streams(i)

@@ -85,6 +85,8 @@ class Cluster:
         self._demand: dict[str, int] = {}
         self._idle_since: dict[str, float] = {}
         self._free_since: dict[str, float] = {}
+        self._cooldown: dict[str, float] = {}
+        """Camera → until when this node leaves it to others (it just handed it over)."""
         self._last_sync = 0.0
         self._last_rebalance = time.monotonic()
         self._last_check = time.monotonic()
@@ -282,6 +284,8 @@ class Cluster:
             room = share - len(self.held)
             for name in free:
                 since = self._free_since.setdefault(name, now)
+                if self._cooldown.get(name, 0.0) > now and now - since < ORPHAN_AFTER:
+                    continue
                 orphan = now - since >= ORPHAN_AFTER
                 # The node with viewers of an on-demand camera goes first, so that its
                 # frames need not cross Redis.
@@ -300,10 +304,24 @@ class Cluster:
                     room -= 1
                     self._free_since.pop(name, None)
                     self._take(lease)
-        if len(self.held) > share and now - self._last_rebalance >= REBALANCE_EVERY:
+        if now - self._last_rebalance >= REBALANCE_EVERY and self._overloaded(share):
             self._last_rebalance = now
             name = min(self.held, key=self._local_viewers)
+            # Another node takes it: not this one again for a while.
+            self._cooldown[name] = now + REBALANCE_EVERY
             await self._give_up(name, f"holding {len(self.held)} cameras, fair share {share}")
+
+    def _overloaded(self, share: int) -> bool:
+        """More than the fair share, or two more cameras than the least busy live node
+        (say one that just joined)."""
+        if len(self.held) > share:
+            return True
+        others = [
+            len(info.get("cameras", []))
+            for node, info in self.node_info.items()
+            if node != self.node and node in self.nodes
+        ]
+        return bool(others) and len(self.held) - min(others) >= 2
 
     # -- taking and letting go ------------------------------------------------------------
 
