@@ -223,6 +223,7 @@ class Subscription:
         self._changed = asyncio.Event()
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self._closing = False
 
     @property
     def channels(self) -> frozenset[str]:
@@ -238,13 +239,16 @@ class Subscription:
             self._changed.set()
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Python 3.11's wait_for can lose a cancellation that lands as its inner call
+            # ends; the flag ends the loop anyway, and shutdown never waits long for it.
+            await asyncio.wait({self._task}, timeout=3)
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._closing:
             pubsub = self._backend.redis.pubsub()
             try:
                 await self._serve(pubsub)
@@ -273,7 +277,7 @@ class Subscription:
         await pubsub.subscribe(f"{self._backend.keys.prefix}nothing")
         self._changed.set()
         first = True
-        while True:
+        while not self._closing:
             if self._changed.is_set():
                 self._changed.clear()
                 wanted = set(self._channels)

@@ -93,6 +93,7 @@ class Cluster:
         self._dirty = True
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         self._warned = 0.0
         manager.add_listener(self._on_state)
 
@@ -139,9 +140,11 @@ class Cluster:
 
     async def close(self) -> None:
         """Hand every camera over at once, leave the node list, close subscriptions."""
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # (3.11's wait_for can lose a cancel: the flag ends the loops too)
+            await asyncio.wait(self._tasks, timeout=3)
         for name in list(self.held):
             await self._give_up(name, "node shutting down")
         try:
@@ -155,7 +158,7 @@ class Cluster:
     # -- the loop ---------------------------------------------------------------------------
 
     async def _watchdog(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(0.05)
             now = time.monotonic()
             for name, lease in list(self.held.items()):
@@ -164,7 +167,7 @@ class Cluster:
                     await self._drop(name, "its lease could not be renewed in time")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK * random.uniform(0.8, 1.2))
             self._wake.clear()
