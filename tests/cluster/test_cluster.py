@@ -339,7 +339,8 @@ async def test_sigterm_hands_cameras_over_at_once_and_a_new_node_takes_a_share(
     took = time.monotonic() - t0
     assert c.nodes[2].proc.wait(10) == 0
     assert took < 2.0, f"hand-over took {took:.2f} s"
-    assert c.cams[int(leaving.removeprefix("cam"))].stream_connections == before + 1
+    moved = c.cams[int(leaving.removeprefix("cam"))]
+    await wait_for(lambda: moved.stream_connections == before + 1, 5, what="its new reader")
     assert max(c.max_clients()) == 1
 
 
@@ -404,3 +405,26 @@ async def test_a_dropped_subscriber_resubscribes_by_itself(make_cluster: Cluster
 
 async def _has(c: Cluster, i: int, name: str) -> bool:
     return name in await c.streams(i)
+
+
+async def test_redis_back_empty_gets_the_configuration_back(
+    make_cluster: ClusterFactory,
+) -> None:
+    """A Redis restarted without its data (no AOF): nodes put back what they knew."""
+    c: Cluster = await make_cluster()
+    await c.add_streams()
+    await settled(c)
+    c.redis.kill9()
+    for f in c.redis.dir.glob("appendonlydir/*"):
+        f.unlink()
+    c.redis.start()
+    await c.redis.ready()
+    back = time.monotonic()
+    await wait_for(c.all_held, 15, 0.1, what="every camera held again")
+    assert time.monotonic() - back < 15
+    views = [await c.streams(i) for i in range(3)]
+    assert all(sorted(v) == list(CAMS) for v in views)
+    async with c.redis.client() as r:
+        assert await r.zcard("cs:streams") == 3
+    await wait_for(lambda: [cam.stream_clients for cam in c.cams] == [1, 1, 1], 10)
+    assert max(c.max_clients()) == 1

@@ -70,7 +70,8 @@ def test_keys_share_one_prefix_and_channels_map_back_to_streams() -> None:
         k.frame_stream("cs:frame:porch")
     names = {k.fence("s"), k.demand("s"), k.status("s"), k.viewers("s"), k.stream("s")}
     names |= {k.node("n"), k.streams, k.tokens, k.nodes, k.version, k.config, k.sio}
-    assert len(names) == 12
+    names |= {k.alive, k.quiet}
+    assert len(names) == 14
     assert all(n.startswith("lab:") for n in names)
 
 

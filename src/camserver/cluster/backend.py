@@ -29,10 +29,19 @@ __all__ = ["Backend", "Subscription"]
 
 log = logging.getLogger(__name__)
 
-# KEYS: lease, fence. ARGV: node, ttl ms. The token is 0 when someone holds the lease.
-# The fence counter starts from Redis' clock in microseconds when missing (a Redis that
-# lost its data must not hand out a token an old holder already had).
+# KEYS: lease, fence, alive, quiet. ARGV: node, ttl ms. Returns the token; 0 when someone
+# holds the lease, -1 while no lease is handed out. A Redis that lost its data (restarted
+# without persistence: "alive" missing) may have forgotten leases that their holders use
+# until their deadlines, so nobody gets one for one TTL ("quiet"): by then every former
+# holder has stopped. The fence counter starts from Redis' clock in microseconds when
+# missing, so no token is ever handed out twice.
 ACQUIRE = """
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[3], '1')
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
+  return -1
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local t = redis.call('TIME')
@@ -129,6 +138,24 @@ local v = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', KEYS[3], cjson.encode({op='tokens', name=ARGV[1], v=v, node=ARGV[3]}))
 return v
 """
+# KEYS: version, streams index, tokens hash, config channel. ARGV: version, prefix of stream
+# keys, JSON [[name, [field, value, ...]], ...], JSON {id: token JSON}, node. Puts a lost
+# configuration back in one step, unless some node already did (or it was never lost), and
+# tells every node to reload.
+RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i, stream in ipairs(cjson.decode(ARGV[3])) do
+  local key = ARGV[2] .. stream[1]
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(stream[2]))
+  redis.call('ZADD', KEYS[2], i, stream[1])
+end
+for id, token in pairs(cjson.decode(ARGV[4])) do redis.call('HSET', KEYS[3], id, token) end
+redis.call('SET', KEYS[1], ARGV[1])
+local reload = {op='reload', name='', v=tonumber(ARGV[1]), node=ARGV[5]}
+redis.call('PUBLISH', KEYS[4], cjson.encode(reload))
+return 1
+"""
 
 
 class Backend:
@@ -155,6 +182,7 @@ class Backend:
                 "put_stream": PUT_STREAM,
                 "delete_stream": DELETE_STREAM,
                 "put_token": PUT_TOKEN,
+                "restore": RESTORE,
             }.items()
         }
         self.last_ok = 0.0

@@ -46,6 +46,8 @@ class Leases:
         self.lost = 0
         self.expired = 0
         self.released = 0
+        self.quiet = False
+        """The last acquire found Redis handing out no leases (it just lost its data)."""
 
     @property
     def renew_every(self) -> float:
@@ -60,10 +62,13 @@ class Leases:
         sent = time.monotonic()
         token = int(
             await self._b.script(
-                "acquire", [k.lease(name), k.fence(name)], [self._b.node, self._ms]
+                "acquire",
+                [k.lease(name), k.fence(name), k.alive, k.quiet],
+                [self._b.node, self._ms],
             )
         )
-        if not token:
+        self.quiet = token == -1
+        if token <= 0:
             return None
         self.acquired += 1
         return Lease(name, token, self._deadline(sent), sent, sent)

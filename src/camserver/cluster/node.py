@@ -27,7 +27,8 @@ import logging
 import math
 import random
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from camserver.cluster.backend import Backend
 from camserver.cluster.lease import Lease, Leases
@@ -38,6 +39,9 @@ from camserver.models import StreamState, StreamStatus
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.manager import StreamManager
 from camserver.tokens import ManagedToken
+
+if TYPE_CHECKING:
+    from camserver.api.security import TokenChecker
 
 __all__ = ["Cluster"]
 
@@ -63,7 +67,7 @@ class Cluster:
         address: str,
         lease_ttl: float,
         grace: float,
-        on_tokens: Any,
+        checker: TokenChecker,
     ) -> None:
         self.backend = backend
         self.node = backend.node
@@ -76,7 +80,13 @@ class Cluster:
         self.grace = grace
         self.started = time.time()
         self.feed = ConfigFeed(
-            backend, store, manager.apply_remote, manager.drop_remote, manager.names, on_tokens
+            backend,
+            store,
+            manager.apply_remote,
+            manager.drop_remote,
+            manager.names,
+            _tokens_into(checker),
+            lambda: ([manager.config(n) for n in manager.names()], list(checker.managed.values())),
         )
         self.nodes: list[str] = []
         self.node_info: dict[str, dict[str, Any]] = {}
@@ -211,9 +221,11 @@ class Cluster:
             demand = await b.script("demand", pairs, [self.node, NODE_TTL_MS, *counts])
             self._demand = dict(zip(names, (int(d) for d in demand), strict=True))
 
+        held = [name for name in self.held if name in self.manager]
+
         async def exchange() -> list[Any]:
             async with b.redis.pipeline(transaction=False) as pipe:
-                for name in self.held:
+                for name in held:
                     status = self.manager.status(name).model_dump(mode="json")
                     pipe.set(k.status(name), json.dumps(status), px=NODE_TTL_MS)
                 for name in names:
@@ -224,7 +236,7 @@ class Cluster:
                 return result
 
         got = await b.call("sync", exchange)
-        got = got[len(self.held) :]
+        got = got[len(held) :]
         for i, name in enumerate(names):
             raw, viewers = got[2 * i], got[2 * i + 1]
             if raw:
@@ -278,8 +290,12 @@ class Cluster:
         share = math.ceil(len(wanted) / max(1, len(self.nodes)))
         candidates = [n for n in wanted if n not in self.held]
         if candidates:
-            values = await b.call("leases", lambda: b.redis.mget([k.lease(n) for n in candidates]))
-            free = [n for n, v in zip(candidates, values, strict=True) if v is None]
+            keys = [k.lease(n) for n in candidates] + [k.quiet]
+            *values, quiet = await b.call("leases", lambda: b.redis.mget(keys))
+            if quiet is not None:  # Redis lost its data: no leases yet, the wait starts later
+                self._free_since.clear()
+                candidates = []
+            free = [n for n, v in zip(candidates, values, strict=False) if v is None]
             for name in candidates:
                 if name not in free:
                     self._free_since.pop(name, None)
@@ -303,13 +319,17 @@ class Cluster:
                 if room <= 0 and not orphan:
                     continue
                 lease = await self.leases.acquire(name)
+                if self.leases.quiet:  # nobody gets a lease yet: the waiting starts afresh
+                    self._free_since.clear()
+                    break
                 if lease is not None:
                     room -= 1
                     self._free_since.pop(name, None)
                     self._take(lease)
         if now - self._last_rebalance >= REBALANCE_EVERY and self._overloaded(share):
             self._last_rebalance = now
-            name = min(self.held, key=self._local_viewers)
+            # The camera with the fewest viewers here, held longest (not one just taken).
+            name = min(self.held, key=lambda n: (self._local_viewers(n), self.held[n].since))
             # Another node takes it: not this one again for a while.
             self._cooldown[name] = now + REBALANCE_EVERY
             await self._give_up(name, f"holding {len(self.held)} cameras, fair share {share}")
@@ -409,7 +429,7 @@ class Cluster:
         }
 
 
-def tokens_into(checker: Any) -> Any:
+def _tokens_into(checker: TokenChecker) -> Callable[[list[ManagedToken]], None]:
     """A feed callback that replaces ``checker``'s managed tokens."""
 
     def load(tokens: list[ManagedToken]) -> None:

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from camserver.api.security import TokenChecker
 from camserver.cluster.backend import Backend
-from camserver.cluster.node import Cluster, tokens_into
+from camserver.cluster.node import Cluster
 from camserver.cluster.store import RedisStore
 from camserver.cluster.wire import Keys
 from camserver.config import Settings
@@ -52,7 +52,7 @@ async def join(
         address=f"{settings.host}:{settings.port}",
         lease_ttl=settings.lease_ttl,
         grace=settings.on_demand_grace,
-        on_tokens=tokens_into(checker),
+        checker=checker,
     )
     manager.placement = cluster
     cluster.start()

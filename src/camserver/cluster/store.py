@@ -148,11 +148,14 @@ class ConfigFeed:
         drop: Callable[[str], Awaitable[None]],
         names: Callable[[], list[str]],
         tokens: Callable[[list[ManagedToken]], None],
+        cached: Callable[[], tuple[list[StreamConfig], list[ManagedToken]]],
     ) -> None:
         self._b = backend
         self._store = store
         self._apply, self._drop, self._names, self._tokens = apply, drop, names, tokens
+        self._cached = cached
         self.version = 0
+        self._stale = False
         self.resyncs = 0
         self._queue: asyncio.Queue[ConfigChange | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -189,37 +192,42 @@ class ConfigFeed:
                 await self._handle(change)
             except ClusterUnavailable as exc:
                 log.warning("config feed: %s", exc)
-                self.version = -1  # reload once Redis answers again
+                self._stale = True  # reload once Redis answers again
             except Exception:
                 log.exception("config feed: applying a change failed")
-                self.version = -1
+                self._stale = True
 
     async def _handle(self, change: ConfigChange | None) -> None:
         if change is not None and change.version == -1:  # periodic check
-            if await self._store.version() != self.version:
+            if self._stale or await self._store.version() != self.version:
                 await self.resync()
             return
-        if change is None or change.version != self.version + 1:
-            if change is None or change.version > self.version:
+        if change is not None and change.op == "reload":
+            await self.resync()
+            return
+        if change is None or self._stale or change.version != self.version + 1:
+            if change is None or self._stale or change.version > self.version:
                 await self.resync()
             return
-        self.version = change.version
-        if change.node == self._b.node:
-            return  # applied when it was made here
-        if change.op == "tokens":
-            self._tokens(await self._store.list_tokens())
-        elif change.op == "delete":
-            await self._drop(change.name)
-        else:
-            raw = await self._b.call(
-                "stream", lambda: self._b.redis.hgetall(self._b.keys.stream(change.name))
-            )
-            if raw:
-                await self._apply(_config(raw))
+        if change.node != self._b.node:  # else applied when it was made here
+            if change.op == "tokens":
+                self._tokens(await self._store.list_tokens())
+            elif change.op == "delete":
+                await self._drop(change.name)
+            else:
+                raw = await self._b.call(
+                    "stream", lambda: self._b.redis.hgetall(self._b.keys.stream(change.name))
+                )
+                if raw:
+                    await self._apply(_config(raw))
+        self.version = change.version  # only once applied: a restore must not miss it
 
     async def resync(self) -> None:
         """Make this node's streams and tokens what Redis holds."""
         version = await self._store.version()
+        if version == 0 and self.version > 0 and not self._stale:
+            await self._restore()
+            version = await self._store.version()
         configs = await self._store.list()
         tokens = await self._store.list_tokens()
         self.resyncs += 1
@@ -231,4 +239,32 @@ class ConfigFeed:
                 await self._drop(name)
         self._tokens(tokens)
         self.version = version
+        self._stale = False
         log.info("config: in step with Redis at version %d (%d streams)", version, len(configs))
+
+    async def _restore(self) -> None:
+        """Redis came back empty (restarted without persistence): put back what this node
+        knew, unless another node already did. Only a node whose copy was complete when
+        Redis went away does it (a change in flight at that moment can be lost: the shipped
+        redis.conf keeps an append-only file so that this never happens)."""
+        k, b = self._b.keys, self._b
+        configs, tokens = self._cached()
+        streams = [[cfg.name, _fields(cfg)] for cfg in configs]
+        ids = {t.id: json.dumps(dataclasses.asdict(t)) for t in tokens}
+        done = await b.script(
+            "restore",
+            [k.version, k.streams, k.tokens, k.config],
+            [
+                self.version,
+                k.stream(""),
+                json.dumps(streams),
+                json.dumps(ids) if ids else "{}",
+                self._b.node,
+            ],
+        )
+        if done:
+            log.warning(
+                "config: Redis lost its data; restored %d streams and %d tokens from this node",
+                len(configs),
+                len(tokens),
+            )

@@ -66,6 +66,16 @@ class Keys:
         return f"{self.prefix}node:{node}"
 
     @property
+    def alive(self) -> str:
+        """Set once per Redis data set: missing means Redis lost its data (or is new)."""
+        return f"{self.prefix}alive"
+
+    @property
+    def quiet(self) -> str:
+        """While it exists, no lease is handed out (see the acquire script)."""
+        return f"{self.prefix}quiet"
+
+    @property
     def streams(self) -> str:
         return f"{self.prefix}streams"
 
@@ -127,7 +137,7 @@ def decode_frame(message: bytes) -> FrameMessage:
     return FrameMessage(token, seq, ts, stamp, message[start:])
 
 
-Op = Literal["put", "delete", "tokens"]
+Op = Literal["put", "delete", "tokens", "reload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +160,6 @@ def decode_change(raw: bytes | str) -> ConfigChange:
         op, name, version, node = data["op"], data["name"], data["v"], data["node"]
     except (ValueError, KeyError, TypeError) as exc:
         raise WireError(f"not a config change: {raw!r:.80}") from exc
-    if op not in ("put", "delete", "tokens") or not isinstance(version, int):
+    if op not in ("put", "delete", "tokens", "reload") or not isinstance(version, int):
         raise WireError(f"not a config change: {raw!r:.80}")
     return ConfigChange(op, str(name), version, str(node))
