@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         "cs:", max_length=32, description="Prefix of every Redis key and channel camserver uses."
     )
+    cluster_pull: bool = Field(
+        True,
+        description="Cluster: this node may pull cameras. Off for a node that only serves "
+        "viewers (say, one outside the cameras' network): it gets every frame via Redis.",
+    )
     lease_ttl: float = Field(
         3.0,
         ge=1.0,

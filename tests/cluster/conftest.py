@@ -158,7 +158,11 @@ async def make_cluster(
     async with AsyncExitStack() as stack:
 
         async def make(
-            nodes: int = 3, cams: int = 3, redis_urls: dict[str, str] | None = None, **env: str
+            nodes: int = 3,
+            cams: int = 3,
+            redis_urls: dict[str, str] | None = None,
+            per_node: dict[str, dict[str, str]] | None = None,
+            **env: str,
         ) -> Cluster:
             await redis_server.ready()
             sims = [
@@ -174,6 +178,7 @@ async def make_cluster(
                         "CAMSERVER_DB": str(tmp_path / f"{node_id}.db"),
                         "CAMSERVER_ON_DEMAND_GRACE": "2",
                         **{f"CAMSERVER_{k.upper()}": v for k, v in env.items()},
+                        **(per_node or {}).get(node_id, {}),
                     }
                 )
 

@@ -428,3 +428,21 @@ async def test_redis_back_empty_gets_the_configuration_back(
         assert await r.zcard("cs:streams") == 3
     await wait_for(lambda: [cam.stream_clients for cam in c.cams] == [1, 1, 1], 10)
     assert max(c.max_clients()) == 1
+
+
+async def test_a_serve_only_node_never_pulls_but_serves_every_camera(
+    make_cluster: ClusterFactory,
+) -> None:
+    c: Cluster = await make_cluster(
+        nodes=2, cams=2, per_node={"n2": {"CAMSERVER_CLUSTER_PULL": "false"}}
+    )
+    await c.add_streams(on=1)
+    holders = await settled(c)
+    assert holders == {"cam0": "n1", "cam1": "n1"}
+    viewer = await c.viewer(1, "cam0", "cam1")
+    await wait_for(
+        lambda: all(len(frames_of(viewer, n)) >= 10 for n in ("cam0", "cam1")), 15, what="frames"
+    )
+    cluster = (await c.http.get(c.url(1) + "/api/cluster")).json()
+    assert {n["id"]: n["pulls"] for n in cluster["nodes"]} == {"n1": True, "n2": False}
+    assert await c.holders() == holders  # no rebalance towards a node that does not pull

@@ -67,6 +67,7 @@ class Cluster:
         address: str,
         lease_ttl: float,
         grace: float,
+        pulls: bool = True,
         checker: TokenChecker,
     ) -> None:
         self.backend = backend
@@ -78,6 +79,8 @@ class Cluster:
         self.relay = FrameRelay(backend, self.hubs)
         self.held: dict[str, Lease] = {}
         self.grace = grace
+        self.pulls = pulls
+        """False: this node serves viewers only and never takes a camera."""
         self.started = time.time()
         self.feed = ConfigFeed(
             backend,
@@ -211,6 +214,7 @@ class Cluster:
             "viewers": sum(counts),
             "started": self.started,
             "beat": time.time(),
+            "pulls": self.pulls,
         }
         nodes = await b.script(
             "heartbeat", [k.nodes, k.node(self.node)], [self.node, NODE_TTL_MS, json.dumps(me)]
@@ -287,8 +291,8 @@ class Cluster:
         for name in wanted:
             if name in self.held and not self.manager.ingest_running(name):
                 self.manager.run_ingest(name)  # restarted after a change of URL or login
-        share = math.ceil(len(wanted) / max(1, len(self.nodes)))
-        candidates = [n for n in wanted if n not in self.held]
+        share = math.ceil(len(wanted) / max(1, len(self._pullers())))
+        candidates = [n for n in wanted if n not in self.held] if self.pulls else []
         if candidates:
             keys = [k.lease(n) for n in candidates] + [k.quiet]
             *values, quiet = await b.call("leases", lambda: b.redis.mget(keys))
@@ -334,15 +338,19 @@ class Cluster:
             self._cooldown[name] = now + REBALANCE_EVERY
             await self._give_up(name, f"holding {len(self.held)} cameras, fair share {share}")
 
+    def _pullers(self) -> list[str]:
+        """Live nodes that take cameras (a node not heard from yet counts as one)."""
+        return [n for n in self.nodes if self.node_info.get(n, {}).get("pulls", True)]
+
     def _overloaded(self, share: int) -> bool:
         """More than the fair share, or two more cameras than the least busy live node
         (say one that just joined)."""
         if len(self.held) > share:
             return True
         others = [
-            len(info.get("cameras", []))
-            for node, info in self.node_info.items()
-            if node != self.node and node in self.nodes
+            len(self.node_info[node].get("cameras", []))
+            for node in self._pullers()
+            if node != self.node and node in self.node_info
         ]
         return bool(others) and len(self.held) - min(others) >= 2
 
@@ -415,6 +423,7 @@ class Cluster:
                     "cameras": sorted(self.held) if node == self.node else info.get("cameras", []),
                     "viewers": info.get("viewers", 0),
                     "last_heartbeat": info.get("beat"),
+                    "pulls": info.get("pulls", True),
                     "started": info.get("started"),
                 }
             )

@@ -51,6 +51,7 @@ async def join(
         manager,
         address=f"{settings.host}:{settings.port}",
         lease_ttl=settings.lease_ttl,
+        pulls=settings.cluster_pull,
         grace=settings.on_demand_grace,
         checker=checker,
     )

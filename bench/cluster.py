@@ -1,0 +1,316 @@
+"""Cluster mode against single-node, in the same run: a real redis-server on loopback, camserver
+nodes as processes, simulated VGA cameras at 15 fps, MJPEG viewers from load processes.
+
+1. **Relay cost**: CPU per frame of a serve-only node (it gets every frame through Redis)
+   against a single node pulling the same cameras directly, each with one MJPEG viewer per
+   camera. Goal: within 2x.
+2. **Scale-out**: N viewers on one node, against N viewers on each of two cluster nodes
+   (2N in all); viewers per CPU-second of the cluster (both nodes and Redis) against the
+   single node's. Goal: >= 1.8x.
+3. **Takeover**: ``kill -9`` of the node holding a camera, until a Socket.IO viewer on
+   another node receives a frame with a newer fencing token. Goal: median < 3 s.
+
+    .venv/bin/python bench/cluster.py [--smoke] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import socketio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (
+    PY,
+    Meter,
+    add_streams,
+    cameras,
+    camserver,
+    free_port,
+    process,
+    run_viewers,
+    wait_http,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def redis_server() -> Iterator[tuple[str, psutil.Process]]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["redis-server", str(ROOT / "deploy/cluster/redis.conf"), "--port", str(port)]
+        args += ["--dir", tmp, "--bind", "127.0.0.1"]
+        with process(args) as p:
+            url = f"redis://127.0.0.1:{port}/0"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ping = subprocess.run(
+                    ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+                )
+                if ping.stdout.strip() == b"PONG":
+                    break
+                time.sleep(0.05)
+            yield url, psutil.Process(p.pid)
+
+
+@contextmanager
+def node(redis_url: str, node_id: str, **env: str) -> Iterator[tuple[str, psutil.Process]]:
+    with camserver({"CAMSERVER_REDIS_URL": redis_url, "CAMSERVER_NODE_ID": node_id, **env}) as (
+        url,
+        proc,
+    ):
+        yield url, proc
+
+
+def wait_streaming(url: str, names: list[str], holder: str | None = None) -> None:
+    deadline = time.monotonic() + 30
+    with httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
+        while time.monotonic() < deadline:
+            streams = {s["name"]: s["status"] for s in c.get("/api/streams").json()}
+            if all(
+                streams.get(n, {}).get("state") == "streaming"
+                and (holder is None or streams[n].get("node") == holder)
+                for n in names
+            ):
+                return
+            time.sleep(0.2)
+    raise RuntimeError("streams did not start")
+
+
+def per_frame_us(meter: Meter, frames: int) -> float | None:
+    return round(meter.cpu / frames * 1e6, 1) if frames else None
+
+
+def viewers_on(
+    url: str, names: list[str], each: int, seconds: float, warmup: float, proc: psutil.Process
+) -> tuple[dict[str, Any], Meter]:
+    """``each`` MJPEG viewers per camera (one load process per camera), ``proc`` metered."""
+    meters: list[Meter] = []
+    results: list[dict[str, Any]] = []
+    # One run_viewers per camera, in threads, so all cameras are watched at once.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        futures = [
+            pool.submit(
+                run_viewers,
+                "mjpeg",
+                f"{url}/api/streams/{name}/mjpeg",
+                each,
+                seconds,
+                warmup,
+                1,
+                0,
+                proc if i == 0 else None,
+            )
+            for i, name in enumerate(names)
+        ]
+        for f in futures:
+            got, meter = f.result()
+            results.append(got.get("fast", {}))
+            if meter is not None:
+                meters.append(meter)
+    frames = sum(r.get("frames", 0) for r in results)
+    fps = [r.get("fps_mean", 0.0) for r in results]
+    return {"frames": frames, "fps_min": min(fps) if fps else 0.0}, meters[0]
+
+
+def relay_cost(seconds: float, warmup: float, count: int) -> dict[str, Any]:
+    """1. CPU per frame: a direct single node vs a serve-only cluster node."""
+    out: dict[str, Any] = {"cameras": count}
+    with cameras(count) as ports:
+        with camserver() as (url, proc):
+            names = add_streams(url, ports)
+            got, meter = viewers_on(url, names, 1, seconds, warmup, proc)
+            out["direct_us_per_frame"] = per_frame_us(meter, got["frames"])
+            out["direct_fps_min"] = got["fps_min"]
+        with ExitStack() as stack:
+            redis_url, _ = stack.enter_context(redis_server())
+            holder, _ = stack.enter_context(node(redis_url, "holder"))
+            relay_url, relay_proc = stack.enter_context(
+                node(redis_url, "viewer", CAMSERVER_CLUSTER_PULL="false")
+            )
+            names = add_streams(holder, ports)
+            wait_streaming(relay_url, names, holder="holder")
+            got, meter = viewers_on(relay_url, names, 1, seconds, warmup, relay_proc)
+            out["relayed_us_per_frame"] = per_frame_us(meter, got["frames"])
+            out["relayed_fps_min"] = got["fps_min"]
+    if out["direct_us_per_frame"] and out["relayed_us_per_frame"]:
+        out["ratio"] = round(out["relayed_us_per_frame"] / out["direct_us_per_frame"], 2)
+    return out
+
+
+def scale_out(seconds: float, warmup: float, viewers: int) -> dict[str, Any]:
+    """2. Viewers per CPU-second: one node vs two cluster nodes (plus Redis)."""
+    out: dict[str, Any] = {"viewers_per_node": viewers}
+    with cameras(1) as ports:
+        with camserver() as (url, proc):
+            names = add_streams(url, ports)
+            got, meter = viewers_on(url, names, viewers, seconds, warmup, proc)
+            out["single_fps_min"] = got["fps_min"]
+            single = got["frames"] / meter.cpu if meter.cpu else 0.0
+        with ExitStack() as stack:
+            redis_url, redis_proc = stack.enter_context(redis_server())
+            a_url, a_proc = stack.enter_context(node(redis_url, "a"))
+            b_url, b_proc = stack.enter_context(node(redis_url, "b"))
+            names = add_streams(a_url, ports)
+            wait_streaming(b_url, names)
+            redis_meter = Meter(redis_proc)  # the whole run, scaled to the viewers' window
+            redis_meter.start()
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                fa = pool.submit(viewers_on, a_url, names, viewers, seconds, warmup, a_proc)
+                fb = pool.submit(viewers_on, b_url, names, viewers, seconds, warmup, b_proc)
+                (ga, ma), (gb, mb) = fa.result(), fb.result()
+            redis_meter.stop()
+            redis_cpu = redis_meter.cpu * (ma.wall / redis_meter.wall)
+            cluster_cpu = ma.cpu + mb.cpu + redis_cpu
+            out["cluster_fps_min"] = min(ga["fps_min"], gb["fps_min"])
+            cluster = (ga["frames"] + gb["frames"]) / cluster_cpu if cluster_cpu else 0.0
+    out["single_frames_per_cpu_s"] = round(single)
+    out["cluster_frames_per_cpu_s"] = round(cluster)
+    out["ratio_2_nodes"] = round(2 * cluster / single, 2) if single else None
+    return out
+
+
+async def _takeover_once(nodes: dict[str, Any], holder: str, watch: str) -> float:
+    """Kill ``holder``; seconds until a viewer on ``watch`` sees a newer token."""
+    tokens: list[int] = []
+    first, got = asyncio.Event(), asyncio.Event()
+    sio = socketio.AsyncClient(reconnection=False)
+
+    async def on_frame(msg: dict[str, Any]) -> None:
+        tokens.append(msg["token"])
+        first.set()
+        if msg["token"] > tokens[0]:
+            got.set()
+
+    sio.on("frame", on_frame)
+    await sio.connect(nodes[watch]["url"], transports=["websocket"])
+    await sio.call("join_stream", {"name": "cam"}, timeout=10)
+    await asyncio.wait_for(first.wait(), 10)
+    tokens[:] = tokens[-1:]
+    nodes[holder]["proc"].kill()
+    killed = time.monotonic()
+    await asyncio.wait_for(got.wait(), 15)
+    took = time.monotonic() - killed
+    await sio.disconnect()
+    return took
+
+
+def takeover(rounds: int) -> dict[str, Any]:
+    """3. kill -9 of the holder → a newer token at a viewer on another node."""
+    times: list[float] = []
+    with (
+        cameras(1) as ports,
+        redis_server() as (redis_url, _),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        nodes: dict[str, Any] = {}
+
+        def start(node_id: str) -> None:
+            port = free_port()
+            log = Path(tmp) / f"{node_id}.log"
+            with log.open("wb") as fh:
+                proc = subprocess.Popen(
+                    [PY, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/x.db"],
+                    env={
+                        **os.environ,
+                        "CAMSERVER_REDIS_URL": redis_url,
+                        "CAMSERVER_NODE_ID": node_id,
+                        "CAMSERVER_DISCOVERY_INTERFACES": "lo",
+                        "CAMSERVER_DISCOVERY_LISTEN_PORT": "0",
+                        "CAMSERVER_LOG_LEVEL": "warning",
+                    },
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                )
+            nodes[node_id] = {"url": f"http://127.0.0.1:{port}", "proc": proc}
+            wait_http(nodes[node_id]["url"] + "/healthz")
+
+        try:
+            for i in range(3):
+                start(f"n{i}")
+            add = httpx.post(
+                nodes["n0"]["url"] + "/api/streams",
+                json={"name": "cam", "host": f"127.0.0.1:{ports[0]}"},
+                timeout=10,
+            )
+            add.raise_for_status()
+            wait_streaming(nodes["n0"]["url"], ["cam"])
+            for r in range(rounds):
+                alive = [n for n in nodes if nodes[n]["proc"].poll() is None]
+                with httpx.Client(trust_env=False) as c:
+                    status = c.get(nodes[alive[0]]["url"] + "/api/streams/cam/status").json()
+                holder = status["node"]
+                watch = next(n for n in alive if n != holder)
+                times.append(asyncio.run(_takeover_once(nodes, holder, watch)))
+                nodes[holder]["proc"].wait(10)
+                start(f"r{r}")  # a fresh node takes the dead one's place
+                wait_streaming(nodes[watch]["url"], ["cam"])
+        finally:
+            for n in nodes.values():
+                if n["proc"].poll() is None:
+                    n["proc"].kill()
+                    n["proc"].wait(10)
+    return {
+        "rounds": len(times),
+        "takeover_s": [round(t, 2) for t in times],
+        "median_s": round(statistics.median(times), 2),
+        "max_s": round(max(times), 2),
+    }
+
+
+def bench(smoke: bool) -> dict[str, Any]:
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is not installed (scripts/test.sh installs it)")
+    seconds, warmup = (2.0, 1.5) if smoke else (10.0, 3.0)
+    return {
+        "relay": relay_cost(seconds, warmup, 2 if smoke else 4),
+        "scale_out": scale_out(seconds, warmup, 5 if smoke else 100),
+        "takeover": takeover(2 if smoke else 7),
+    }
+
+
+def ratios(res: dict[str, Any]) -> list[str]:
+    r, s, t = res["relay"], res["scale_out"], res["takeover"]
+    return [
+        f"cluster relay: CPU per frame on a serve-only node vs pulling the camera directly: "
+        f"{r.get('ratio')}x ({r['relayed_us_per_frame']} vs {r['direct_us_per_frame']} µs, "
+        f"{r['cameras']} VGA cameras; goal within 2x)",
+        f"cluster scale-out: viewers per CPU-second with 2 nodes (+ Redis) vs 1 node: "
+        f"{s['ratio_2_nodes']}x ({s['viewers_per_node']} MJPEG viewers per node; goal >= 1.8x)",
+        f"cluster takeover after kill -9: median {t['median_s']} s, max {t['max_s']} s over "
+        f"{t['rounds']} kills (goal: median < 3 s)",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="cluster mode vs single node")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    res = bench(args.smoke)
+    print(json.dumps(res, indent=2) if args.json else "\n".join(ratios(res)))
+
+
+if __name__ == "__main__":
+    main()
