@@ -152,11 +152,11 @@ class Settings(BaseSettings):
         "viewers (say, one outside the cameras' network): it gets every frame via Redis.",
     )
     lease_ttl: float = Field(
-        3.0,
+        2.5,
         ge=1.0,
         le=60.0,
-        description="Cluster: a camera lease expires this long after its "
-        "last renewal (renewed every third of it).",
+        description="Cluster: a camera lease expires this long after its last renewal "
+        "(renewed every fifth of it); a dead node's cameras move after about this long.",
     )
 
     @property

@@ -246,9 +246,12 @@ class Subscription:
         self._on_message = on_message
         self._on_connect = on_connect
         self._channels: set[str] = set()
-        self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        self._pubsub: Any = None
+        """The connected PubSub, while the reader serves it."""
+        self._subscribed: set[str] = set()
+        self._applying = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
         self.reconnects = 0
         self._closing = False
@@ -261,10 +264,13 @@ class Subscription:
         self._task = asyncio.create_task(self._run(), name=f"redis-sub:{self._name}")
 
     def want(self, channels: set[str]) -> None:
-        """Be subscribed to exactly ``channels`` (applied by the reader task)."""
+        """Be subscribed to exactly ``channels`` (at once when connected, else on connect)."""
         if channels != self._channels:
             self._channels = set(channels)
-            self._changed.set()
+            if self._pubsub is not None:
+                task = asyncio.create_task(self._apply_soon())
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
 
     async def close(self) -> None:
         self._closing = True
@@ -300,28 +306,42 @@ class Subscription:
                 attempt = 0
 
     async def _serve(self, pubsub: Any) -> None:
-        subscribed: set[str] = set()
-        # Subscribe to a placeholder so get_message() has a connection to read from.
+        self._subscribed = set()
+        # A placeholder channel, so that get_message() has a connection to read from.
         await pubsub.subscribe(f"{self._backend.keys.prefix}nothing")
-        self._changed.set()
-        first = True
-        while not self._closing:
-            if self._changed.is_set():
-                self._changed.clear()
-                wanted = set(self._channels)
-                if wanted - subscribed:
-                    await pubsub.subscribe(*(wanted - subscribed))
-                if subscribed - wanted:
-                    await pubsub.unsubscribe(*(subscribed - wanted))
-                subscribed = wanted
-            if first:
-                first = False
-                self.connected.set()
-                if self._on_connect is not None:
-                    await self._on_connect()
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            if message is not None and message["type"] == "message":
-                try:
-                    self._on_message(message["channel"], message["data"])
-                except Exception:
-                    log.exception("redis %s message handler failed", self._name)
+        self._pubsub = pubsub
+        try:
+            await self._apply()
+            self.connected.set()
+            if self._on_connect is not None:
+                await self._on_connect()
+            while not self._closing:
+                # Changes of channels are sent by _apply() meanwhile (sending only, which
+                # redis-py allows beside a reader); this loop only reads.
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message["type"] == "message":
+                    try:
+                        self._on_message(message["channel"], message["data"])
+                    except Exception:
+                        log.exception("redis %s message handler failed", self._name)
+        finally:
+            self._pubsub = None
+
+    async def _apply(self) -> None:
+        """Subscribe and unsubscribe so that the connection listens to ``channels``."""
+        async with self._applying:
+            pubsub = self._pubsub
+            if pubsub is None:
+                return  # the reader applies them when it (re)connects
+            wanted = set(self._channels)
+            if wanted - self._subscribed:
+                await pubsub.subscribe(*(wanted - self._subscribed))
+            if self._subscribed - wanted:
+                await pubsub.unsubscribe(*(self._subscribed - wanted))
+            self._subscribed = wanted
+
+    async def _apply_soon(self) -> None:
+        try:
+            await self._apply()
+        except Exception as exc:  # the reader sees the broken connection and starts over
+            log.debug("redis %s: changing subscriptions failed: %s", self._name, exc)

@@ -4,7 +4,8 @@ what it shows about the whole cluster.
 One loop (every quarter second) does the work in a few Redis round trips:
 
 - **fence**: a lease whose local deadline passed is dropped and its ingest stopped (a
-  separate watchdog, so a slow Redis call cannot delay it);
+  separate watchdog that wakes at the earliest deadline, so a slow Redis call cannot
+  delay it);
 - **sync** (every second, or at once when local viewers change): heartbeat into
   ``<prefix>nodes`` (live nodes), this node's viewers per camera into the demand records
   (which on-demand cameras are wanted) and viewer counts, the status of the cameras it
@@ -172,7 +173,9 @@ class Cluster:
 
     async def _watchdog(self) -> None:
         while not self._closing:
-            await asyncio.sleep(0.05)
+            # Wake at the earliest deadline (a renewal only moves it later), at least 4x/s.
+            first = min((lease.deadline for lease in self.held.values()), default=math.inf)
+            await asyncio.sleep(min(TICK, max(0.005, first - time.monotonic())))
             now = time.monotonic()
             for name, lease in list(self.held.items()):
                 if now >= lease.deadline:
