@@ -108,6 +108,7 @@ def camserver(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, ps
             "CAMSERVER_MAX_VIEWERS": "5000",
             # Every load-generating viewer connects from 127.0.0.1.
             "CAMSERVER_MAX_CONNECTIONS_PER_CLIENT": "100000",
+            "CAMSERVER_MAX_VIEWERS_PER_CLIENT": "5000",
             **(extra_env or {}),
         }
         args = [PY, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]

@@ -100,7 +100,8 @@ def _sio_manager(settings: Settings) -> Any:
     return socketio.AsyncRedisManager(
         settings.redis_url.get_secret_value(),
         channel=f"{settings.redis_prefix}sio",
-        redis_options={"socket_connect_timeout": 2.0},
+        # RESP2, as camserver.cluster.backend explains.
+        redis_options={"socket_connect_timeout": 2.0, "protocol": 2},
     )
 
 

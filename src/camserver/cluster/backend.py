@@ -168,7 +168,14 @@ class Backend:
         # Commands must fail fast when Redis is away: a lease renewal that waits longer
         # than the lease is worse than useless.
         self.redis = aioredis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=5
+            url,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=5,
+            # RESP2: redis-py 8's RESP3 parser formats every pub/sub message for a debug log
+            # line, logged or not (`"Push response: " + str(response)` in resp3.py): about
+            # half of what receiving a 25 KB frame cost a node (py-spy, bench/cluster.py).
+            protocol=2,
         )
         self.scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text)
