@@ -1,7 +1,7 @@
 """Run every benchmark and write a Markdown table and JSON.
 
-    .venv/bin/python bench/run_all.py              # full run (~10 minutes)
-    .venv/bin/python bench/run_all.py --smoke      # ~40 s: what CI runs so none rots
+    .venv/bin/python bench/run_all.py              # full run (~15 minutes)
+    .venv/bin/python bench/run_all.py --smoke      # ~80 s: what CI runs so none rots
 
 Results go to bench/results/<UTC date>.{md,json} and the Markdown is printed.
 """
@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import fanout, ingest, parser
+from bench import cluster, fanout, ingest, parser
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
@@ -49,8 +49,9 @@ def main() -> None:
             for n in ([2] if args.smoke else [1, 8, 32])
         ],
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
+        "cluster": cluster.bench(args.smoke),
     }
-    results["ratios"] = fanout.ratios(results["fanout"])
+    results["ratios"] = fanout.ratios(results["fanout"]) + cluster.ratios(results["cluster"])
     text = "\n\n".join(
         [
             f"Run {when} on {results['machine']}" + (" (smoke run)" if args.smoke else ""),
@@ -59,6 +60,8 @@ def main() -> None:
             + md_table(results["parser"]),
             "Ingest (no viewers)\n\n" + md_table(results["ingest"]),
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
+            "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
+            + cluster.table(results["cluster"]),
             "Ratios (each against a baseline of this run)\n\n"
             + "\n".join(f"- {line}" for line in results["ratios"]),
         ]

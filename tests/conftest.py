@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from tests.suite_report import missing
     from tests.test_bench_smoke import SMOKE, BenchSmoke
 
-    if missing("motion"):
+    if missing("motion", "redis-server"):
         return  # the test is skipped (or fails, strict) for its missing need
     out = Path(tempfile.mkdtemp(prefix="camserver-bench-smoke-"))
     runner = BenchSmoke(out)

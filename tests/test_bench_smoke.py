@@ -49,8 +49,8 @@ class BenchSmoke:
             self.proc.wait()
 
 
-# motion: baseline (b) of the fan-out bench.
-@pytest.mark.requires("motion")
+# motion: baseline (b) of the fan-out bench; redis-server: the cluster bench.
+@pytest.mark.requires("motion", "redis-server")
 @pytest.mark.background_smoke
 def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
     smoke = request.config.stash.get(SMOKE, None)
@@ -76,6 +76,13 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         assert r["fps_per_viewer"] > 0, r
     assert "| system |" in (tmp_path / "smoke.md").read_text()
     ratios = "\n".join(results["ratios"])
-    for what in ("vs (a)", "ceiling", "vs the raw relay"):
+    for what in ("vs (a)", "ceiling", "vs the raw relay", "cluster relay", "cluster scale-out"):
         assert what in ratios, ratios
+    cluster = results["cluster"]
+    assert cluster["relay"]["relayed_fps_min"] > 0, cluster
+    assert cluster["relay"]["ratio"] > 0, cluster
+    assert cluster["scale_out"]["fps_min"] > 0, cluster
+    assert cluster["scale_out"]["ratio_2_nodes"] > 0, cluster
+    assert len(cluster["takeover"]["takeover_s"]) == 2
+    assert all(0 < t < 15 for t in cluster["takeover"]["takeover_s"]), cluster
     assert all("oracle_ratio" in r for r in results["parser"])
