@@ -25,8 +25,10 @@ class Viewer:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.frames: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
+        self.changes: list[dict[str, Any]] = []
         self.sio.on("frame", self._frame)
         self.sio.on("stream_status", self._status)
+        self.sio.on("stream_changed", self._change)
 
     async def _frame(self, data: dict[str, Any]) -> None:
         data["received"] = time.time()
@@ -34,6 +36,9 @@ class Viewer:
 
     async def _status(self, data: dict[str, Any]) -> None:
         self.statuses.append(data)
+
+    async def _change(self, data: dict[str, Any]) -> None:
+        self.changes.append(data)
 
     async def join(self, name: str) -> dict[str, Any]:
         ack: dict[str, Any] = await self.sio.call("join_stream", {"name": name}, timeout=5)
@@ -135,6 +140,18 @@ async def test_stream_status_events(
     await server.client.post("/api/streams/c1/stop")
     await wait_for(lambda: v.statuses[-1]["status"]["state"] == "stopped", what="stopped event")
     assert v.statuses[-1]["name"] == "c1"
+    # Configuration changes: one event each (a PATCH that changes nothing sends none).
+    await server.client.patch("/api/streams/c1", json={"on_demand": True})
+    await server.client.patch("/api/streams/c1", json={"on_demand": True})
+    await server.client.delete("/api/streams/c1")
+    expected = [
+        {"name": "c1", "change": "created"},
+        {"name": "c1", "change": "updated"},  # the stop
+        {"name": "c1", "change": "updated"},
+        {"name": "c1", "change": "deleted"},
+    ]
+    await wait_for(lambda: len(v.changes) >= 4, what="stream_changed events")
+    assert v.changes == expected
 
 
 async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:

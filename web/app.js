@@ -307,6 +307,8 @@ async function loadFound() {
 }
 
 socket.on("camera_discovered", () => loadFound());
+// A stream added, changed or removed (here, in another tab, or on another cluster node).
+socket.on("stream_changed", () => refresh());
 
 document.getElementById("scan").addEventListener("click", async (e) => {
   const btn = e.currentTarget;

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from camserver.sim.camera import SimCamera
 from tests.cluster.conftest import (
     Cluster,
     ClusterFactory,
@@ -33,9 +34,12 @@ async def settled(c: Cluster) -> dict[str, str]:
     return await c.holders()
 
 
-async def mjpeg_frames(url: str, count: int) -> int:
-    """Read ``count`` whole JPEG parts from an MJPEG URL; how many arrived."""
+async def mjpeg_frames(url: str, count: int, cam: SimCamera | None = None) -> int:
+    """Read ``count`` whole JPEG parts from an MJPEG URL; how many arrived. With ``cam``,
+    also check they came at the camera's rate: no fewer than 70 % of what it sent
+    meanwhile."""
     got = 0
+    sent = cam.frames_sent if cam is not None else 0
     async with (
         httpx.AsyncClient(trust_env=False, timeout=10) as client,
         client.stream("GET", url) as resp,
@@ -50,6 +54,8 @@ async def mjpeg_frames(url: str, count: int) -> int:
                 got += 1
                 buf = buf[end + 2 :]
                 if got >= count:
+                    if cam is not None:
+                        assert got >= 0.7 * (cam.frames_sent - sent) - 1, (got, sent)
                     return got
     return got
 
@@ -63,14 +69,16 @@ async def test_each_camera_pulled_once_and_served_on_every_node(
     # Spread: three cameras on three live nodes, one each.
     assert sorted(holders.values()) == ["n1", "n2", "n3"], holders
     viewers = [await c.viewer(i, *CAMS) for i in range(3)]
-    # Each node's MJPEG for a camera it does not hold (relayed) and one it holds.
+    # Every node's MJPEG of every camera (relayed, or pulled by that node).
     mjpeg = [
-        mjpeg_frames(f"{c.url(i)}/api/streams/{name}/mjpeg", 20) for i in range(3) for name in CAMS
+        mjpeg_frames(f"{c.url(i)}/api/streams/{name}/mjpeg", 30, c.cams[k])
+        for i in range(3)
+        for k, name in enumerate(CAMS)
     ]
     sent = [cam.frames_sent for cam in c.cams]
     start = [len(v.frames) for v in viewers]
     t0 = time.monotonic()
-    assert await asyncio.wait_for(asyncio.gather(*mjpeg), 30) == [20] * 9
+    assert await asyncio.wait_for(asyncio.gather(*mjpeg), 30) == [30] * 9
 
     def everyone_has(n: int) -> bool:
         return all(
@@ -205,6 +213,7 @@ async def test_config_changes_reach_every_node_within_a_second(
         await wait_for(ok, 5, 0.02, what=what)
         return time.monotonic() - t0
 
+    watchers = [await c.viewer(i) for i in (1, 2)]  # dashboards on the other nodes
     r = await c.http.post(
         c.url(0) + "/api/streams",
         json={"name": "porch", "host": c.cams[0].address, "username": "u", "password": "secret"},
@@ -212,6 +221,13 @@ async def test_config_changes_reach_every_node_within_a_second(
     assert r.status_code == 201, r.text
     took = await seen_everywhere(lambda v: "porch" in v, "a new stream")
     assert took < 1.0, took
+    # Their pages hear of it at once, through the Socket.IO Redis manager.
+    await wait_for(
+        lambda: all(w.changes == [{"name": "porch", "change": "created"}] for w in watchers),
+        2,
+        0.02,
+        what="stream_changed on the other nodes",
+    )
     r = await c.http.patch(c.url(2) + "/api/streams/porch", json={"on_demand": True})
     assert r.status_code == 200, r.text
     took = await seen_everywhere(lambda v: v["porch"]["on_demand"] is True, "a change")

@@ -6,7 +6,9 @@ with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``.
 Server → client: ``frame`` ``{"name", "seq", "ts", "token", "data": <binary JPEG>}`` (``token``:
 the cluster's fencing token of the node that pulled the frame, 0 on one node) to the room
 ``stream:<name>``; ``stream_status`` ``{"name", "status"}`` to every client on each state
-change (so a dashboard sees tiles it is not watching too); ``camera_discovered``.
+change (so a dashboard sees tiles it is not watching too); ``stream_changed``
+``{"name", "change": "created" | "updated" | "deleted"}`` when a stream's configuration
+changes (on any node of a cluster); ``camera_discovered``.
 
 One broadcaster task per watched stream reads the hub and emits each frame once to the room
 (python-socketio encodes the packet once per emit), to this node's viewers only
@@ -94,6 +96,7 @@ class Realtime:
     def attach(self, manager: StreamManager) -> None:
         self._manager = manager
         manager.add_listener(self._on_status)
+        manager.add_change_listener(self._on_change)
 
     async def close(self) -> None:
         tasks = [*self._broadcasters.values(), *self._tasks]
@@ -138,6 +141,13 @@ class Realtime:
         payload = {"name": name, "status": status.model_dump(mode="json")}
         rooms = [EVERYTHING, status_room(name)]
         self.spawn(self.sio.emit("stream_status", payload, to=rooms, namespace=NAMESPACE))
+
+    def _on_change(self, name: str, what: str) -> None:
+        # Emitted once, by the node where the change was made; in cluster mode the Redis
+        # manager carries it to every node's clients.
+        payload = {"name": name, "change": what}
+        rooms = [EVERYTHING, status_room(name)]
+        self.spawn(self.sio.emit("stream_changed", payload, to=rooms, namespace=NAMESPACE))
 
     # -- handlers -----------------------------------------------------------------------
 

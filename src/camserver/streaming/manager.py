@@ -43,11 +43,13 @@ from camserver.streaming.hub import LocalHub
 from camserver.streaming.ingest import Ingest, IngestTiming
 from camserver.upstream import fetch
 
-__all__ = ["Placement", "StatusListener", "StreamManager"]
+__all__ = ["ChangeListener", "Placement", "StatusListener", "StreamManager"]
 
 log = logging.getLogger(__name__)
 
 StatusListener = Callable[[str, StreamStatus], None]
+ChangeListener = Callable[[str, str], None]
+"""Called with (stream name, "created" | "updated" | "deleted") for changes made here."""
 
 
 class Placement(Protocol):
@@ -104,6 +106,7 @@ class StreamManager:
         self._grace = on_demand_grace
         self._streams: dict[str, _Stream] = {}
         self._listeners: list[StatusListener] = []
+        self._change_listeners: list[ChangeListener] = []
         self._lock = asyncio.Lock()  # serialises changes so store and runtime agree
         self.placement: Placement | None = None
 
@@ -111,6 +114,16 @@ class StreamManager:
 
     def add_listener(self, listener: StatusListener) -> None:
         self._listeners.append(listener)
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        self._change_listeners.append(listener)
+
+    def _changed(self, name: str, what: str) -> None:
+        for listener in self._change_listeners:
+            try:
+                listener(name, what)
+            except Exception:
+                log.exception("change listener failed for stream %s", name)
 
     def _notify(self, name: str, status: StreamStatus) -> None:
         for listener in self._listeners:
@@ -302,13 +315,15 @@ class StreamManager:
             stream = self._runtime(cfg)
             await self._reconcile(stream)
             log.info("stream %s: created (%s)", cfg.name, cfg.stream_url)
-            return self.get(cfg.name)
+        self._changed(cfg.name, "created")
+        return self.get(cfg.name)
 
     async def delete(self, name: str) -> None:
         async with self._lock:
             self._get(name)
             await self.store.delete(name)
         await self.drop_remote(name)
+        self._changed(name, "deleted")
 
     async def apply_remote(self, cfg: StreamConfig) -> None:
         """A stream created or changed on another node (already in the shared store)."""
@@ -341,6 +356,7 @@ class StreamManager:
         await self._check_target(cfg)
         async with self._lock:
             stream = self._streams.get(cfg.name)
+            what = "created" if stream is None else "updated"
             if stream is None:
                 self._check_room()
                 await self.store.add(cfg)
@@ -349,20 +365,24 @@ class StreamManager:
                 await self.store.update(cfg)
                 stream.cfg = cfg
             await self._reconcile(stream)
-            return self.get(cfg.name)
+        self._changed(cfg.name, what)
+        return self.get(cfg.name)
 
     async def update(self, name: str, patch: StreamPatch) -> StreamOut:
         """Apply ``patch``; a changed URL restarts the ingest on the new one."""
         async with self._lock:
             stream = self._get(name)
             cfg = patch.apply(stream.cfg)
-            if cfg != stream.cfg:
+            changed = cfg != stream.cfg
+            if changed:
                 await self._check_target(cfg)
                 await self.store.update(cfg)
                 stream.cfg = cfg
                 log.info("stream %s: updated (%s)", name, patch.model_dump(exclude_none=True))
             await self._reconcile(stream)
-            return self.get(name)
+        if changed:
+            self._changed(name, "updated")
+        return self.get(name)
 
     async def set_enabled(self, name: str, enabled: bool) -> StreamStatus:
         await self.update(name, StreamPatch(enabled=enabled))
