@@ -356,7 +356,10 @@ async def test_sigterm_hands_cameras_over_at_once_and_a_new_node_takes_a_share(
     assert c.nodes[2].proc.wait(10) == 0
     assert took < 2.0, f"hand-over took {took:.2f} s"
     moved = c.cams[int(leaving.removeprefix("cam"))]
-    await wait_for(lambda: moved.stream_connections == before + 1, 5, what="its new reader")
+    # (At least one: on a loaded machine the new holder's first attempt may time out while
+    # the simulator, in this test's busy event loop, is still closing the old connection.)
+    await wait_for(lambda: moved.stream_connections > before, 10, what="its new reader")
+    await wait_for(lambda: moved.stream_clients == 1, 10, what="one reader")
     assert max(c.max_clients()) == 1
 
 
