@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from camserver.streaming.hub import FrameHub, HubFrame, LocalHub
 
 
@@ -90,3 +92,23 @@ def test_encoded_once_per_frame_and_key() -> None:
     assert hub.encoded("k", f2, encode) == b"<b>"
     assert hub.encoded("other", f2, encode) == b"<b>"
     assert calls == [1, 2, 2]
+
+
+async def test_timeouts_and_cancels_leave_no_waiter_behind() -> None:
+    """A camera that is down for hours must not pile up one waiter per viewer per timeout."""
+    hub = LocalHub("cam")
+    for _ in range(50):
+        assert await hub.next_frame(0, timeout=0.001) is None
+    task = asyncio.create_task(hub.next_frame(0))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert hub._waiters == []
+    waiting = asyncio.create_task(hub.next_frame(0, timeout=5))
+    await asyncio.sleep(0)
+    hub.publish(b"jpeg")
+    frame = await waiting
+    assert frame is not None
+    assert frame.seq == 1
+    assert hub._waiters == []

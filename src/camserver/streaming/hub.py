@@ -13,6 +13,7 @@ relayed through Redis) behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -76,7 +77,7 @@ class LocalHub:
         "_kinds",
         "_latest",
         "_seq",
-        "_waiter",
+        "_waiters",
         "name",
         "on_change",
     )
@@ -88,7 +89,7 @@ class LocalHub:
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._latest: HubFrame | None = None
         self._seq = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
         self._kinds: dict[str, int] = {}
         self._clients: dict[str, int] = {}
@@ -164,28 +165,46 @@ class LocalHub:
         return frame
 
     def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # (a viewer that timed out or left cancelled its own)
+                waiter.set_result(None)
 
     async def next_frame(self, after: int, timeout: float | None = None) -> HubFrame | None:
         """The newest frame with ``seq > after``; None on timeout or when the hub closes."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        frame = self._latest
+        if frame is not None and frame.seq > after:
+            return frame
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._closed:
+            # One future per waiting viewer, awaited directly: cancelling one viewer (its
+            # timeout, its client leaving) cancels only its own. Cheaper than a shared
+            # future behind asyncio.shield, and far cheaper than asyncio.wait(timeout=),
+            # which built a set, a future and callbacks on every wake-up and, on Python
+            # 3.11, made a getpid() system call each time (py-spy, bench/fanout.py).
+            if deadline is not None and loop.time() >= deadline:
+                return None
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                if deadline is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
+            except TimeoutError:
+                return None
+            finally:
+                if not waiter.done() or waiter.cancelled():
+                    # Timed out or cancelled: no frame came, so it is still listed (a long
+                    # camera outage must not pile up one future per viewer per timeout).
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
             frame = self._latest
             if frame is not None and frame.seq > after:
                 return frame
-            if self._closed:
-                return None
-            if self._waiter is None:
-                self._waiter = asyncio.get_running_loop().create_future()
-            if deadline is None:
-                await asyncio.shield(self._waiter)
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                await asyncio.wait({self._waiter}, timeout=remaining)
+        return None
 
     def close(self) -> None:
         """Wake every waiter with None; the hub publishes nothing more."""
