@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -37,7 +37,6 @@ import socketio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (
-    PY,
     Meter,
     add_streams,
     cameras,
@@ -45,7 +44,6 @@ from bench.harness import (
     free_port,
     process,
     run_viewers,
-    wait_http,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,8 +110,6 @@ def viewers_on(
     meters: list[Meter] = []
     results: list[dict[str, Any]] = []
     # One run_viewers per camera, in threads, so all cameras are watched at once.
-    import concurrent.futures
-
     with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
         futures = [
             pool.submit(
@@ -245,8 +241,8 @@ def scale_out(
     return out
 
 
-async def _takeover_once(nodes: dict[str, Any], holder: str, watch: str) -> float:
-    """Kill ``holder``; seconds until a viewer on ``watch`` sees a newer token."""
+async def _takeover_once(url: str, victim: psutil.Process) -> float:
+    """Kill ``victim`` (the holder); seconds until a viewer on ``url`` sees a newer token."""
     tokens: list[int] = []
     first, got = asyncio.Event(), asyncio.Event()
     sio = socketio.AsyncClient(reconnection=False)
@@ -258,11 +254,11 @@ async def _takeover_once(nodes: dict[str, Any], holder: str, watch: str) -> floa
             got.set()
 
     sio.on("frame", on_frame)
-    await sio.connect(nodes[watch]["url"], transports=["websocket"])
+    await sio.connect(url, transports=["websocket"])
     await sio.call("join_stream", {"name": "cam"}, timeout=10)
     await asyncio.wait_for(first.wait(), 10)
     tokens[:] = tokens[-1:]
-    nodes[holder]["proc"].kill()
+    victim.kill()
     killed = time.monotonic()
     await asyncio.wait_for(got.wait(), 15)
     took = time.monotonic() - killed
@@ -273,58 +269,21 @@ async def _takeover_once(nodes: dict[str, Any], holder: str, watch: str) -> floa
 def takeover(rounds: int) -> dict[str, Any]:
     """3. kill -9 of the holder → a newer token at a viewer on another node."""
     times: list[float] = []
-    with (
-        cameras(1) as ports,
-        redis_server() as (redis_url, _),
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        nodes: dict[str, Any] = {}
-
-        def start(node_id: str) -> None:
-            port = free_port()
-            log = Path(tmp) / f"{node_id}.log"
-            with log.open("wb") as fh:
-                proc = subprocess.Popen(
-                    [PY, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/x.db"],
-                    env={
-                        **os.environ,
-                        "CAMSERVER_REDIS_URL": redis_url,
-                        "CAMSERVER_NODE_ID": node_id,
-                        "CAMSERVER_DISCOVERY_INTERFACES": "lo",
-                        "CAMSERVER_DISCOVERY_LISTEN_PORT": "0",
-                        "CAMSERVER_LOG_LEVEL": "warning",
-                    },
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                )
-            nodes[node_id] = {"url": f"http://127.0.0.1:{port}", "proc": proc}
-            wait_http(nodes[node_id]["url"] + "/healthz")
-
-        try:
-            for i in range(3):
-                start(f"n{i}")
-            add = httpx.post(
-                nodes["n0"]["url"] + "/api/streams",
-                json={"name": "cam", "host": f"127.0.0.1:{ports[0]}"},
-                timeout=10,
-            )
-            add.raise_for_status()
-            wait_streaming(nodes["n0"]["url"], ["cam"])
+    with ExitStack() as stack:
+        ports = stack.enter_context(cameras(1))
+        redis_url, _ = stack.enter_context(redis_server())
+        nodes = {f"n{i}": stack.enter_context(node(redis_url, f"n{i}")) for i in range(3)}
+        add_streams(nodes["n0"][0], ports)
+        with httpx.Client(trust_env=False, timeout=10) as c:
             for r in range(rounds):
-                alive = [n for n in nodes if nodes[n]["proc"].poll() is None]
-                with httpx.Client(trust_env=False) as c:
-                    status = c.get(nodes[alive[0]]["url"] + "/api/streams/cam/status").json()
-                holder = status["node"]
-                watch = next(n for n in alive if n != holder)
-                times.append(asyncio.run(_takeover_once(nodes, holder, watch)))
-                nodes[holder]["proc"].wait(10)
-                start(f"r{r}")  # a fresh node takes the dead one's place
-                wait_streaming(nodes[watch]["url"], ["cam"])
-        finally:
-            for n in nodes.values():
-                if n["proc"].poll() is None:
-                    n["proc"].kill()
-                    n["proc"].wait(10)
+                some = next(iter(nodes.values()))[0]
+                holder = c.get(some + "/api/streams/cam/status").json()["node"]
+                watch = next(n for n in nodes if n != holder)
+                _, victim = nodes.pop(holder)
+                times.append(asyncio.run(_takeover_once(nodes[watch][0], victim)))
+                # A fresh node takes the dead one's place.
+                nodes[f"r{r}"] = stack.enter_context(node(redis_url, f"r{r}"))
+                wait_streaming(nodes[watch][0], ["cam"])
     return {
         "rounds": len(times),
         "takeover_s": [round(t, 2) for t in times],

@@ -136,8 +136,8 @@ class Realtime:
         await self.sio.emit(event, data, to=EVERYTHING, namespace=NAMESPACE)
 
     def _on_status(self, name: str, status: StreamStatus) -> None:
-        if name in self.manager:  # the cluster-wide view in cluster mode
-            status = self.manager.status(name)
+        if self.manager.placement is not None and name in self.manager:
+            status = self.manager.status(name)  # the cluster-wide view, not this node's
         payload = {"name": name, "status": status.model_dump(mode="json")}
         rooms = [EVERYTHING, status_room(name)]
         self.spawn(self.sio.emit("stream_status", payload, to=rooms, namespace=NAMESPACE))

@@ -259,8 +259,8 @@ class Subscription:
         self._subscribed: set[str] = set()
         self._applying = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
-        self.connected = asyncio.Event()
-        self.reconnects = 0
+        self._up = False
+        """Subscribed since the last failure."""
         self._closing = False
 
     @property
@@ -296,8 +296,9 @@ class Subscription:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.connected.clear()
-                self.reconnects += 1
+                if self._up:  # it had worked: the backoff starts afresh
+                    attempt = 0
+                self._up = False
                 delay = min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 log.warning(
@@ -309,8 +310,6 @@ class Subscription:
                     await asyncio.wait_for(pubsub.aclose(), 2)  # type: ignore[no-untyped-call]
                 except Exception:
                     log.debug("closing a lost subscription failed", exc_info=True)
-            if self.connected.is_set():
-                attempt = 0
 
     async def _serve(self, pubsub: Any) -> None:
         self._subscribed = set()
@@ -319,7 +318,7 @@ class Subscription:
         self._pubsub = pubsub
         try:
             await self._apply()
-            self.connected.set()
+            self._up = True
             if self._on_connect is not None:
                 await self._on_connect()
             while not self._closing:

@@ -35,7 +35,7 @@ from camserver.cluster.backend import Backend
 from camserver.cluster.lease import Lease, Leases
 from camserver.cluster.relay import ClusterHub, FrameRelay
 from camserver.cluster.store import ConfigFeed, RedisStore
-from camserver.errors import ClusterUnavailable
+from camserver.errors import ClusterUnavailable, StreamNotFound
 from camserver.models import StreamState, StreamStatus
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.manager import StreamManager
@@ -132,7 +132,7 @@ class Cluster:
             return StreamStatus(**{**raw, "viewers": viewers})
         try:
             cfg = self.manager.config(name)
-        except Exception:
+        except StreamNotFound:
             return local
         if not cfg.enabled:
             state = StreamState.STOPPED
@@ -209,6 +209,8 @@ class Cluster:
 
     async def _sync(self) -> None:
         b, k = self.backend, self.backend.keys
+        for gone in [n for n, hub in self.hubs.items() if hub.closed]:
+            del self.hubs[gone]  # a deleted stream's (a new one of that name has a new hub)
         names = self.manager.names()
         counts = [self._local_viewers(n) for n in names]
         me = {
@@ -364,7 +366,7 @@ class Cluster:
         log.info("cluster: took camera %s (token %d)", lease.name, lease.token)
         hub = self.hubs.get(lease.name)
         if hub is not None:
-            hub.hold(lease.token, lease.deadline, self.backend)
+            hub.hold(lease, self.backend)
         self.manager.run_ingest(lease.name)
         self.relay.update()
         self._dirty = True

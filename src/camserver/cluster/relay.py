@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from camserver.cluster.backend import Backend, Subscription
+from camserver.cluster.lease import Lease
 from camserver.cluster.wire import WireError, decode_frame, encode_frame
 from camserver.errors import ClusterUnavailable
 from camserver.streaming.hub import HubFrame, LocalHub
@@ -46,7 +47,16 @@ class RelayCounters:
 
 
 class ClusterHub(LocalHub):
-    __slots__ = ("_pending", "_probe_at", "_publisher", "_send", "counters", "deadline", "token")
+    __slots__ = (
+        "_lease_value",
+        "_pending",
+        "_probe_at",
+        "_publisher",
+        "_send",
+        "counters",
+        "deadline",
+        "token",
+    )
 
     def __init__(self, name: str, counters: RelayCounters) -> None:
         super().__init__(name)
@@ -56,16 +66,19 @@ class ClusterHub(LocalHub):
         self.deadline = 0.0
         """While holding: the monotonic time our lease may have expired; 0 otherwise."""
         self._send: Backend | None = None
+        self._lease_value = ""
+        """``"<node>|<token>"``, what Redis holds while the lease is ours."""
         self._pending: HubFrame | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._probe_at = 0.0
 
     # -- holder --------------------------------------------------------------------------
 
-    def hold(self, token: int, deadline: float, backend: Backend) -> None:
-        self.token = max(self.token, token)
-        self.deadline = deadline
+    def hold(self, lease: Lease, backend: Backend) -> None:
+        self.token = max(self.token, lease.token)
+        self.deadline = lease.deadline
         self._send = backend
+        self._lease_value = lease.value(backend.node)
 
     def release(self) -> None:
         self.deadline = 0.0
@@ -100,7 +113,7 @@ class ClusterHub(LocalHub):
                 got = await backend.script(
                     "publish",
                     [keys.lease(self.name), keys.frames(self.name)],
-                    [f"{backend.node}|{self.token}", message],
+                    [self._lease_value, message],
                 )
             except ClusterUnavailable:
                 self.counters.publish_skipped += 1

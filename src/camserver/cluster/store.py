@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from camserver.cluster.backend import Backend, Subscription
 from camserver.cluster.wire import ConfigChange, WireError, decode_change
@@ -157,7 +157,7 @@ class ConfigFeed:
         self.version = 0
         self._stale = False
         self.resyncs = 0
-        self._queue: asyncio.Queue[ConfigChange | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[ConfigChange | Literal["check", "reload"]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.subscription = Subscription(backend, "config", self._on_message, self._on_connect)
 
@@ -179,11 +179,11 @@ class ConfigFeed:
             log.warning("ignored a config message: %s", exc)
 
     async def _on_connect(self) -> None:
-        self._queue.put_nowait(None)  # None: reload everything
+        self._queue.put_nowait("reload")  # whatever was missed while disconnected
 
     def check(self) -> None:
         """Ask for a version check (a safety net for a lost message)."""
-        self._queue.put_nowait(ConfigChange("put", "", -1, ""))
+        self._queue.put_nowait("check")
 
     async def _work(self) -> None:
         while True:
@@ -197,18 +197,19 @@ class ConfigFeed:
                 log.exception("config feed: applying a change failed")
                 self._stale = True
 
-    async def _handle(self, change: ConfigChange | None) -> None:
-        if change is not None and change.version == -1:  # periodic check
+    async def _handle(self, change: ConfigChange | Literal["check", "reload"]) -> None:
+        if change == "check":
             if self._stale or await self._store.version() != self.version:
                 await self.resync()
             return
-        if change is not None and change.op == "reload":
+        if change == "reload" or change.op == "reload" or self._stale:
             await self.resync()
             return
-        if change is None or self._stale or change.version != self.version + 1:
-            if change is None or self._stale or change.version > self.version:
-                await self.resync()
+        if change.version > self.version + 1:  # missed one: start from what Redis holds
+            await self.resync()
             return
+        if change.version <= self.version:
+            return  # seen already (or loaded by a resync)
         if change.node != self._b.node:  # else applied when it was made here
             if change.op == "tokens":
                 self._tokens(await self._store.list_tokens())
