@@ -140,15 +140,17 @@ class Server:
         return last
 
 
-async def start_server(stack: AsyncExitStack, settings: Settings, port: int = 0) -> Server:
+async def start_server(
+    stack: AsyncExitStack, settings: Settings, port: int = 0, **uvicorn_overrides: Any
+) -> Server:
     """A real uvicorn serving camserver on a loopback port (free unless given), in this
-    event loop."""
+    event loop; ``uvicorn_overrides`` replace options of ``uvicorn_options``."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     app = create_app(settings)
-    options = uvicorn_options(settings)
+    options = uvicorn_options(settings) | uvicorn_overrides
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
 

@@ -11,15 +11,55 @@ connections exhausted the file descriptors. So:
   closed; a response that is flowing (MJPEG) or an upgraded WebSocket is never cut;
 - one client address holds at most ``max_per_client`` connections; more are closed at
   once (503).
+
+It also lets an endless response write to its socket directly (:class:`DirectWrite`, in
+``scope["extensions"]["camserver.direct"]``): MJPEG viewers are served in one pass per
+frame by ``camserver.streaming.fanout`` instead of one ASGI send per viewer per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-__all__ = ["ConnectionLimits", "limited_protocol"]
+__all__ = ["DIRECT", "ConnectionLimits", "DirectWrite", "limited_protocol"]
+
+DIRECT = "camserver.direct"
+"""The ASGI scope extension under which a :class:`DirectWrite` is offered."""
+
+
+class DirectWrite:
+    """The socket of one request, for a response that writes its own body.
+
+    Call :meth:`take` *before* sending ``http.response.start``: uvicorn then writes the
+    headers with ``Connection: close`` and no chunked framing (the body ends when the
+    connection closes, as HTTP/1.0 and 1.1 both allow; chunked framing is not allowed for
+    an HTTP/1.0 client at all), and everything written to the transport goes out as is.
+    When the body is over, call :meth:`release` and then send the final empty
+    ``http.response.body`` through ASGI as usual (uvicorn closes the connection).
+    """
+
+    __slots__ = ("_cycle", "_protocol")
+
+    def __init__(self, protocol: HttpToolsProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+
+    def take(self) -> asyncio.WriteTransport | None:
+        """The transport, or None if the response has started or the client left."""
+        cycle = self._cycle
+        if cycle.response_started or cycle.disconnected or self._protocol.cycle is not cycle:
+            return None
+        cycle.chunked_encoding = False
+        cycle.keep_alive = False
+        return self._protocol.transport
+
+    def release(self) -> None:
+        """The body is over. A client that stopped reading is dropped at once: uvicorn
+        would otherwise wait for it to drain before completing the response."""
+        if self._cycle.flow.write_paused and not self._cycle.disconnected:
+            self._protocol.transport.abort()
 
 
 class ConnectionLimits:
@@ -113,6 +153,11 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             self._in_headers = False
             super().on_headers_complete()
+            cycle = self.cycle
+            # (An upgrade request makes no cycle: self.cycle is then an earlier request's.)
+            if cycle is not None and cycle.scope is self.scope:
+                extensions: dict[str, object] = self.scope.setdefault("extensions", {})  # type: ignore[assignment]
+                extensions[DIRECT] = DirectWrite(self, cycle)
 
         def on_message_complete(self) -> None:
             self._disarm()  # the whole request is in; the response may flow for hours

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from camserver import __version__
 from camserver.models import StreamState
+from camserver.streaming import fanout
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
@@ -91,6 +92,15 @@ class StateCollector(Collector):
         mjpeg = GaugeMetricFamily("camserver_mjpeg_clients", "Open MJPEG responses")
         mjpeg.add_metric([], mjpeg_total)
         yield mjpeg
+        out = CounterMetricFamily(
+            "camserver_mjpeg_frames",
+            "Frames offered to MJPEG viewers, by outcome (sent; skipped: slow socket or ?fps=)",
+            labels=["outcome"],
+        )
+        out.add_metric(["sent"], fanout.counters.sent)
+        out.add_metric(["slow"], fanout.counters.skipped_slow)
+        out.add_metric(["rate"], fanout.counters.skipped_rate)
+        yield out
         sio = GaugeMetricFamily("camserver_socketio_clients", "Connected Socket.IO clients")
         sio.add_metric([], rt.realtime.sockets.count())
         yield sio

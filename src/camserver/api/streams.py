@@ -11,7 +11,7 @@ from camserver.api.deps import GrantDep, ManagerDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
 from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
 from camserver.streaming.manager import StreamManager
-from camserver.streaming.restream import CONTENT_TYPE, mjpeg_parts
+from camserver.streaming.restream import CONTENT_TYPE, MJPEGResponse
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
@@ -94,13 +94,11 @@ FpsQuery = Annotated[
 
 def mjpeg_response(
     name: str, manager: StreamManager, fps: float | None, request: Request
-) -> StreamingResponse:
+) -> MJPEGResponse:
     client = request.client.host if request.client else None
     hub = manager.admit(name, client)  # 404 or 503 before the response starts
-    return StreamingResponse(
-        mjpeg_parts(hub, fps, client=client),
-        media_type=CONTENT_TYPE,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return MJPEGResponse(
+        hub, fps, client=client, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 

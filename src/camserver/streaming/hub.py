@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = ["FrameHub", "HubFrame", "LocalHub"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class FrameHub(Protocol):
 
     def viewer(self, kind: str, client: str | None = None) -> AbstractContextManager[None]: ...
 
+    def listen(self, listener: Callable[[HubFrame | None], None]) -> Callable[[], None]: ...
+
     def close(self) -> None: ...
 
 
@@ -76,6 +81,7 @@ class LocalHub:
         "_encoded",
         "_kinds",
         "_latest",
+        "_listeners",
         "_seq",
         "_waiters",
         "name",
@@ -90,6 +96,7 @@ class LocalHub:
         self._latest: HubFrame | None = None
         self._seq = 0
         self._waiters: list[asyncio.Future[None]] = []
+        self._listeners: list[Callable[[HubFrame | None], None]] = []
         self._closed = False
         self._kinds: dict[str, int] = {}
         self._clients: dict[str, int] = {}
@@ -162,7 +169,25 @@ class LocalHub:
         frame = HubFrame(self._seq, time.time(), data, camera_ts, token)
         self._latest = frame
         self._wake()
+        for listener in self._listeners:
+            try:
+                listener(frame)
+            except Exception:  # one broken output must not stop the camera or the rest
+                log.exception("stream %s: a frame listener failed", self.name)
         return frame
+
+    def listen(self, listener: Callable[[HubFrame | None], None]) -> Callable[[], None]:
+        """Call ``listener(frame)`` synchronously on every publish, and ``listener(None)``
+        when the hub closes; returns the function that stops it. For outputs that serve
+        all their viewers in one pass (``camserver.streaming.fanout``); a listener must not
+        block and must not raise."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return stop
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -210,3 +235,5 @@ class LocalHub:
         """Wake every waiter with None; the hub publishes nothing more."""
         self._closed = True
         self._wake()
+        for listener in list(self._listeners):
+            listener(None)

@@ -2,19 +2,31 @@
 HTTP clients (browsers' ``<img>``, VLC, ffmpeg, Home Assistant).
 
 Each part is built once per frame and shared by every client. A client that reads slowly
-is held back by its own socket (the ASGI server applies backpressure) and, when it is ready
-again, gets the newest frame: it skips frames and never delays the camera or others.
+skips frames and, when it is ready again, gets the newest: it never delays the camera or
+others.
+
+Under camserver's uvicorn protocol (``camserver.connections``) :class:`MJPEGResponse`
+hands the socket to the hub's :class:`~camserver.streaming.fanout.MJPEGFanout`, which writes
+each frame to every viewer in one pass. Under any other ASGI server it falls back to an
+async generator per viewer (:func:`mjpeg_parts`), where the server's backpressure holds a
+slow client back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from camserver.connections import DIRECT, DirectWrite
+from camserver.streaming.fanout import MJPEGFanout, Viewer
 from camserver.streaming.hub import FrameHub, HubFrame
 
-__all__ = ["BOUNDARY", "CONTENT_TYPE", "encode_part", "mjpeg_parts"]
+__all__ = ["BOUNDARY", "CONTENT_TYPE", "MJPEGResponse", "encode_part", "mjpeg_parts"]
 
 BOUNDARY = "camserverframe"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
@@ -50,3 +62,57 @@ async def mjpeg_parts(
                 next_at = time.monotonic() + interval
             last = frame.seq
             yield hub.encoded("mjpeg", frame, encode_part)
+
+
+class MJPEGResponse(StreamingResponse):
+    """An endless MJPEG response for one viewer of ``hub``."""
+
+    def __init__(
+        self,
+        hub: FrameHub,
+        fps: float | None = None,
+        *,
+        client: str | None = None,
+        kind: str = "mjpeg",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        # The generator is the fallback; never started (and so free) on the direct path.
+        super().__init__(
+            mjpeg_parts(hub, fps, kind, client), media_type=CONTENT_TYPE, headers=headers
+        )
+        self.hub, self.fps, self.client, self.kind = hub, fps, client, kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = scope.get("extensions", {}).get(DIRECT)
+        transport = direct.take() if isinstance(direct, DirectWrite) else None
+        if transport is None or not isinstance(direct, DirectWrite):
+            await super().__call__(scope, receive, send)
+            return
+        # Counted before the first await: the route admitted this viewer against the
+        # per-client cap, and a burst of requests must not all pass that check at once.
+        with self.hub.viewer(self.kind, self.client):
+            await _aclose(self.body_iterator)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            viewer = Viewer(transport, self.fps)
+            # GET bodies are read already: receive() now returns only at disconnect.
+            watcher = asyncio.ensure_future(_finish_on_disconnect(receive, viewer))
+            try:
+                await MJPEGFanout.of(self.hub, encode_part).serve(viewer)
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+                direct.release()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _finish_on_disconnect(receive: Receive, viewer: Viewer) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    viewer.finish()
+
+
+async def _aclose(iterator: object) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()

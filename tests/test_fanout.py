@@ -1,0 +1,163 @@
+"""MJPEG viewers served in one pass per frame (``camserver.streaming.fanout``): the raw
+wire format, slow and stalled viewers, viewers that leave mid-frame, metrics, and the
+fallback under an ASGI server that offers no direct socket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import struct
+from contextlib import AsyncExitStack
+
+import pytest
+
+from camserver.config import Settings
+from camserver.streaming import fanout
+from camserver.streaming.fanout import HIGH_WATER, MJPEGFanout
+from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
+from tests.conftest import CameraFactory, Server, start_server, wait_for
+from tests.test_restream import mjpeg_viewers, slow_reader, streaming_camera
+
+
+async def raw_get(server: Server, path: str, version: str) -> tuple[socket.socket, bytes, bytes]:
+    """A GET over a plain socket: (socket, response head, what followed it)."""
+    loop = asyncio.get_running_loop()
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (host, int(port)))
+    await loop.sock_sendall(sock, f"GET {path} HTTP/{version}\r\nHost: {host}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, f"closed before the head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return sock, head, rest
+
+
+async def read_frames(sock: socket.socket, parser: MJPEGParser, rest: bytes, n: int) -> list[Frame]:
+    loop = asyncio.get_running_loop()
+    frames: list[Frame] = []
+    parser.receive_data(rest)
+    while True:
+        while (e := parser.next_event()) is not NEED_DATA:
+            assert isinstance(e, Frame), e
+            frames.append(e)
+        if len(frames) >= n:
+            return frames
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, "the response ended"
+        parser.receive_data(chunk)
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+async def test_parts_go_out_raw_without_chunked_framing(
+    server: Server, camera: CameraFactory, version: str
+) -> None:
+    # HTTP/1.0 allows no chunked encoding at all; uvicorn used it anyway.
+    await streaming_camera(server, camera, fps=20)
+    sock, head, rest = await raw_get(server, "/api/streams/x/mjpeg", version)
+    try:
+        lines = head.decode().lower().split("\r\n")
+        assert lines[0].endswith("200 ok"), lines[0]
+        assert not any(line.startswith("transfer-encoding") for line in lines), lines
+        assert "connection: close" in lines
+        assert "cache-control: no-store" in lines
+        assert "x-content-type-options: nosniff" in lines  # the middleware still sees it
+        fields = dict(line.partition(":")[::2] for line in lines[1:])
+        ctype = fields["content-type"].strip()
+        assert ctype.startswith("multipart/x-mixed-replace")
+        parser = MJPEGParser.from_content_type(ctype)
+        frames = await read_frames(sock, parser, rest, 3)
+        assert all(f.data[:2] == b"\xff\xd8" and f.data[-2:] == b"\xff\xd9" for f in frames)
+        stamps = [float(f.camera_ts or 0) for f in frames]
+        assert stamps == sorted(set(stamps))
+    finally:
+        sock.close()
+
+
+async def test_a_stalled_viewer_skips_frames_and_holds_at_most_one_part(
+    server: Server, camera: CameraFactory
+) -> None:
+    await streaming_camera(server, camera, fps=25, framesize=12, replay=10)  # ~60 KB frames
+    url = f"{server.url}/api/streams/x/mjpeg"
+    hub = server.state.manager.hub("x")
+    skipped = fanout.counters.skipped_slow
+    stalled = [await slow_reader(url) for _ in range(2)]
+    try:
+        await wait_for(lambda: hub.viewers == 2, what="two stalled viewers counted")
+        await wait_for(
+            lambda: fanout.counters.skipped_slow > skipped + 20, 20, what="frames skipped"
+        )
+        out = MJPEGFanout._active[id(hub)]
+        assert out.viewers == 2
+        assert hub.latest is not None
+        part = 2 * len(hub.latest.data) + 200  # (frames of the replay vary in size)
+        for viewer in out._viewers:
+            # Never more than the high-water mark plus the one part written under it.
+            assert viewer.transport.get_write_buffer_size() <= HIGH_WATER + part
+        r = await server.client.get("/metrics")
+        assert 'camserver_mjpeg_frames_total{outcome="slow"}' in r.text
+        async with mjpeg_viewers(url, 1) as (fast,):
+            # The stalled ones cost the fast one nothing: it gets every frame in order.
+            await wait_for(lambda: len(fast.frames) >= 30, 20, what="30 frames")
+            stamps = [float(f.camera_ts or 0) for _, f in fast.frames]
+            assert stamps == sorted(set(stamps))
+            steps = [b - a for a, b in itertools.pairwise(stamps)]
+            assert max(steps) < 0.5, "the fast viewer skipped frames"
+    finally:
+        for s in stalled:
+            s.close()
+    await wait_for(lambda: hub.viewers == 0, 10, what="stalled viewers cleaned up")
+    assert id(hub) not in MJPEGFanout._active
+
+
+async def test_a_viewer_that_leaves_mid_frame(
+    server: Server, camera: CameraFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    await streaming_camera(server, camera, fps=20)
+    hub = server.state.manager.hub("x")
+    caplog.set_level(logging.WARNING)
+    async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg", 1) as (other,):
+        for _ in range(3):
+            sock, _, rest = await raw_get(server, "/api/streams/x/mjpeg", "1.1")
+            # Part of a frame, then a reset (SO_LINGER 0) in the middle of the next.
+            assert rest or await asyncio.get_running_loop().sock_recv(sock, 1000)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        await wait_for(lambda: hub.viewers == 1, 5, what="the three gone at once")
+        n = len(other.frames)
+        await wait_for(lambda: len(other.frames) >= n + 10, 10, what="the other viewer going on")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_fps_cap_and_stream_deletion_on_the_direct_path(
+    server: Server, camera: CameraFactory
+) -> None:
+    await streaming_camera(server, camera, fps=20)
+    rate = fanout.counters.skipped_rate
+    async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg?fps=4", 1) as (v,):
+        await wait_for(lambda: len(v.frames) >= 9, 10, what="nine frames at 4 fps")
+        stamps = [float(f.camera_ts or 0) for _, f in v.frames]
+        span = stamps[-1] - stamps[1]
+        assert len(stamps) - 2 <= 4 * span + 1, (len(stamps), span)
+        assert fanout.counters.skipped_rate > rate
+        assert (await server.client.delete("/api/streams/x")).status_code == 204
+        assert v.task is not None
+        await asyncio.wait_for(v.task, 10)  # ended cleanly: no exception
+
+
+async def test_other_asgi_servers_get_the_per_viewer_fallback(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    # uvicorn's h11 protocol offers no direct socket: the response streams as before.
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings, http="h11")
+        await streaming_camera(server, camera, fps=20)
+        async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg", 2) as viewers:
+            await wait_for(lambda: all(len(v.frames) >= 5 for v in viewers), 10, what="frames")
+            assert server.state.manager.hub("x").viewers == 2
+            assert id(server.state.manager.hub("x")) not in MJPEGFanout._active
