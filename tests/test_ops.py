@@ -48,6 +48,8 @@ async def test_metrics_parse_and_match_the_status(server: Server, camera: Camera
     assert samples[("camserver_stream_viewers", (("kind", "mjpeg"), ("stream", "c1")))] == 1
     assert samples[("camserver_mjpeg_clients", ())] == 1
     assert ("camserver_socketio_clients", ()) in samples
+    assert samples[("camserver_mjpeg_frames_total", (("outcome", "sent"),))] > 0
+    assert ("camserver_socketio_direct_frames_total", (("outcome", "slow"),)) in samples
     assert 0 <= samples[("camserver_event_loop_lag_seconds", ())] < 1
     assert "camserver_discovery_datagrams" in families
 

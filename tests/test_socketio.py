@@ -15,6 +15,7 @@ import socketio
 import websockets
 
 from camserver.api.events import MAX_BACKLOG
+from camserver.streaming.fanout import HIGH_WATER
 from tests.conftest import CameraFactory, Server, wait_for
 
 
@@ -171,46 +172,98 @@ async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:
     return ws
 
 
+async def stalled_polling_viewer(server: Server, name: str) -> str:
+    """A long-polling Socket.IO client that joins a room, then never polls again (frames
+    reach it through python-socketio's queue, not the direct WebSocket path)."""
+    path = "/socket.io/?EIO=4&transport=polling"
+    r = await server.client.get(path)
+    sid = json.loads(r.text[1:])["sid"]
+    path += f"&sid={sid}"
+    assert (await server.client.post(path, content="40")).text == "OK"
+    assert (await server.client.get(path)).text.startswith("40")
+    body = "421" + json.dumps(["join_stream", {"name": name}])
+    assert (await server.client.post(path, content=body)).text == "OK"
+    return str(sid)
+
+
 async def test_slow_viewer_does_not_slow_another(
     server: Server, camera: CameraFactory, viewer: ViewerFactory
 ) -> None:
     # XGA frames at 25 fps (~1.5 MB/s) fill the slow sockets' kernel buffers (a few MB on
-    # loopback) within seconds; after that, only the server's own queue could grow.
+    # loopback) within seconds; after that, only the server's own buffers could grow.
     cam = await camera("c1", fps=25, framesize=12, replay=10)
     await server.add_camera("c1", cam)
     await server.wait_state("c1", "streaming")
-    slow = [await slow_viewer(server.url, "c1") for _ in range(3)]
+    realtime = server.state.realtime
+    skipped = realtime.counters.skipped_slow
+    slow = [await slow_viewer(server.url, "c1") for _ in range(2)]
+    polling = await stalled_polling_viewer(server, "c1")
     fast = await viewer()
     await fast.join("c1")
     sockets = server.state.realtime.sockets
-    # The slow ones' socket buffers fill up; then the server queues at most MAX_BACKLOG
-    # packets for each and skips it for frames beyond that.
+    # The WebSocket ones are written to directly: once their socket holds more than
+    # HIGH_WATER unsent bytes they skip frames. The polling one goes through
+    # python-socketio's queue, where the server keeps at most MAX_BACKLOG packets.
     await wait_for(
-        lambda: sum(q >= MAX_BACKLOG for q in sockets.queue_sizes().values()) == 3,
+        lambda: (
+            realtime.counters.skipped_slow >= skipped + 20
+            and sockets.queue_size(polling) >= MAX_BACKLOG
+        ),
         20,
-        what="three slow viewers backed up",
+        what="slow viewers skipping frames",
     )
     hub = server.state.manager.hub("c1")
     assert hub.latest is not None
     start = hub.latest.seq
-    peak = 0
+    peak_queue = peak_unsent = 0
+    direct = [ws.transport() for ws in realtime._direct.values()]
 
     def forty_more() -> bool:
-        nonlocal peak
-        peak = max(peak, *sockets.queue_sizes().values())
+        nonlocal peak_queue, peak_unsent
+        peak_queue = max(peak_queue, *sockets.queue_sizes().values())
+        peak_unsent = max(t.get_write_buffer_size() for t in direct if t is not None)
         return any(f["seq"] >= start + 40 for f in fast.frames)
 
     await wait_for(forty_more, 20, 0.02, what="40 more frames for the fast viewer")
     # The server holds at most a couple of frames for a slow viewer.
-    assert peak <= MAX_BACKLOG + 2, f"{peak} packets queued for one viewer"
+    assert peak_queue <= MAX_BACKLOG + 2, f"{peak_queue} packets queued for one viewer"
+    assert hub.latest is not None
+    assert peak_unsent <= HIGH_WATER + 2 * len(hub.latest.data) + 1000, peak_unsent
     # The fast viewer got the camera's frames in order, none twice, most of them (a frame
-    # is skipped only while its own queue is MAX_BACKLOG deep: a busy machine).
+    # is skipped only while its own socket is behind: a busy machine).
     seqs = [f["seq"] for f in fast.frames if f["seq"] > start]
     assert seqs == sorted(set(seqs))
     assert len(seqs) >= 20, seqs
     for ws in slow:
         ws.transport.abort()
         await ws.wait_closed()
+
+
+async def test_polling_and_websocket_viewers_get_the_same_frames(
+    server: Server, camera: CameraFactory, viewer: ViewerFactory
+) -> None:
+    # A WebSocket viewer is written to directly; a long-polling one through an emit.
+    cam = await camera("c1", fps=20)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    ws = await viewer()
+    polling = socketio.AsyncClient(reconnection=False)
+    got: list[dict[str, Any]] = []
+    polling.on("frame", lambda data: got.append(data))
+    await polling.connect(server.url, transports=["polling"], headers={"X-Requested-With": "t"})
+    try:
+        assert (await polling.call("join_stream", {"name": "c1"}))["ok"]
+        await ws.join("c1")
+        sent = server.state.realtime.counters.sent
+        await wait_for(lambda: len(got) >= 10 and len(ws.frames) >= 10, 20, what="frames")
+        assert server.state.realtime.counters.sent > sent  # the WebSocket one: direct
+        for frames in (got, ws.frames):
+            assert all(f["name"] == "c1" and f["data"][:2] == b"\xff\xd8" for f in frames)
+            seqs = [f["seq"] for f in frames]
+            assert seqs == sorted(set(seqs))
+            assert all(isinstance(f["ts"], float) and f["token"] == 0 for f in frames)
+    finally:
+        await polling.disconnect()
 
 
 async def test_websocket_frames_are_not_deflated(server: Server) -> None:

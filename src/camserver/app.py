@@ -40,7 +40,7 @@ from camserver.api.security import (
     TokenChecker,
 )
 from camserver.config import Settings
-from camserver.connections import ConnectionLimits, limited_protocol
+from camserver.connections import ConnectionLimits, DirectWebSocketsProtocol, limited_protocol
 from camserver.logs import CollapseHandlerErrors, RedactTokens
 from camserver.runtime import Runtime
 
@@ -83,7 +83,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "http": limited_protocol(limits),
         "loop": settings.event_loop,
-        "ws": settings.websocket,
+        # "auto" is websockets' sans-I/O protocol when websockets is installed (it is a
+        # dependency); camserver's subclass lets Socket.IO frames skip the ASGI path.
+        "ws": (
+            DirectWebSocketsProtocol
+            if settings.websocket in ("auto", "websockets-sansio")
+            else settings.websocket
+        ),
         # Browsers (Chromium, Firefox) offer permessage-deflate and uvicorn accepts it by
         # default: every JPEG, which does not compress, would be deflated once per viewer.
         "ws_per_message_deflate": False,

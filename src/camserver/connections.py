@@ -14,7 +14,10 @@ connections exhausted the file descriptors. So:
 
 It also lets an endless response write to its socket directly (:class:`DirectWrite`, in
 ``scope["extensions"]["camserver.direct"]``): MJPEG viewers are served in one pass per
-frame by ``camserver.streaming.fanout`` instead of one ASGI send per viewer per frame.
+frame by ``camserver.streaming.fanout`` instead of one ASGI send per viewer per frame. Its
+WebSocket protocol does the same for Socket.IO frames (:class:`DirectWebSocket`, in
+``scope["extensions"]["camserver.ws"]``), which ``camserver.api.events`` encodes once per
+frame and writes to every viewer's socket.
 """
 
 from __future__ import annotations
@@ -22,8 +25,19 @@ from __future__ import annotations
 import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
 
-__all__ = ["DIRECT", "ConnectionLimits", "DirectWrite", "limited_protocol"]
+__all__ = [
+    "DIRECT",
+    "DIRECT_WS",
+    "ConnectionLimits",
+    "DirectWebSocket",
+    "DirectWebSocketsProtocol",
+    "DirectWrite",
+    "limited_protocol",
+]
 
 DIRECT = "camserver.direct"
 """The ASGI scope extension under which a :class:`DirectWrite` is offered."""
@@ -76,6 +90,42 @@ class ConnectionLimits:
         self.request_timeout = request_timeout
         self.max_per_client = max_per_client
         self.per_client: dict[str, int] = {}
+
+
+DIRECT_WS = "camserver.ws"
+"""The ASGI scope extension under which a :class:`DirectWebSocket` is offered."""
+
+
+class DirectWebSocket:
+    """The socket under one open WebSocket, for whole frames encoded once for many
+    clients. Each write must be one or more complete WebSocket frames (unmasked, no
+    extension: camserver accepts no permessage-deflate), so it never splits a frame that
+    uvicorn writes for the same connection."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    def transport(self) -> asyncio.WriteTransport | None:
+        """The transport while the WebSocket is open with no extension, else None."""
+        p = self._protocol
+        if p.close_sent or p.conn.state is not State.OPEN or p.conn.extensions:
+            return None
+        transport = p.transport
+        return None if transport.is_closing() else transport
+
+
+class DirectWebSocketsProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's default WebSocket protocol (websockets' sans-I/O one), offering
+    :class:`DirectWebSocket` to the application."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # (set only when the handshake goes on)
+        if scope is not None:
+            extensions: dict[str, object] = scope.setdefault("extensions", {})
+            extensions[DIRECT_WS] = DirectWebSocket(self)
 
 
 def _close_with(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:

@@ -104,6 +104,15 @@ class StateCollector(Collector):
         sio = GaugeMetricFamily("camserver_socketio_clients", "Connected Socket.IO clients")
         sio.add_metric([], rt.realtime.sockets.count())
         yield sio
+        direct = CounterMetricFamily(
+            "camserver_socketio_direct_frames",
+            "Frames written straight to Socket.IO viewers' WebSockets, by outcome "
+            "(sent; slow: skipped, socket still full)",
+            labels=["outcome"],
+        )
+        direct.add_metric(["sent"], rt.realtime.counters.sent)
+        direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
+        yield direct
         g = GaugeMetricFamily(
             "camserver_event_loop_lag_seconds", "Event-loop lag, last sample", labels=[]
         )

@@ -10,13 +10,21 @@ change (so a dashboard sees tiles it is not watching too); ``stream_changed``
 ``{"name", "change": "created" | "updated" | "deleted"}`` when a stream's configuration
 changes (on any node of a cluster); ``camera_discovered``.
 
-One broadcaster task per watched stream reads the hub and emits each frame once to the room
-(python-socketio encodes the packet once per emit), to this node's viewers only
-(``ignore_queue``): in cluster mode every node feeds its own hub from Redis. (Queueing
-packets to each client directly, without emit's task per packet per viewer, measured no
-different in ``bench/fanout.py``.) python-socketio queues packets per
-client without bound, so a client whose queue is backed up is skipped for that frame: a
-slow viewer gets fewer, newer frames and never builds up latency or memory.
+One broadcaster task per watched stream reads the hub and sends each frame to the room's
+members on this node only: in cluster mode every node feeds its own hub from Redis.
+
+- A viewer on a WebSocket opened directly (the dashboard, python-socketio clients with
+  ``transports=["websocket"]``) gets the frame's two WebSocket frames, encoded once per
+  frame for everyone (``camserver.api.sio_wire``), written straight to its socket
+  (``camserver.connections.DirectWebSocket``): one write per viewer per frame instead of
+  python-socketio's emit, Engine.IO's queue and writer task, and two ASGI sends. A viewer
+  whose socket still holds more than ``HIGH_WATER`` unsent bytes skips the frame.
+- Any other viewer (long-polling, or a session upgraded from it) gets an emit
+  (``ignore_queue``: not through the cluster's Redis manager).
+
+python-socketio queues packets per client without bound, so a client whose queue is backed
+up is skipped for that frame: a slow viewer gets fewer, newer frames and never builds up
+latency or memory.
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ import socketio
 
 from camserver.api.security import TokenChecker, query_token
 from camserver.api.sio_adapter import EngineIOSockets
+from camserver.api.sio_wire import event_frames
+from camserver.connections import DIRECT_WS, DirectWebSocket
 from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.models import StreamStatus
+from camserver.streaming.fanout import HIGH_WATER, FanoutCounters
+from camserver.streaming.hub import HubFrame
 from camserver.streaming.manager import StreamManager
 from camserver.tokens import Grant
 
@@ -87,6 +99,10 @@ class Realtime:
         """Socket.IO sid → client address (viewers per client are capped)."""
         self._grants: dict[str, Grant] = {}
         """Socket.IO sid → what its token allows."""
+        self._direct: dict[str, DirectWebSocket] = {}
+        """Socket.IO sid → its WebSocket's socket, when frames may be written to it."""
+        self.counters = FanoutCounters()
+        """Frames per viewer written directly (sent) or skipped (slow socket)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -127,9 +143,34 @@ class Realtime:
             clients = Counter(self._address.get(sid, "") for sid in members)
             self.manager.hub(name).set_viewers("socketio", len(members), dict(clients))
 
-    def _backlogged(self, members: list[tuple[str, str]]) -> list[str]:
+    def _write_direct(
+        self, name: str, frame: HubFrame, members: list[tuple[str, str]]
+    ) -> list[str]:
+        """Write ``frame`` to every member on a direct WebSocket; returns the members an
+        emit must skip (written to, slow, or backlogged), or all of them."""
         queued = self.sockets.queue_size
-        return [sid for sid, eio_sid in members if queued(eio_sid) >= MAX_BACKLOG]
+        direct = self._direct
+        skip: list[str] = []
+        wire: bytes | None = None
+        for sid, eio_sid in members:
+            if queued(eio_sid) >= MAX_BACKLOG:
+                skip.append(sid)
+                continue
+            ws = direct.get(sid)
+            transport = None if ws is None else ws.transport()
+            if transport is None:
+                continue  # polling or upgraded: emit
+            skip.append(sid)
+            if transport.get_write_buffer_size() > HIGH_WATER:
+                self.counters.skipped_slow += 1
+                continue
+            if wire is None:
+                wire = self.manager.hub(name).encoded(
+                    "socketio", frame, lambda f: event_frames("frame", self._payload(name, f))
+                )
+            transport.write(wire)
+            self.counters.sent += 1
+        return skip
 
     async def emit_all(self, event: str, data: Any) -> None:
         """To every client that sees every stream (not to scoped tokens)."""
@@ -171,14 +212,19 @@ class Realtime:
                 await self.sio.enter_room(sid, status_room(name), namespace=NAMESPACE)
         # python-engineio's ASGI environ says REMOTE_ADDR 127.0.0.1 whoever connects: the
         # real address is in the ASGI scope.
-        client = environ.get("asgi.scope", {}).get("client") or ("",)
+        scope = environ.get("asgi.scope", {})
+        client = scope.get("client") or ("",)
         self._address[sid] = str(client[0])
+        direct = scope.get("extensions", {}).get(DIRECT_WS)
+        if isinstance(direct, DirectWebSocket):
+            self._direct[sid] = direct
         log.debug("socket.io client %s connected", sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
+        self._direct.pop(sid, None)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
             if room.startswith(prefix):
@@ -251,7 +297,7 @@ class Realtime:
             if frame is None:
                 continue
             last = frame.seq
-            skip = self._backlogged(members)
+            skip = self._write_direct(name, frame, members)
             if len(skip) == len(members):
                 continue
             try:
