@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -229,6 +230,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             "viewers": viewers,
             "fps_mean": round(sum(p["fps_mean"] * p["viewers"] for p in parts) / viewers, 2),
             "fps_min": min(p["fps_min"] for p in parts),
+            "fps_median": statistics.median(f for p in parts for f in p["fps_all"]),
             "latency_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
             "latency_p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000, 1)
             if lat

@@ -125,6 +125,7 @@ def summary(stats: list[Stats], seconds: float) -> dict[str, Any]:
         "viewers": len(stats),
         "fps_mean": round(sum(fps) / len(fps), 2) if fps else 0.0,
         "fps_min": round(min(fps), 2) if fps else 0.0,
+        "fps_all": [round(f, 2) for f in fps],
         "latency_p50_ms": pct(0.50),
         "latency_p99_ms": pct(0.99),
         "frames": sum(s.frames for s in stats),
