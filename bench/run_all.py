@@ -1,7 +1,7 @@
 """Run every benchmark and write a Markdown table and JSON.
 
-    .venv/bin/python bench/run_all.py              # full run (~15 minutes)
-    .venv/bin/python bench/run_all.py --smoke      # ~80 s: what CI runs so none rots
+    .venv/bin/python bench/run_all.py              # full run (~35 minutes)
+    .venv/bin/python bench/run_all.py --smoke      # ~2 minutes: what CI runs so none rots
 
 Results go to bench/results/<UTC date>.{md,json} and the Markdown is printed.
 """
@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, fanout, ingest, parser
+from bench import cluster, fanout, ingest, parser, peers
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
@@ -50,6 +50,9 @@ def main() -> None:
         ],
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
+        "peers": peers.summary(
+            peers.bench(1 if args.smoke else 3, 1.5 if args.smoke else 8.0, args.smoke)
+        ),
     }
     results["ratios"] = fanout.ratios(results["fanout"]) + cluster.ratios(results["cluster"])
     text = "\n\n".join(
@@ -62,6 +65,8 @@ def main() -> None:
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),
+            "Side by side with the peers (one VGA camera, 15 fps; medians of interleaved "
+            "rounds)\n\n" + peers.table(results["peers"]),
             "Ratios (each against a baseline of this run)\n\n"
             + "\n".join(f"- {line}" for line in results["ratios"]),
         ]

@@ -18,6 +18,9 @@ source scripts/lib.sh
 # motion: baseline (b) of the benchmarks' smoke run.
 # redis-server, haproxy: cluster mode runs on real ones (tests/cluster/).
 apt_need iproute2 chromium ffmpeg motion redis-server haproxy
+# nodejs, npm: the Node.js peers of bench/peers.py (smoke run); a Node.js installed some
+# other way will do.
+command -v node >/dev/null && command -v npm >/dev/null || apt_need nodejs npm
 export CAMSERVER_TEST_OUTPUT="${CAMSERVER_TEST_OUTPUT:-$PWD/test-output}"
 export CAMSERVER_STRICT=1
 echo "== ruff"; .venv/bin/ruff check src tests bench scripts

@@ -50,7 +50,7 @@ class BenchSmoke:
 
 
 # motion: baseline (b) of the fan-out bench; redis-server: the cluster bench.
-@pytest.mark.requires("motion", "redis-server")
+@pytest.mark.requires("motion", "redis-server", "node", "npm")
 @pytest.mark.background_smoke
 def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
     smoke = request.config.stash.get(SMOKE, None)
@@ -75,6 +75,21 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         # Every viewer got frames (how many per second is the full run's business).
         assert r["fps_per_viewer"] > 0, r
     assert "| system |" in (tmp_path / "smoke.md").read_text()
+    # Side by side with the Node.js peers: each server relayed the camera over one
+    # upstream connection and its viewers got frames.
+    peers = {(r["kind"], r["system"]): r for r in results["peers"]}
+    assert set(peers) == {
+        ("mjpeg", "camserver"),
+        ("mjpeg", "mjpeg-proxy (Node)"),
+        ("mjpeg", "node-mjpeg-proxy (Node)"),
+        ("socketio", "camserver"),
+        ("socketio", "socket.io (Node)"),
+    }
+    for r in peers.values():
+        assert r["errors"] == 0, r
+        assert r["upstream"] == 1, r
+        assert r["fps_median"] > 0, r
+    assert "CPU vs camserver" in (tmp_path / "smoke.md").read_text()
     ratios = "\n".join(results["ratios"])
     for what in ("vs (a)", "ceiling", "vs the raw relay", "cluster relay", "cluster scale-out"):
         assert what in ratios, ratios

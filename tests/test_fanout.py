@@ -161,3 +161,20 @@ async def test_other_asgi_servers_get_the_per_viewer_fallback(
             await wait_for(lambda: all(len(v.frames) >= 5 for v in viewers), 10, what="frames")
             assert server.state.manager.hub("x").viewers == 2
             assert id(server.state.manager.hub("x")) not in MJPEGFanout._active
+
+
+async def test_a_burst_of_viewers_from_one_client_stays_under_its_cap(
+    server: Server, camera: CameraFactory
+) -> None:
+    # Each request is admitted (checked against the cap) and counted with no await in
+    # between: eight at once from one address must not all pass a cap of three.
+    await streaming_camera(server, camera, fps=20)
+    server.state.manager.max_viewers_per_client = 3
+    got = await asyncio.gather(*(raw_get(server, "/api/streams/x/mjpeg", "1.1") for _ in range(8)))
+    try:
+        codes = sorted(head.split(b" ", 2)[1] for _, head, _ in got)
+        assert codes == [b"200"] * 3 + [b"503"] * 5, codes
+        assert server.state.manager.hub("x").viewers == 3
+    finally:
+        for sock, _, _ in got:
+            sock.close()
