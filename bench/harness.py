@@ -99,7 +99,10 @@ def cameras(count: int, fps: float = 15, framesize: str = "VGA") -> Iterator[lis
 
 
 @contextmanager
-def camserver(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, psutil.Process]]:
+def camserver(
+    extra_env: dict[str, str] | None = None, python: str = PY
+) -> Iterator[tuple[str, psutil.Process]]:
+    """camserver on a free port, run by ``python`` (an interpreter with camserver installed)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -112,7 +115,7 @@ def camserver(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, ps
             "CAMSERVER_MAX_VIEWERS_PER_CLIENT": "5000",
             **(extra_env or {}),
         }
-        args = [PY, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]
+        args = [python, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]
         with process(args, env) as p:
             url = f"http://127.0.0.1:{port}"
             wait_http(url + "/healthz")

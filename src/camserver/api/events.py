@@ -165,12 +165,16 @@ class Realtime:
                 self.counters.skipped_slow += 1
                 continue
             if wire is None:
-                wire = self.manager.hub(name).encoded(
-                    "socketio", frame, lambda f: event_frames("frame", self._payload(name, f))
-                )
+                wire = self._wire(name, frame)
             transport.write(wire)
             self.counters.sent += 1
         return skip
+
+    def _wire(self, name: str, frame: HubFrame) -> bytes:
+        """The frame event's WebSocket frames, encoded once per frame for every viewer."""
+        return self.manager.hub(name).encoded(
+            "socketio", frame, lambda f: event_frames("frame", self._payload(name, f))
+        )
 
     async def emit_all(self, event: str, data: Any) -> None:
         """To every client that sees every stream (not to scoped tokens)."""
@@ -256,8 +260,15 @@ class Realtime:
             )
         frame = hub.latest
         if frame is not None:  # show a picture at once, not on the next frame
-            payload = self._payload(name, frame)
-            self.spawn(self.sio.emit("frame", payload, to=sid, ignore_queue=True))
+            # The way the next frames will go, so that they cannot overtake this one.
+            ws = self._direct.get(sid)
+            transport = None if ws is None else ws.transport()
+            if transport is not None:
+                transport.write(self._wire(name, frame))
+                self.counters.sent += 1
+            else:
+                payload = self._payload(name, frame)
+                self.spawn(self.sio.emit("frame", payload, to=sid, ignore_queue=True))
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
