@@ -39,9 +39,7 @@ def interpreter(version: str) -> str | None:
     candidates = [str(found[-1])] if found else []
     candidates += [c for c in [shutil.which(f"python{version}")] if c]
     # (A pyenv shim is on PATH even when that version is not selected: try it.)
-    base = next(
-        (c for c in candidates if subprocess.run([c, "-V"], check=False).returncode == 0), None
-    )
+    base = next((c for c in candidates if _runs(c)), None)
     if base is None:
         return None
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
@@ -49,6 +47,10 @@ def interpreter(version: str) -> str | None:
     pip = [str(py), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "-e", str(ROOT)], check=True, timeout=900)
     return str(py)
+
+
+def _runs(python: str) -> bool:
+    return subprocess.run([python, "-V"], capture_output=True, check=False).returncode == 0
 
 
 def version_of(py: str) -> str:
