@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+import uvloop
 
 from camserver.errors import UpstreamProtocolError, UpstreamTimeout
 from camserver.streaming.camera_http import open_stream
@@ -116,3 +117,16 @@ async def test_garbage_instead_of_http_is_a_clear_error() -> None:
     async with camera(garbage) as port:
         with pytest.raises(UpstreamProtocolError):
             await body_of(port)
+
+
+def test_under_uvloop_as_the_server_runs() -> None:
+    # camserver serves with uvloop, whose transports are not asyncio.Transport subclasses.
+    async def main() -> tuple[int, bytes]:
+        async def answer(writer: asyncio.StreamWriter) -> None:
+            writer.write(ANSWERS["chunked"])
+
+        async with camera(answer) as port:
+            return await body_of(port)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) == (200, BODY)
