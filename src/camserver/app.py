@@ -27,6 +27,7 @@ from camserver.api import (
     docs,
     health,
     metrics,
+    recordings,
     streams,
     tokens,
 )
@@ -150,7 +151,18 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    routers = (health, streams, discovery, camera_settings, compat, metrics, docs, tokens, cluster)
+    routers = (
+        health,
+        streams,
+        recordings,
+        discovery,
+        camera_settings,
+        compat,
+        metrics,
+        docs,
+        tokens,
+        cluster,
+    )
     for module in routers:
         app.include_router(module.router)
     if WEB_DIR.is_dir():

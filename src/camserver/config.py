@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
     db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
     demo: int = Field(0, ge=0, le=64, description="Simulated cameras to start in-process.")
+    recordings_dir: Path | None = Field(
+        None, description="Where recordings go (default: 'recordings' beside the database)."
+    )
+    recording_segment_seconds: float = Field(
+        60.0, ge=2, le=3600, description="Length of one recording file (segment)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least severe log level shown."
     )
@@ -216,3 +222,8 @@ class Settings(BaseSettings):
         if self.demo and "discovery_interfaces" not in self.model_fields_set:
             return "lo"
         return self.discovery_interfaces
+
+
+def recordings_root(settings: Settings) -> Path:
+    """The recordings folder: ``recordings_dir``, or ``recordings`` beside the database."""
+    return settings.recordings_dir or settings.db.parent / "recordings"

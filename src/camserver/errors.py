@@ -22,10 +22,12 @@ One root, so callers can catch everything camserver raises on purpose::
     │   ├── UnknownInterface      no usable interface of that name
     │   ├── NotDiscovered         no discovered camera of that name
     │   └── NameConflict          several discovered cameras give that name
-    └── UpstreamError          talking to a camera failed
-        ├── UpstreamConnectError   could not connect / HTTP error status
-        ├── UpstreamTimeout        nothing received for too long
-        └── UpstreamProtocolError  the camera sent something that is not MJPEG
+    ├── UpstreamError          talking to a camera failed
+    │   ├── UpstreamConnectError   could not connect / HTTP error status
+    │   ├── UpstreamTimeout        nothing received for too long
+    │   └── UpstreamProtocolError  the camera sent something that is not MJPEG
+    └── RecordingError         writing or reading recordings failed (disk, a bad file)
+        └── RecordingNotFound  no recording with that id, or none at that time
 
 Third-party errors (httpx, sqlite3) are wrapped with ``raise ... from exc``.
 """
@@ -43,6 +45,8 @@ __all__ = [
     "NotAnESP32",
     "NotDiscovered",
     "NotPermitted",
+    "RecordingError",
+    "RecordingNotFound",
     "SnapshotUnavailable",
     "StoreError",
     "StreamError",
@@ -160,3 +164,11 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     pass
+
+
+class RecordingError(CamServerError):
+    """Writing or reading recordings failed."""
+
+
+class RecordingNotFound(RecordingError):
+    """No recording with that id, or none at the time asked for."""

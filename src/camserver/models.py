@@ -15,6 +15,8 @@ from camserver.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
 
 __all__ = [
     "NAME_PATTERN",
+    "RecordingPatch",
+    "RecordingSettings",
     "StreamConfig",
     "StreamCreate",
     "StreamName",
@@ -175,6 +177,7 @@ class StreamCreate(BaseModel):
         None, max_length=256, description="Stored in the database only; never returned."
     )
     auth_scheme: AuthScheme = Field("basic", description="HTTP auth the camera uses.")
+    recording: RecordingSettings | None = Field(None, description="Default: not recorded.")
 
     @field_validator("host")
     @classmethod
@@ -206,8 +209,53 @@ class StreamCreate(BaseModel):
             username=self.username,
             password=self.password.get_secret_value() if self.password else None,
             auth_scheme=self.auth_scheme,
+            recording=self.recording or RecordingSettings(),
         )
         return cfg.with_host(self.host) if self.host is not None else cfg
+
+
+RecordingMode = Literal["off", "continuous", "events"]
+
+
+class RecordingSettings(BaseModel):
+    """How a stream is recorded (``docs/recording.md``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: RecordingMode = Field(
+        "off",
+        description="'continuous': every frame; 'events': clips around marked (motion) events.",
+    )
+    timelapse_interval: float | None = Field(
+        None, ge=1, le=86400, description="Also keep one frame every this many seconds."
+    )
+    max_age_hours: float | None = Field(
+        None, gt=0, le=24 * 3650, description="Delete recordings older than this."
+    )
+    max_bytes: int | None = Field(
+        None, ge=10_000_000, description="Delete the oldest recordings above this size."
+    )
+
+
+class RecordingPatch(BaseModel):
+    """Recording fields to change; a field given as null is cleared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: RecordingMode | None = None
+    timelapse_interval: float | None = Field(None, ge=1, le=86400)
+    max_age_hours: float | None = Field(None, gt=0, le=24 * 3650)
+    max_bytes: int | None = Field(None, ge=10_000_000)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: RecordingMode | None) -> RecordingMode | None:
+        if v is None:
+            raise ValueError("mode cannot be null: give 'off', 'continuous' or 'events'")
+        return v
+
+    def apply(self, current: RecordingSettings) -> RecordingSettings:
+        return current.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
 
 
 class StreamConfig(BaseModel):
@@ -223,6 +271,7 @@ class StreamConfig(BaseModel):
     password: str | None = Field(None, exclude=True, repr=False)
     """Never serialised: the store reads the attribute, the API never sees it."""
     auth_scheme: AuthScheme = "basic"
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
 
     def httpx_auth(self) -> httpx.Auth | None:
         if self.username is None:
@@ -257,6 +306,11 @@ class StreamPatch(BaseModel):
     username: str | None = Field(None, max_length=128, description="'' removes the login.")
     password: SecretStr | None = Field(None, max_length=256)
     auth_scheme: AuthScheme | None = None
+    recording: RecordingPatch | None = Field(
+        None,
+        description="Recording mode, timelapse and retention; fields left out stay as they are.",
+        examples=[{"mode": "continuous", "max_age_hours": 72}],
+    )
 
     @field_validator("host")
     @classmethod
@@ -303,6 +357,8 @@ class StreamPatch(BaseModel):
                 flags["password"] = None
         if self.password is not None:
             flags["password"] = self.password.get_secret_value()
+        if self.recording is not None:
+            flags["recording"] = self.recording.apply(cfg.recording)
         return cfg.model_copy(update=flags) if flags else cfg
 
 

@@ -22,13 +22,14 @@ from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from camserver import __version__
 from camserver.api.events import Realtime
 from camserver.api.security import TokenChecker
-from camserver.config import Settings
+from camserver.config import Settings, recordings_root
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
 from camserver.memory import Housekeeper
 from camserver.models import StreamConfig
 from camserver.netguard import NetworkGuard
+from camserver.recording.service import RecordingService, start_recording
 from camserver.store import SQLiteStore, StreamStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager
@@ -58,6 +59,8 @@ class Runtime:
     checker: TokenChecker
     cluster: Cluster | None = None
     """Cluster mode (CAMSERVER_REDIS_URL) only."""
+    recording: RecordingService | None = None
+    """One node only, for now (docs/recording.md)."""
 
     def begin_shutdown(self) -> None:
         """Wake and end every viewer (MJPEG responses, Socket.IO frame loops) at once, so a
@@ -116,6 +119,15 @@ class Runtime:
             stack.push_async_callback(realtime.close)
             for cfg in demo:
                 await manager.put(cfg)
+            recording = None
+            if settings.redis_url is None:
+                recording = await start_recording(
+                    stack,
+                    manager,
+                    settings.db,
+                    recordings_root(settings),
+                    settings.recording_segment_seconds,
+                )
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
             runtime = cls(
                 settings=settings,
@@ -130,6 +142,7 @@ class Runtime:
                 metrics=CollectorRegistry(auto_describe=False),
                 checker=checker,
                 cluster=cluster,
+                recording=recording,
             )
             jobs = (
                 runtime.loop_lag.run(),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from camserver.errors import ConfigError, StoreError, StreamExists, StreamNotFound
-from camserver.models import StreamConfig
+from camserver.models import RecordingSettings, StreamConfig
 from camserver.tokens import ManagedToken
 
 __all__ = ["SQLiteStore", "StreamStore", "check_database"]
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS streams (
     on_demand INTEGER NOT NULL DEFAULT 0,
     username TEXT,
     password TEXT,
-    auth_scheme TEXT NOT NULL DEFAULT 'basic'
+    auth_scheme TEXT NOT NULL DEFAULT 'basic',
+    recording TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
@@ -58,6 +59,7 @@ _MIGRATIONS = [
     ("username", "TEXT"),
     ("password", "TEXT"),
     ("auth_scheme", "TEXT NOT NULL DEFAULT 'basic'"),
+    ("recording", "TEXT"),  # RecordingSettings as JSON; NULL: the defaults
 ]
 _COLUMN_NAMES = [
     "name",
@@ -69,6 +71,7 @@ _COLUMN_NAMES = [
     "username",
     "password",
     "auth_scheme",
+    "recording",
 ]
 
 
@@ -108,6 +111,7 @@ def _row(row: tuple[Any, ...]) -> StreamConfig:
         username=row[6],
         password=row[7],
         auth_scheme=row[8],
+        recording=RecordingSettings.model_validate_json(row[9]) if row[9] else RecordingSettings(),
     )
 
 
@@ -123,6 +127,7 @@ def _values(cfg: StreamConfig) -> tuple[str | int | None, ...]:
         cfg.username,
         cfg.password,
         cfg.auth_scheme,
+        cfg.recording.model_dump_json(),
     )
 
 

@@ -13,7 +13,8 @@ from fastapi import Depends, Request
 
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
-from camserver.errors import DiscoveryUnavailable, NotPermitted, StreamNotFound
+from camserver.errors import DiscoveryUnavailable, NotPermitted, RecordingError, StreamNotFound
+from camserver.recording.service import RecordingService
 from camserver.runtime import Runtime
 from camserver.streaming.manager import StreamManager
 from camserver.tokens import ALL, Grant
@@ -23,6 +24,7 @@ __all__ = [
     "DiscoveryDep",
     "GrantDep",
     "ManagerDep",
+    "RecordingDep",
     "RuntimeDep",
     "SettingsDep",
     "Unscoped",
@@ -54,6 +56,12 @@ async def get_discovery(runtime: RuntimeDep) -> DiscoveryService:
 
 async def get_client(runtime: RuntimeDep) -> httpx.AsyncClient:
     return runtime.client
+
+
+async def get_recording(runtime: RuntimeDep) -> RecordingService:
+    if runtime.recording is None:
+        raise RecordingError("recording is not available in cluster mode yet")
+    return runtime.recording
 
 
 async def get_settings(runtime: RuntimeDep) -> Settings:
@@ -88,5 +96,6 @@ Unscoped = Depends(unscoped)
 
 ClientDep = Annotated[httpx.AsyncClient, Depends(get_client)]
 DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]
+RecordingDep = Annotated[RecordingService, Depends(get_recording)]
 ManagerDep = Annotated[StreamManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -16,6 +16,8 @@ from camserver.errors import (
     NotAnESP32,
     NotDiscovered,
     NotPermitted,
+    RecordingError,
+    RecordingNotFound,
     SnapshotUnavailable,
     StoreError,
     StreamExists,
@@ -51,6 +53,8 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
     (NameConflict, 409),
     (UnknownInterface, 422),
     (DiscoveryUnavailable, 503),
+    (RecordingNotFound, 404),
+    (RecordingError, 503),
 ]
 
 

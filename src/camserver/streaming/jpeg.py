@@ -69,3 +69,36 @@ def is_complete(data: bytes | bytearray | memoryview) -> bool:
         and data[n - 2] == 0xFF
         and data[n - 1] == _EOI
     )
+
+
+# Start-of-frame markers (baseline, progressive, ...): not DHT (C4), JPG (C8) or DAC (CC).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def dimensions(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """(width, height) from the JPEG's start-of-frame header, or None if it has none."""
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None
+    pos = 2
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker in (_SOS, _EOI):
+            return None
+        seg_len = (data[pos + 2] << 8) | data[pos + 3]
+        if marker in _SOF:
+            if pos + 9 > n:
+                return None
+            height = (data[pos + 5] << 8) | data[pos + 6]
+            width = (data[pos + 7] << 8) | data[pos + 8]
+            return (width, height) if width and height else None
+        pos += 2 + seg_len
+    return None

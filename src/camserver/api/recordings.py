@@ -1,0 +1,131 @@
+"""Recordings: list a stream's segments in a time range, read one's metadata, download it.
+
+Times are epoch seconds or ISO 8601 (``2026-11-25T20:00:00Z``). The segment being written
+is listed too, with its end so far (``closed`` false).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName
+from camserver.errors import RecordingNotFound
+from camserver.recording.index import Recording, RecordingKind
+
+router = APIRouter(tags=["recordings"])
+
+_ERROR = {"content": {"application/json": {"example": {"detail": "no recording 7"}}}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_ERROR}}
+
+
+class RecordingOut(BaseModel):
+    id: int
+    stream: str
+    kind: RecordingKind
+    start: float
+    end: float
+    frames: int
+    bytes: int
+    closed: bool
+    file_url: str
+
+    @classmethod
+    def of(cls, r: Recording) -> RecordingOut:
+        return cls(
+            id=r.id,
+            stream=r.stream,
+            kind=r.kind,
+            start=r.start,
+            end=r.end,
+            frames=r.frames,
+            bytes=r.bytes,
+            closed=r.closed,
+            file_url=f"/api/recordings/{r.id}/file",
+        )
+
+
+def parse_time(value: str | None, default: float, what: str) -> float:
+    """Epoch seconds or ISO 8601 (a time without a zone is UTC); 422 if neither."""
+    if value is None or value == "":
+        return default
+    try:
+        t = float(value)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad(f"{what}: expected epoch seconds or ISO 8601, got {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        t = parsed.timestamp()
+    if not math.isfinite(t) or not 0 <= t < 32503680000:  # before the year 3000
+        raise _bad(f"{what}: {value[:40]!r} is not a time camserver can record")
+    return t
+
+
+TimeQuery = Annotated[
+    str | None, Query(max_length=40, description="Epoch seconds or ISO 8601 (UTC if no zone).")
+]
+
+
+@router.get("/api/streams/{name}/recordings", responses=_NOT_FOUND)
+async def list_recordings(
+    name: VisibleName,
+    recording: RecordingDep,
+    manager: ManagerDep,
+    start: TimeQuery = None,
+    end: TimeQuery = None,
+) -> list[RecordingOut]:
+    """Segments of the stream overlapping [start, end] (default: the last 24 hours)."""
+    manager.config(name)  # 404 for a stream that does not exist
+    now = time.time()
+    t1 = parse_time(end, now, "end")
+    t0 = parse_time(start, t1 - 86400, "start")
+    if t0 > t1:
+        raise _bad("start is after end")
+    rows = await asyncio.to_thread(recording.index.between, name, t0, t1)
+    return [RecordingOut.of(r) for r in rows]
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+async def _get(rid: int, recording: RecordingDep, grant: GrantDep) -> Recording:
+    found = await asyncio.to_thread(recording.index.get, rid)
+    if found is None or not grant.sees(found.stream):
+        raise RecordingNotFound(f"no recording {rid}")
+    return found
+
+
+@router.get("/api/recordings/{rid}", responses=_NOT_FOUND)
+async def get_recording(rid: int, recording: RecordingDep, grant: GrantDep) -> RecordingOut:
+    return RecordingOut.of(await _get(rid, recording, grant))
+
+
+@router.get(
+    "/api/recordings/{rid}/file",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/x-matroska": {}}}, **_NOT_FOUND},
+)
+async def recording_file(rid: int, recording: RecordingDep, grant: GrantDep) -> FileResponse:
+    """The segment as Matroska (MJPEG stream-copied); range requests work, so players
+    can seek. VLC, ffmpeg and mpv play it."""
+    found = await _get(rid, recording, grant)
+    path = recording.root / found.path
+    if not path.is_file():
+        raise RecordingNotFound(f"recording {rid}: its file is gone")
+    return FileResponse(
+        path,
+        media_type="video/x-matroska",
+        filename=f"{found.stream}-{found.path.rsplit('/', 1)[-1]}",
+        headers={"Cache-Control": "no-store"},
+    )

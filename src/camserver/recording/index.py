@@ -1,0 +1,106 @@
+"""The recordings index: one row per segment (and, later, per event clip), in the same
+SQLite file as the streams. Retention and playback find files through it, never by
+scanning folders. Thread-safe: the recorder's worker writes, the API reads."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from camserver.errors import RecordingError
+
+__all__ = ["Recording", "RecordingIndex", "RecordingKind"]
+
+RecordingKind = Literal["continuous", "event", "timelapse"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    id INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    closed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS recordings_by_time ON recordings (stream, start);
+"""
+_COLUMNS = "id, stream, kind, path, start, end, frames, bytes, closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    id: int
+    stream: str
+    kind: RecordingKind
+    path: str
+    """Relative to the recordings folder."""
+    start: float
+    end: float
+    frames: int
+    bytes: int
+    closed: bool
+    """False while it is being written (or after a crash, until it is repaired)."""
+
+
+def _recording(row: Any) -> Recording:
+    rid, stream, kind, path, start, end, frames, size, closed = row
+    return Recording(rid, stream, kind, path, start, end, frames, size, bool(closed))
+
+
+class RecordingIndex:
+    def __init__(self, db: Path) -> None:
+        try:
+            self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot open the recordings index in {db}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        try:
+            with self._lock:
+                return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise RecordingError(f"recordings index: {exc}") from exc
+
+    def begin(self, stream: str, kind: RecordingKind, path: str, start: float) -> int:
+        rows = self._run(
+            "INSERT INTO recordings (stream, kind, path, start, end) VALUES (?, ?, ?, ?, ?) "
+            "RETURNING id",
+            (stream, kind, path, start, start),
+        )
+        return int(rows[0][0])
+
+    def update(self, rid: int, end: float, frames: int, size: int, *, closed: bool) -> None:
+        self._run(
+            "UPDATE recordings SET end = ?, frames = ?, bytes = ?, closed = ? WHERE id = ?",
+            (end, frames, size, int(closed), rid),
+        )
+
+    def get(self, rid: int) -> Recording | None:
+        rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE id = ?", (rid,))
+        return _recording(rows[0]) if rows else None
+
+    def between(self, stream: str, start: float, end: float) -> list[Recording]:
+        """Recordings of ``stream`` that overlap [start, end], oldest first."""
+        rows = self._run(
+            f"SELECT {_COLUMNS} FROM recordings WHERE stream = ? AND start <= ? AND end >= ? "
+            "ORDER BY start, id",
+            (stream, end, start),
+        )
+        return [_recording(r) for r in rows]
+
+    def unfinished(self) -> list[Recording]:
+        rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE closed = 0 ORDER BY id")
+        return [_recording(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,200 @@
+"""The recorder: one worker thread writes every recording camera's frames to disk.
+
+The event loop only attaches a :class:`~camserver.recording.tap.Tap` to a hub (``publish``
+appends the frame object, nothing more); the thread drains the taps, writes segments of
+about ``segment_seconds`` under ``<root>/<stream>/<YYYY-MM-DD>/`` (UTC days) and keeps the
+index up to date. A disk that fails costs recorded frames only: the error is logged (at
+most once a minute per stream), counted, and the segment is abandoned; the recorder tries
+a new one a few seconds later. Live viewers never wait for the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from camserver.errors import RecordingError
+from camserver.recording.index import RecordingIndex
+from camserver.recording.tap import Tap
+from camserver.recording.writer import SegmentWriter
+from camserver.streaming import jpeg
+from camserver.streaming.hub import FrameHub, HubFrame
+
+__all__ = ["Recorder", "RecorderCounters"]
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 5.0
+"""Seconds before a new segment is tried after a write error."""
+_LOG_EVERY = 60.0
+
+
+@dataclass(slots=True)
+class RecorderCounters:
+    frames: int = 0
+    bytes: int = 0
+    segments: int = 0
+    write_errors: int = 0
+    dropped_on_error: int = 0
+    """Frames not written because the disk failed."""
+
+
+class _Active:
+    """A recording stream, as the worker thread sees it."""
+
+    def __init__(self, tap: Tap) -> None:
+        self.tap = tap
+        self.writer: SegmentWriter | None = None
+        self.row: int | None = None
+        self.day = ""
+        self.retry_at = 0.0
+        self.logged_at = -_LOG_EVERY
+
+
+class Recorder:
+    def __init__(self, root: Path, index: RecordingIndex, segment_seconds: float = 60.0) -> None:
+        self.root = root
+        self.index = index
+        self.segment_seconds = segment_seconds
+        self.counters = RecorderCounters()
+        self._active: dict[str, _Active] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="recorder", daemon=True)
+        self._thread.start()
+
+    # -- event loop ------------------------------------------------------------------
+
+    def recording(self, name: str) -> bool:
+        with self._lock:
+            active = self._active.get(name)
+        return active is not None and not active.tap.closed
+
+    def attach(self, hub: FrameHub) -> None:
+        """Record every frame ``hub`` publishes from now on (idempotent)."""
+        if self.recording(hub.name):
+            return
+        tap = Tap(hub, self._wake)
+        with self._lock:
+            self._active[hub.name] = _Active(tap)
+        # A recording camera is watched: an on-demand camera stays connected.
+        hub.set_viewers("recorder", 1)
+
+    def detach(self, hub: FrameHub) -> None:
+        """Stop recording ``hub``; what is queued is still written, then the segment ends."""
+        with self._lock:
+            active = self._active.get(hub.name)
+        if active is not None:
+            active.tap.close()
+            hub.set_viewers("recorder", 0)
+
+    @property
+    def dropped(self) -> int:
+        """Frames the taps could not queue (the worker was behind)."""
+        with self._lock:
+            return sum(a.tap.dropped for a in self._active.values())
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, finish every segment, stop the thread."""
+        with self._lock:
+            for active in self._active.values():
+                active.tap.close()
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    # -- worker thread -----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            with self._lock:
+                actives = list(self._active.items())
+            for name, active in actives:
+                try:
+                    self._serve(name, active)
+                except Exception:  # a bug must not stop every camera's recording
+                    log.exception("recording %s: unexpected error", name)
+                if active.tap.closed and not active.tap.frames:
+                    self._finish(name, active)
+                    with self._lock:
+                        if self._active.get(name) is active:
+                            del self._active[name]
+            if self._stopping:
+                with self._lock:
+                    if not self._active:
+                        return
+
+    def _serve(self, name: str, active: _Active) -> None:
+        for frame in active.tap.drain():
+            now = time.monotonic()
+            if active.writer is None and now < active.retry_at:
+                self.counters.dropped_on_error += 1
+                continue
+            try:
+                self._write(name, active, frame)
+            except RecordingError as exc:
+                self.counters.write_errors += 1
+                self.counters.dropped_on_error += 1
+                if now - active.logged_at >= _LOG_EVERY:
+                    active.logged_at = now
+                    log.error("recording %s: %s (live viewers are not affected)", name, exc)
+                self._abandon(active)
+                active.retry_at = now + RETRY_AFTER
+        if active.writer is not None and active.row is not None:
+            w = active.writer
+            self.index.update(active.row, w.end, w.frames, w.bytes, closed=False)
+
+    def _write(self, name: str, active: _Active, frame: HubFrame) -> None:
+        day = datetime.fromtimestamp(frame.ts, UTC).strftime("%Y-%m-%d")
+        writer = active.writer
+        size = jpeg.dimensions(frame.data)
+        if writer is not None and (
+            frame.ts - writer.start >= self.segment_seconds
+            or day != active.day
+            or (size is not None and size != writer.size)
+        ):
+            self._finish(name, active)
+            writer = None
+        if writer is None:
+            if size is None:
+                return  # not a JPEG with a frame header: nothing a player could show
+            stamp = datetime.fromtimestamp(frame.ts, UTC).strftime("%H%M%S-%f")[:-3]
+            rel = Path(name) / day / f"{stamp}-c.mkv"
+            writer = SegmentWriter(self.root / rel, frame.ts, size)
+            active.writer, active.day = writer, day
+            active.row = self.index.begin(name, "continuous", rel.as_posix(), frame.ts)
+            self.counters.segments += 1
+        writer.write(frame.data, frame.ts)
+        self.counters.frames += 1
+        self.counters.bytes += len(frame.data)
+
+    def _finish(self, name: str, active: _Active) -> None:
+        writer, row = active.writer, active.row
+        active.writer = active.row = None
+        if writer is None or row is None:
+            return
+        try:
+            writer.close()
+            self.index.update(row, writer.end, writer.frames, writer.bytes, closed=True)
+        except RecordingError as exc:
+            self.counters.write_errors += 1
+            log.error("recording %s: %s", name, exc)
+
+    def _abandon(self, active: _Active) -> None:
+        writer, row = active.writer, active.row
+        active.writer = active.row = None
+        if writer is not None:
+            # The disk already said no: keep in the index what was written, if it can.
+            with contextlib.suppress(RecordingError):
+                writer.close()
+            if row is not None:
+                with contextlib.suppress(RecordingError):
+                    self.index.update(row, writer.end, writer.frames, writer.bytes, closed=True)
