@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
@@ -99,6 +100,9 @@ def _bad(message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
 
 
+RecordingId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="A recording's id.")]
+
+
 async def _get(rid: int, recording: RecordingDep, grant: GrantDep) -> Recording:
     found = await asyncio.to_thread(recording.index.get, rid)
     if found is None or not grant.sees(found.stream):
@@ -106,23 +110,27 @@ async def _get(rid: int, recording: RecordingDep, grant: GrantDep) -> Recording:
     return found
 
 
-@router.get("/api/recordings/{rid}", responses=_NOT_FOUND)
-async def get_recording(rid: int, recording: RecordingDep, grant: GrantDep) -> RecordingOut:
-    return RecordingOut.of(await _get(rid, recording, grant))
+@router.get("/api/recordings/{recording_id}", responses=_NOT_FOUND)
+async def get_recording(
+    recording_id: RecordingId, recording: RecordingDep, grant: GrantDep
+) -> RecordingOut:
+    return RecordingOut.of(await _get(recording_id, recording, grant))
 
 
 @router.get(
-    "/api/recordings/{rid}/file",
+    "/api/recordings/{recording_id}/file",
     response_class=FileResponse,
     responses={200: {"content": {"video/x-matroska": {}}}, **_NOT_FOUND},
 )
-async def recording_file(rid: int, recording: RecordingDep, grant: GrantDep) -> FileResponse:
+async def recording_file(
+    recording_id: RecordingId, recording: RecordingDep, grant: GrantDep
+) -> FileResponse:
     """The segment as Matroska (MJPEG stream-copied); range requests work, so players
     can seek. VLC, ffmpeg and mpv play it."""
-    found = await _get(rid, recording, grant)
+    found = await _get(recording_id, recording, grant)
     path = recording.root / found.path
     if not path.is_file():
-        raise RecordingNotFound(f"recording {rid}: its file is gone")
+        raise RecordingNotFound(f"recording {recording_id}: its file is gone")
     return FileResponse(
         path,
         media_type="video/x-matroska",
