@@ -1,19 +1,25 @@
 """Recording (issue 16, first part): settings through the API, persisted; continuous
-recording into playable Matroska segments, listed and downloaded through the API."""
+recording into playable Matroska segments, listed and downloaded through the API; repair
+after a kill -9; retention by size; a full disk that costs live viewers nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from camserver.config import Settings
-from tests.conftest import CameraFactory, start_server, wait_for
+from tests.conftest import CameraFactory, Proc, start_server, wait_for, wait_healthy
+from tests.test_restream import mjpeg_viewers
 
 FULL = {"mode": "continuous", "timelapse_interval": 10, "max_age_hours": 72, "max_bytes": 2e10}
 
@@ -146,3 +152,114 @@ async def test_continuous_recording_keeps_every_frame_in_playable_segments(
             assert r.status_code == 422, (params, r.text)
         assert (await server.client.get("/api/recordings/999999")).status_code == 404
         assert (await server.client.get("/api/streams/nope/recordings")).status_code == 404
+
+
+POST = {"X-Requested-With": "camserver-tests"}
+
+
+@pytest.mark.requires("ffprobe")
+async def test_a_kill_9_while_recording_loses_at_most_a_second(
+    spawn: Callable[..., Proc], camera: CameraFactory, tmp_path: Path
+) -> None:
+    cam = await camera("c1", fps=20)
+    db = tmp_path / "k.db"
+    p = spawn("--db", str(db))
+    await wait_healthy(p)
+    async with httpx.AsyncClient(base_url=p.url, trust_env=False, headers=POST) as c:
+        body = {"name": "c1", "host": cam.address, "recording": {"mode": "continuous"}}
+        assert (await c.post("/api/streams", json=body)).status_code == 201
+
+        async def recorded() -> int:
+            segments = (await c.get("/api/streams/c1/recordings")).json()
+            return sum(s["frames"] for s in segments)
+
+        async def enough() -> bool:
+            return await recorded() >= 60
+
+        await wait_for(enough, 20, what="60 frames recorded")
+        await asyncio.sleep(1.0)
+        before = await recorded()  # what the index knew a moment before the kill
+        killed_at = time.time()
+        p.proc.send_signal(signal.SIGKILL)
+        p.proc.wait(10)
+    again = spawn("--db", str(db))
+    await wait_healthy(again)
+    async with httpx.AsyncClient(base_url=again.url, trust_env=False, headers=POST) as c:
+        await c.patch("/api/streams/c1", json={"recording": {"mode": "off"}})
+        segments = (await c.get("/api/streams/c1/recordings")).json()
+        assert segments, "the interrupted segment is listed"
+        first = segments[0]
+        assert first["closed"], first
+        # Every frame written before the kill is there but the last, and the recording
+        # reaches to within a second of the kill.
+        assert first["frames"] >= before - 1, (first, before)
+        assert first["end"] >= killed_at - 1.0, (first["end"], killed_at)
+        r = await c.get(first["file_url"])
+        assert r.status_code == 200
+        path = tmp_path / "repaired.mkv"
+        path.write_bytes(r.content)
+        probe = ffprobe(str(path))
+        assert int(probe["streams"][0]["nb_read_packets"]) == first["frames"]
+        duration = float(probe["format"]["duration"])
+        assert abs(duration - (first["end"] - first["start"])) < 0.2, (duration, first)
+    assert "repaired" in again.output()
+
+
+async def test_retention_keeps_a_stream_under_its_byte_limit(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    settings = settings.model_copy(
+        update={"recording_segment_seconds": 2.0, "recording_retention_seconds": 0.5}
+    )
+    # ~40 KB frames at 20 fps: ~0.8 MB a second.
+    cam = await camera("c1", fps=20, framesize=12, replay=10)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam, recording={"mode": "continuous", "max_bytes": 3_000_000})
+        service = server.state.recording
+        assert service is not None
+        await wait_for(lambda: service.recorder.counters.deleted_files >= 2, 30, what="deletions")
+        segments = (await server.client.get("/api/streams/c1/recordings")).json()
+        closed = [s for s in segments if s["closed"]]
+        # Closed ones stay under the limit (the one being written may add a segment more).
+        assert sum(s["bytes"] for s in closed) <= 3_000_000
+        root = settings.db.parent / "recordings"
+        files = sorted(root.rglob("*.mkv"))
+        assert len(files) == len(segments), (files, segments)
+        # The oldest went first: what is left is the newest segments, with no gap.
+        ids = [s["id"] for s in segments]
+        assert ids == list(range(ids[-1] - len(ids) + 1, ids[-1] + 1)), ids
+        assert ids[0] > service.recorder.counters.deleted_files
+        r = await server.client.get("/metrics")
+        assert "camserver_recording_deleted_files_total" in r.text
+
+
+@pytest.mark.requires("root")
+async def test_a_full_disk_costs_recordings_only(
+    settings: Settings, camera: CameraFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = tmp_path / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        settings = settings.model_copy(update={"recordings_dir": disk, "recording_min_free_mb": 0})
+        cam = await camera("c1", fps=20, framesize=12, replay=10)
+        async with AsyncExitStack() as stack:
+            server = await start_server(stack, settings)
+            await server.add_camera("c1", cam, recording={"mode": "continuous"})
+            service = server.state.recording
+            assert service is not None
+            async with mjpeg_viewers(f"{server.url}/api/streams/c1/mjpeg", 1) as (viewer,):
+                await wait_for(
+                    lambda: service.recorder.counters.write_errors > 0, 20, what="disk full"
+                )
+                n, t0 = len(viewer.frames), time.monotonic()
+                await asyncio.sleep(3)
+                rate = (len(viewer.frames) - n) / (time.monotonic() - t0)
+                assert rate >= 15, f"the live viewer got {rate:.1f} fps while the disk was full"
+            assert "live viewers are not affected" in caplog.text
+            r = await server.client.get("/metrics")
+            assert 'camserver_recording_dropped_frames_total{reason="disk_error"}' in r.text
+            assert "camserver_recording_write_errors_total" in r.text
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     recording_segment_seconds: float = Field(
         60.0, ge=2, le=3600, description="Length of one recording file (segment)."
     )
+    recording_min_free_mb: int = Field(
+        1024,
+        ge=0,
+        description="Delete the oldest recordings while the disk has less free (0: never).",
+    )
+    recording_retention_seconds: float = Field(
+        30.0, ge=0.5, le=3600, description="How often retention looks for what to delete."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least severe log level shown."
     )

@@ -233,7 +233,7 @@ class RecordingSettings(BaseModel):
         None, gt=0, le=24 * 3650, description="Delete recordings older than this."
     )
     max_bytes: int | None = Field(
-        None, ge=10_000_000, description="Delete the oldest recordings above this size."
+        None, ge=1_000_000, description="Delete the oldest recordings above this size."
     )
 
 
@@ -245,7 +245,7 @@ class RecordingPatch(BaseModel):
     mode: RecordingMode | None = None
     timelapse_interval: float | None = Field(None, ge=1, le=86400)
     max_age_hours: float | None = Field(None, gt=0, le=24 * 3650)
-    max_bytes: int | None = Field(None, ge=10_000_000)
+    max_bytes: int | None = Field(None, ge=1_000_000)
 
     @field_validator("mode")
     @classmethod

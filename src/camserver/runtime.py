@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from camserver import __version__
 from camserver.api.events import Realtime
 from camserver.api.security import TokenChecker
-from camserver.config import Settings, recordings_root
+from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
@@ -121,13 +121,7 @@ class Runtime:
                 await manager.put(cfg)
             recording = None
             if settings.redis_url is None:
-                recording = await start_recording(
-                    stack,
-                    manager,
-                    settings.db,
-                    recordings_root(settings),
-                    settings.recording_segment_seconds,
-                )
+                recording = await start_recording(stack, manager, settings)
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
             runtime = cls(
                 settings=settings,

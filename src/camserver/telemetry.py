@@ -17,6 +17,7 @@ from camserver.streaming import fanout
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
+    from camserver.recording.recorder import Recorder
     from camserver.runtime import Runtime
 
 __all__ = ["LoopLagMonitor", "StateCollector"]
@@ -113,6 +114,8 @@ class StateCollector(Collector):
         direct.add_metric(["sent"], rt.realtime.counters.sent)
         direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
         yield direct
+        if rt.recording is not None:
+            yield from _recording_metrics(rt.recording.recorder)
         g = GaugeMetricFamily(
             "camserver_event_loop_lag_seconds", "Event-loop lag, last sample", labels=[]
         )
@@ -184,3 +187,26 @@ def _cluster_metrics(cluster: Cluster) -> Iterator[Metric]:
     )
     resyncs.add_metric(node, cluster.feed.resyncs)
     yield resyncs
+
+
+def _recording_metrics(recorder: Recorder) -> Iterator[Metric]:
+    c = recorder.counters
+    for name, doc, value in (
+        ("camserver_recording_frames", "Frames written to recordings", c.frames),
+        ("camserver_recording_bytes", "JPEG bytes written to recordings", c.bytes),
+        ("camserver_recording_segments", "Recording files started", c.segments),
+        ("camserver_recording_write_errors", "Failed writes (disk full, I/O)", c.write_errors),
+        ("camserver_recording_deleted_files", "Recordings deleted by retention", c.deleted_files),
+        ("camserver_recording_deleted_bytes", "Bytes deleted by retention", c.deleted_bytes),
+    ):
+        m = CounterMetricFamily(name, doc)
+        m.add_metric([], value)
+        yield m
+    dropped = CounterMetricFamily(
+        "camserver_recording_dropped_frames",
+        "Frames not recorded (live viewers unaffected), by reason",
+        labels=["reason"],
+    )
+    dropped.add_metric(["queue_full"], recorder.dropped)
+    dropped.add_metric(["disk_error"], c.dropped_on_error)
+    yield dropped

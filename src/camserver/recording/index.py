@@ -97,6 +97,39 @@ class RecordingIndex:
         )
         return [_recording(r) for r in rows]
 
+    def finish(self, rid: int, end: float, frames: int, size: int) -> None:
+        self.update(rid, end, frames, size, closed=True)
+
+    def delete(self, rid: int) -> None:
+        self._run("DELETE FROM recordings WHERE id = ?", (rid,))
+
+    def total_bytes(self, stream: str) -> int:
+        rows = self._run(
+            "SELECT COALESCE(SUM(bytes), 0) FROM recordings WHERE stream = ?", (stream,)
+        )
+        return int(rows[0][0])
+
+    def oldest_closed(self, stream: str | None = None, limit: int = 50) -> list[Recording]:
+        """Closed recordings in the order retention deletes them: continuous segments
+        (oldest first) before timelapse files and event clips."""
+        where = "closed = 1" + ("" if stream is None else " AND stream = ?")
+        args: tuple[object, ...] = () if stream is None else (stream,)
+        rows = self._run(
+            f"SELECT {_COLUMNS} FROM recordings WHERE {where} ORDER BY "
+            "CASE kind WHEN 'continuous' THEN 0 WHEN 'timelapse' THEN 1 ELSE 2 END, start "
+            f"LIMIT {int(limit)}",
+            args,
+        )
+        return [_recording(r) for r in rows]
+
+    def closed_before(self, stream: str, before: float, limit: int = 50) -> list[Recording]:
+        rows = self._run(
+            f"SELECT {_COLUMNS} FROM recordings WHERE stream = ? AND closed = 1 AND end < ? "
+            f"ORDER BY start LIMIT {int(limit)}",
+            (stream, before),
+        )
+        return [_recording(r) for r in rows]
+
     def unfinished(self) -> list[Recording]:
         rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE closed = 0 ORDER BY id")
         return [_recording(r) for r in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from camserver.errors import RecordingError
-from camserver.recording.index import RecordingIndex
+from camserver.models import RecordingSettings
+from camserver.recording.index import Recording, RecordingIndex
 from camserver.recording.tap import Tap
 from camserver.recording.writer import SegmentWriter
 from camserver.streaming import jpeg
@@ -42,6 +44,12 @@ class RecorderCounters:
     write_errors: int = 0
     dropped_on_error: int = 0
     """Frames not written because the disk failed."""
+    dropped_queue_full: int = 0
+    """Frames the taps of streams no longer recorded could not queue."""
+    deleted_files: int = 0
+    deleted_bytes: int = 0
+    """Removed by retention (age, size, free disk)."""
+    retention_runs: int = 0
 
 
 class _Active:
@@ -57,11 +65,24 @@ class _Active:
 
 
 class Recorder:
-    def __init__(self, root: Path, index: RecordingIndex, segment_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        index: RecordingIndex,
+        segment_seconds: float = 60.0,
+        *,
+        min_free_bytes: int = 0,
+        retention_every: float = 30.0,
+    ) -> None:
         self.root = root
         self.index = index
         self.segment_seconds = segment_seconds
+        self.min_free_bytes = min_free_bytes
+        self.retention_every = retention_every
+        self.limits: dict[str, RecordingSettings] = {}
+        """Each stream's retention limits (set from the event loop, read by the worker)."""
         self.counters = RecorderCounters()
+        self._next_retention = 0.0
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -98,7 +119,8 @@ class Recorder:
     def dropped(self) -> int:
         """Frames the taps could not queue (the worker was behind)."""
         with self._lock:
-            return sum(a.tap.dropped for a in self._active.values())
+            live = sum(a.tap.dropped for a in self._active.values())
+        return self.counters.dropped_queue_full + live
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, finish every segment, stop the thread."""
@@ -127,10 +149,55 @@ class Recorder:
                     with self._lock:
                         if self._active.get(name) is active:
                             del self._active[name]
+                            self.counters.dropped_queue_full += active.tap.dropped
             if self._stopping:
                 with self._lock:
                     if not self._active:
                         return
+            if time.monotonic() >= self._next_retention:
+                self._next_retention = time.monotonic() + self.retention_every
+                try:
+                    self._retention()
+                except Exception:
+                    log.exception("recording retention failed")
+
+    # -- retention (worker thread) ---------------------------------------------------------
+
+    def _retention(self) -> None:
+        """Oldest closed recordings first, found through the index (never by scanning
+        folders): per stream past ``max_age_hours`` or above ``max_bytes``, then anything
+        while the disk has less than ``min_free_bytes`` free."""
+        self.counters.retention_runs += 1
+        now = time.time()
+        for name, limits in list(self.limits.items()):
+            if limits.max_age_hours is not None:
+                for r in self.index.closed_before(name, now - limits.max_age_hours * 3600):
+                    self._delete(r, "older than max_age_hours")
+            if limits.max_bytes is not None:
+                total = self.index.total_bytes(name)
+                while total > limits.max_bytes:
+                    oldest = self.index.oldest_closed(name, limit=20)
+                    if not oldest:
+                        break
+                    for r in oldest:
+                        if total <= limits.max_bytes:
+                            break
+                        self._delete(r, "above max_bytes")
+                        total -= r.bytes
+        if self.min_free_bytes and self.root.is_dir():
+            while shutil.disk_usage(self.root).free < self.min_free_bytes:
+                oldest = self.index.oldest_closed(limit=1)
+                if not oldest:
+                    break
+                self._delete(oldest[0], "the disk is short of free space")
+
+    def _delete(self, r: Recording, why: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / r.path).unlink()
+        self.index.delete(r.id)
+        self.counters.deleted_files += 1
+        self.counters.deleted_bytes += r.bytes
+        log.info("recording %s: deleted %s (%s)", r.stream, r.path, why)
 
     def _serve(self, name: str, active: _Active) -> None:
         for frame in active.tap.drain():

@@ -3,16 +3,20 @@ mode is ``continuous`` is recorded while it exists; any other mode is not."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from camserver.errors import StreamNotFound
+from camserver.config import Settings, recordings_root
+from camserver.errors import RecordingError, StreamNotFound
 from camserver.recording.index import RecordingIndex
 from camserver.recording.recorder import Recorder
+from camserver.recording.repair import repair_segment
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["RecordingService", "start_recording"]
+__all__ = ["RecordingService", "repair_unfinished", "start_recording"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ class RecordingService:
             hub = self.manager.hub(name)
         except StreamNotFound:
             return  # deleted: its hub closed, and the tap with it
+        self.recorder.limits[name] = cfg.recording  # (kept after a delete: old files age out)
         if cfg.recording.mode == "continuous":
             if not self.recorder.recording(name):
                 log.info("stream %s: recording (%s)", name, self.root / name)
@@ -47,15 +52,46 @@ class RecordingService:
 
 
 async def start_recording(
-    stack: AsyncExitStack, manager: StreamManager, db: Path, root: Path, segment_seconds: float
+    stack: AsyncExitStack, manager: StreamManager, settings: Settings
 ) -> RecordingService:
-    """Open the index, start the worker and follow the streams until ``stack`` closes."""
-    index = RecordingIndex(db)
+    """Open the index, repair what a crash left open, start the worker and follow the
+    streams until ``stack`` closes."""
+    index = RecordingIndex(settings.db)
     stack.callback(index.close)
-    recorder = Recorder(root, index, segment_seconds)
+    root = recordings_root(settings)
+    await asyncio.to_thread(repair_unfinished, index, root)
+    recorder = Recorder(
+        root,
+        index,
+        settings.recording_segment_seconds,
+        min_free_bytes=settings.recording_min_free_mb * 1024 * 1024,
+        retention_every=settings.recording_retention_seconds,
+    )
     stack.callback(recorder.close)
     service = RecordingService(manager, recorder, index)
     manager.add_change_listener(service._changed)
     for name in manager.names():
         service.sync(name)
     return service
+
+
+def repair_unfinished(index: RecordingIndex, root: Path) -> None:
+    """Segments a crash left open: remuxed and completed in the index, or forgotten when
+    nothing in them can be read."""
+    for r in index.unfinished():
+        path = root / r.path
+        try:
+            fixed = repair_segment(path)
+        except RecordingError as exc:
+            log.warning("recording %s: %s; forgetting %s", r.stream, exc, r.path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            index.delete(r.id)
+            continue
+        index.finish(r.id, r.start + fixed.duration, fixed.frames, fixed.bytes)
+        log.info(
+            "recording %s: repaired %s after an unclean stop (%d frames)",
+            r.stream,
+            r.path,
+            fixed.frames,
+        )
