@@ -18,6 +18,8 @@ import httpx
 import pytest
 
 from camserver.config import Settings
+from camserver.sim.frames import read_send_time
+from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import CameraFactory, Proc, start_server, wait_for, wait_healthy
 from tests.test_restream import mjpeg_viewers
 
@@ -263,3 +265,62 @@ async def test_a_full_disk_costs_recordings_only(
             assert "camserver_recording_write_errors_total" in r.text
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_scrub_to_a_time_and_replay_at_the_recorded_rate(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    settings = settings.model_copy(update={"recording_segment_seconds": 2.0})
+    cam = await camera("c1", fps=20, embed_time=True)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam, recording={"mode": "continuous"})
+        await asyncio.sleep(5)
+        await server.client.patch("/api/streams/c1", json={"recording": {"mode": "off"}})
+        service = server.state.recording
+        assert service is not None
+        await wait_for(lambda: not service.recorder.recording("c1"), 10, what="recording off")
+        segments = (await server.client.get("/api/streams/c1/recordings")).json()
+        t_first, t_last = segments[0]["start"], segments[-1]["end"]
+        # Scrubbing: the frame received at t or just before, across segment boundaries.
+        for t in (t_first, t_first + 1.234, segments[1]["start"] + 0.01, t_last):
+            r = await server.client.get("/api/streams/c1/frame.jpeg", params={"t": t})
+            assert r.status_code == 200, r.text
+            received = float(r.headers["x-timestamp"])
+            assert t - 0.2 <= received <= t, (t, received)
+            sent = read_send_time(r.content)
+            assert sent is not None
+            assert sent <= received + 0.001
+        for params, code in (
+            ({"t": t_first - 60}, 404),
+            ({"t": "soon"}, 422),
+            ({}, 422),
+        ):
+            r = await server.client.get("/api/streams/c1/frame.jpeg", params=params)
+            assert r.status_code == code, (params, r.text)
+        # Replay: every recorded frame from `start`, at the recorded pace times `speed`.
+        start = t_first + 1.0
+        for speed in (1.0, 4.0):
+            t0 = time.monotonic()
+            stamps: list[float] = []
+            async with server.client.stream(
+                "GET", "/api/streams/c1/replay.mjpeg", params={"start": start, "speed": speed}
+            ) as resp:
+                assert resp.status_code == 200
+                parser = MJPEGParser.from_content_type(resp.headers["content-type"])
+                async for chunk in resp.aiter_raw():
+                    parser.receive_data(chunk)
+                    while (e := parser.next_event()) is not NEED_DATA:
+                        assert isinstance(e, Frame)
+                        stamps.append(float(e.camera_ts or 0))
+            took = time.monotonic() - t0
+            span = stamps[-1] - stamps[0]
+            assert stamps == sorted(stamps)
+            assert stamps[0] >= start
+            frames = sum(s["frames"] for s in segments)
+            assert len(stamps) >= frames * (t_last - start) / (t_last - t_first) * 0.9
+            assert span / speed * 0.8 <= took <= span / speed * 1.3 + 1.0, (speed, span, took)
+        r = await server.client.get("/api/streams/c1/replay.mjpeg", params={"speed": 100})
+        assert r.status_code == 422
+        r = await server.client.get("/api/streams/c1/replay.mjpeg", params={"start": t_last + 60})
+        assert r.status_code == 404

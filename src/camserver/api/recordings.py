@@ -1,4 +1,5 @@
-"""Recordings: list a stream's segments in a time range, read one's metadata, download it.
+"""Recordings: list a stream's segments in a time range, read one's metadata, download it;
+the recorded frame at a time (scrubbing) and recorded frames replayed as MJPEG.
 
 Times are epoch seconds or ISO 8601 (``2026-11-25T20:00:00Z``). The segment being written
 is listed too, with its end so far (``closed`` false).
@@ -7,19 +8,24 @@ is listed too, with its end so far (``closed`` false).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
+from collections.abc import AsyncIterator, Generator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName
 from camserver.errors import RecordingNotFound
 from camserver.recording.index import Recording, RecordingKind
+from camserver.recording.playback import RecordedFrame, frame_at, frames_from
+from camserver.streaming.hub import HubFrame
+from camserver.streaming.restream import CONTENT_TYPE, encode_part
 
 router = APIRouter(tags=["recordings"])
 
@@ -137,3 +143,97 @@ async def recording_file(
         filename=f"{found.stream}-{found.path.rsplit('/', 1)[-1]}",
         headers={"Cache-Control": "no-store"},
     )
+
+
+MAX_GAP = 5.0
+"""``frame.jpeg?t=`` answers 404 when the last frame before ``t`` is older than this."""
+
+
+@router.get(
+    "/api/streams/{name}/frame.jpeg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **_NOT_FOUND},
+)
+async def recorded_frame(
+    name: VisibleName,
+    recording: RecordingDep,
+    manager: ManagerDep,
+    t: Annotated[str, Query(max_length=40, description="Epoch seconds or ISO 8601.")],
+) -> Response:
+    """The recorded frame received at ``t`` or just before (``X-Timestamp``: when)."""
+    manager.config(name)
+    when = parse_time(t, 0.0, "t")
+    found = await asyncio.to_thread(_frame_at, recording, name, when)
+    if found is None:
+        raise RecordingNotFound(f"nothing of {name!r} was recorded at {when:.3f}")
+    return Response(
+        found.data,
+        media_type="image/jpeg",
+        headers={"X-Timestamp": f"{found.ts:.6f}", "Cache-Control": "max-age=3600"},
+    )
+
+
+def _frame_at(recording: RecordingDep, name: str, t: float) -> RecordedFrame | None:
+    seg = recording.index.at(name, t)
+    if seg is None:
+        return None
+    found = frame_at(recording.root, seg, t)
+    return found if found is not None and t - found.ts <= MAX_GAP else None
+
+
+SpeedQuery = Annotated[float, Query(ge=0.5, le=16, description="1 = as recorded.")]
+
+
+@router.get(
+    "/api/streams/{name}/replay.mjpeg",
+    response_class=StreamingResponse,
+    responses={200: {"content": {CONTENT_TYPE: {}}}, **_NOT_FOUND},
+)
+async def replay(
+    name: VisibleName,
+    recording: RecordingDep,
+    manager: ManagerDep,
+    start: TimeQuery = None,
+    speed: SpeedQuery = 1.0,
+) -> StreamingResponse:
+    """Recorded frames from ``start`` (default: an hour ago) as MJPEG, at their recorded
+    timing divided by ``speed``; the response ends where the recording ends. Any MJPEG
+    client plays it (``<img>``, VLC, ffmpeg)."""
+    manager.config(name)
+    t0 = parse_time(start, time.time() - 3600, "start")
+    segments = await asyncio.to_thread(recording.index.between, name, t0, 32503680000.0)
+    if not segments:
+        raise RecordingNotFound(f"nothing of {name!r} was recorded after {t0:.3f}")
+    return StreamingResponse(
+        _replay_parts(recording, segments, t0, speed),
+        media_type=CONTENT_TYPE,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _take(frames: Generator[RecordedFrame, None, None], n: int) -> list[RecordedFrame]:
+    return list(itertools.islice(frames, n))
+
+
+async def _replay_parts(
+    recording: RecordingDep, segments: list[Recording], t0: float, speed: float
+) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    origin: tuple[float, float] | None = None  # (recorded time, loop time) in step
+    last = 0.0
+    seq = 0
+    for seg in segments:
+        frames = frames_from(recording.root, seg, t0)
+        try:
+            while batch := await asyncio.to_thread(_take, frames, 16):
+                for f in batch:
+                    if origin is None or f.ts - last > 2.0:
+                        origin = (f.ts, loop.time())  # a gap in the recording: skip it
+                    last = f.ts
+                    delay = origin[1] + (f.ts - origin[0]) / speed - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    seq += 1
+                    yield encode_part(HubFrame(seq, f.ts, f.data))
+        finally:
+            frames.close()

@@ -130,6 +130,15 @@ class RecordingIndex:
         )
         return [_recording(r) for r in rows]
 
+    def at(self, stream: str, t: float) -> Recording | None:
+        """The recording of ``stream`` that started last at or before ``t``."""
+        rows = self._run(
+            f"SELECT {_COLUMNS} FROM recordings WHERE stream = ? AND start <= ? "
+            "ORDER BY start DESC, id DESC LIMIT 1",
+            (stream, t),
+        )
+        return _recording(rows[0]) if rows else None
+
     def unfinished(self) -> list[Recording]:
         rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE closed = 0 ORDER BY id")
         return [_recording(r) for r in rows]
