@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 
 from camserver.config import Settings
 from camserver.sim.frames import read_send_time
 from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import CameraFactory, Proc, start_server, wait_for, wait_healthy
+from tests.test_dashboard import ARGS, CHROMIUM
 from tests.test_restream import mjpeg_viewers
 
 FULL = {"mode": "continuous", "timelapse_interval": 10, "max_age_hours": 72, "max_bytes": 2e10}
@@ -323,4 +325,73 @@ async def test_scrub_to_a_time_and_replay_at_the_recorded_rate(
         r = await server.client.get("/api/streams/c1/replay.mjpeg", params={"speed": 100})
         assert r.status_code == 422
         r = await server.client.get("/api/streams/c1/replay.mjpeg", params={"start": t_last + 60})
+        assert r.status_code == 404
+
+
+@pytest.mark.requires("ffprobe", "chromium")
+async def test_a_clip_plays_in_chromium_with_the_right_duration(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=15)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam, recording={"mode": "continuous"})
+        await asyncio.sleep(4)
+        segments = (await server.client.get("/api/streams/c1/recordings")).json()
+        t0 = segments[0]["start"] + 0.5
+        t1 = t0 + 3.0
+        params = {"start": t0, "end": t1}
+        r = await server.client.get("/api/streams/c1/clip.mp4", params=params, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "video/mp4"
+        path = settings.db.parent / "clip.mp4"
+        path.write_bytes(r.content)
+        out = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,pix_fmt,width,height:format=duration",
+                "-of",
+                "json",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        probe = json.loads(out.stdout)
+        stream = probe["streams"][0]
+        assert (stream["codec_name"], stream["pix_fmt"]) == ("h264", "yuv420p")
+        assert (stream["width"], stream["height"]) == (320, 240)
+        assert abs(float(probe["format"]["duration"]) - 3.0) < 0.3, probe
+        # A browser's <video> plays it.
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(server.url + "/")
+                url = f"/api/streams/c1/clip.mp4?start={t0}&end={t1}"
+                duration = await page.evaluate(
+                    """(url) => new Promise((ok, fail) => {
+                        const v = document.createElement("video");
+                        v.muted = true;
+                        v.oncanplay = () => ok(v.duration);
+                        v.onerror = () => fail(new Error("video error " + v.error.code));
+                        v.src = url;
+                        document.body.appendChild(v);
+                    })""",
+                    url,
+                )
+            finally:
+                await browser.close()
+        assert abs(duration - 3.0) < 0.3, duration
+        for bad in ({"start": t1, "end": t0}, {"start": t0, "end": t0 + 4000}, {"start": t0}):
+            r = await server.client.get("/api/streams/c1/clip.mp4", params=bad)
+            assert r.status_code == 422, (bad, r.text)
+        r = await server.client.get(
+            "/api/streams/c1/clip.mp4", params={"start": t0 - 3600, "end": t0 - 3500}
+        )
         assert r.status_code == 404

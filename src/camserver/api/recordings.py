@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Generator
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 
 from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName
 from camserver.errors import RecordingNotFound
+from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingKind
 from camserver.recording.playback import RecordedFrame, frame_at, frames_from
 from camserver.streaming.hub import HubFrame
@@ -235,5 +237,61 @@ async def _replay_parts(
                         await asyncio.sleep(delay)
                     seq += 1
                     yield encode_part(HubFrame(seq, f.ts, f.data))
+        finally:
+            frames.close()
+
+
+MAX_CLIP_SECONDS = 1800.0
+_CLIP_SLOTS = asyncio.Semaphore(os.cpu_count() or 1)
+"""At most one H.264 conversion per core at a time."""
+
+
+@router.get(
+    "/api/streams/{name}/clip.mp4",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}, **_NOT_FOUND},
+)
+async def clip(
+    name: VisibleName,
+    recording: RecordingDep,
+    manager: ManagerDep,
+    start: Annotated[str, Query(max_length=40, description="Epoch seconds or ISO 8601.")],
+    end: Annotated[str, Query(max_length=40, description="Epoch seconds or ISO 8601.")],
+) -> FileResponse:
+    """Recorded frames from ``start`` to ``end`` as H.264 (yuv420p) MP4, which a browser's
+    ``<video>`` plays; made on demand (at most one per core at a time) and cached."""
+    manager.config(name)
+    t0, t1 = parse_time(start, 0.0, "start"), parse_time(end, 0.0, "end")
+    if t1 <= t0:
+        raise _bad("end must be after start")
+    if t1 - t0 > MAX_CLIP_SECONDS:
+        raise _bad(f"a clip is at most {MAX_CLIP_SECONDS:g} s long")
+    segments = await asyncio.to_thread(recording.index.between, name, t0, t1)
+    if not segments:
+        raise RecordingNotFound(f"nothing of {name!r} was recorded from {t0:.3f} to {t1:.3f}")
+    path = recording.root / ".clips" / name / f"{int(t0 * 1000)}-{int(t1 * 1000)}.mp4"
+    # A clip that reaches into the segment being written is made again each time.
+    if not path.is_file() or not all(s.closed for s in segments):
+        async with _CLIP_SLOTS:
+            frames = _frames_between(recording, segments, t0, t1)
+            await asyncio.to_thread(make_clip, frames, path)
+    return FileResponse(
+        path,
+        media_type="video/mp4",
+        filename=f"{name}-{int(t0)}.mp4",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _frames_between(
+    recording: RecordingDep, segments: list[Recording], t0: float, t1: float
+) -> Generator[RecordedFrame, None, None]:
+    for seg in segments:
+        frames = frames_from(recording.root, seg, t0)
+        try:
+            for f in frames:
+                if f.ts > t1:
+                    return
+                yield f
         finally:
             frames.close()

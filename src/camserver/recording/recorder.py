@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = 5.0
 """Seconds before a new segment is tried after a write error."""
 _LOG_EVERY = 60.0
+CLIP_CACHE_SECONDS = 3600.0
 
 
 @dataclass(slots=True)
@@ -184,6 +185,11 @@ class Recorder:
                             break
                         self._delete(r, "above max_bytes")
                         total -= r.bytes
+        # Clips (clip.mp4) are a cache: an hour after they were made, they go.
+        for clip in (self.root / ".clips").glob("*/*.mp4"):
+            with contextlib.suppress(OSError):
+                if now - clip.stat().st_mtime > CLIP_CACHE_SECONDS:
+                    clip.unlink()
         if self.min_free_bytes and self.root.is_dir():
             while shutil.disk_usage(self.root).free < self.min_free_bytes:
                 oldest = self.index.oldest_closed(limit=1)
