@@ -19,6 +19,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from camserver.config import Settings
+from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from camserver.sim.frames import read_send_time
 from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import CameraFactory, Proc, start_server, wait_for, wait_healthy
@@ -395,3 +396,37 @@ async def test_a_clip_plays_in_chromium_with_the_right_duration(
             "/api/streams/c1/clip.mp4", params={"start": t0 - 3600, "end": t0 - 3500}
         )
         assert r.status_code == 404
+
+
+async def test_an_event_clip_has_its_pre_roll_and_post_roll(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=20)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam)
+        event = "/api/streams/c1/recordings/event"
+        r = await server.client.post(event, json={"seconds": 1})
+        assert r.status_code == 409, r.text  # not recording events
+        assert "'events'" in r.json()["detail"]
+        await server.client.patch("/api/streams/c1", json={"recording": {"mode": "events"}})
+        await asyncio.sleep(PRE_ROLL + 1.0)  # more than a pre-roll of frames go by
+        assert (await server.client.get("/api/streams/c1/recordings")).json() == []
+        marked = time.time()
+        r = await server.client.post(event, json={"seconds": 1})
+        assert r.status_code == 202, r.text
+        window = r.json()
+        assert window["end"] - window["start"] == pytest.approx(PRE_ROLL + 1 + POST_ROLL, abs=0.1)
+
+        async def clip_done() -> bool:
+            clips = (await server.client.get("/api/streams/c1/recordings")).json()
+            return bool(clips) and all(c["closed"] for c in clips)
+
+        await wait_for(clip_done, 1 + POST_ROLL + 10, what="the clip to end")
+        (clip,) = (await server.client.get("/api/streams/c1/recordings")).json()
+        assert clip["kind"] == "event"
+        assert clip["start"] == pytest.approx(marked - PRE_ROLL, abs=0.3)
+        assert clip["end"] == pytest.approx(marked + 1 + POST_ROLL, abs=0.3)
+        assert clip["frames"] >= 0.9 * 20 * (PRE_ROLL + 1 + POST_ROLL)
+        r = await server.client.post(event, json={"seconds": 0})
+        assert r.status_code == 422

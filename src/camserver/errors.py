@@ -27,7 +27,8 @@ One root, so callers can catch everything camserver raises on purpose::
     │   ├── UpstreamTimeout        nothing received for too long
     │   └── UpstreamProtocolError  the camera sent something that is not MJPEG
     └── RecordingError         writing or reading recordings failed (disk, a bad file)
-        └── RecordingNotFound  no recording with that id, or none at that time
+        ├── RecordingNotFound  no recording with that id, or none at that time
+        └── NotRecording       an event was marked on a stream not recording events
 
 Third-party errors (httpx, sqlite3) are wrapped with ``raise ... from exc``.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "NotAnESP32",
     "NotDiscovered",
     "NotPermitted",
+    "NotRecording",
     "RecordingError",
     "RecordingNotFound",
     "SnapshotUnavailable",
@@ -172,3 +174,7 @@ class RecordingError(CamServerError):
 
 class RecordingNotFound(RecordingError):
     """No recording with that id, or none at the time asked for."""
+
+
+class NotRecording(RecordingError):
+    """An event was marked on a stream whose recording mode is not ``events``."""

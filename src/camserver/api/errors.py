@@ -16,6 +16,7 @@ from camserver.errors import (
     NotAnESP32,
     NotDiscovered,
     NotPermitted,
+    NotRecording,
     RecordingError,
     RecordingNotFound,
     SnapshotUnavailable,
@@ -54,6 +55,7 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
     (UnknownInterface, 422),
     (DiscoveryUnavailable, 503),
     (RecordingNotFound, 404),
+    (NotRecording, 409),
     (RecordingError, 503),
 ]
 

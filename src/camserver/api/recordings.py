@@ -19,13 +19,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName
-from camserver.errors import RecordingNotFound
+from camserver.errors import NotRecording, RecordingNotFound
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingKind
 from camserver.recording.playback import RecordedFrame, frame_at, frames_from
+from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from camserver.streaming.hub import HubFrame
 from camserver.streaming.restream import CONTENT_TYPE, encode_part
 
@@ -295,3 +296,37 @@ def _frames_between(
                 yield f
         finally:
             frames.close()
+
+
+class EventMark(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(10.0, gt=0, le=600, description="How long the event lasts from now.")
+
+
+class EventWindow(BaseModel):
+    stream: str
+    start: float
+    """Where the clip starts: now, less the pre-roll."""
+    end: float
+    """Where it ends unless marked again: now + seconds + the post-roll."""
+
+
+@router.post(
+    "/api/streams/{name}/recordings/event",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"description": "The stream does not record events", **_ERROR}, **_NOT_FOUND},
+)
+async def mark_event(
+    name: VisibleName, recording: RecordingDep, manager: ManagerDep, body: EventMark
+) -> EventWindow:
+    """Mode ``events``: record a clip from a few seconds before now (pre-roll) to a few
+    seconds after ``seconds`` from now (post-roll). Marking again extends it. Motion
+    detection marks events the same way."""
+    mode = manager.config(name).recording.mode
+    now = time.time()
+    if mode != "events" or not recording.recorder.mark_event(name, now, now + body.seconds):
+        raise NotRecording(
+            f"stream {name!r} records {mode!r}; event clips need recording mode 'events'"
+        )
+    return EventWindow(stream=name, start=now - PRE_ROLL, end=now + body.seconds + POST_ROLL)

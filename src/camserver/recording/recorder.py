@@ -15,13 +15,14 @@ import logging
 import shutil
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from camserver.errors import RecordingError
-from camserver.models import RecordingSettings
-from camserver.recording.index import Recording, RecordingIndex
+from camserver.models import RecordingMode, RecordingSettings
+from camserver.recording.index import Recording, RecordingIndex, RecordingKind
 from camserver.recording.tap import Tap
 from camserver.recording.writer import SegmentWriter
 from camserver.streaming import jpeg
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = 5.0
 """Seconds before a new segment is tried after a write error."""
 _LOG_EVERY = 60.0
+PRE_ROLL = 5.0
+"""Seconds of frames before a marked event that its clip starts with."""
+POST_ROLL = 5.0
+"""Seconds after a marked event ends that its clip goes on."""
 CLIP_CACHE_SECONDS = 3600.0
 
 
@@ -56,8 +61,13 @@ class RecorderCounters:
 class _Active:
     """A recording stream, as the worker thread sees it."""
 
-    def __init__(self, tap: Tap) -> None:
+    def __init__(self, tap: Tap, mode: RecordingMode) -> None:
         self.tap = tap
+        self.mode = mode
+        self.ring: deque[HubFrame] = deque()
+        """Mode 'events': the last PRE_ROLL seconds of frames, for the next clip."""
+        self.event_until = 0.0
+        """Mode 'events': record until this time (epoch seconds), post-roll included."""
         self.writer: SegmentWriter | None = None
         self.row: int | None = None
         self.day = ""
@@ -98,13 +108,17 @@ class Recorder:
             active = self._active.get(name)
         return active is not None and not active.tap.closed
 
-    def attach(self, hub: FrameHub) -> None:
-        """Record every frame ``hub`` publishes from now on (idempotent)."""
-        if self.recording(hub.name):
-            return
+    def attach(self, hub: FrameHub, mode: RecordingMode = "continuous") -> None:
+        """Record ``hub`` from now on: every frame (``continuous``), or clips around the
+        events marked with :meth:`mark_event` (``events``)."""
+        with self._lock:
+            active = self._active.get(hub.name)
+            if active is not None and not active.tap.closed:
+                active.mode = mode  # (the worker finishes an open clip or segment itself)
+                return
         tap = Tap(hub, self._wake)
         with self._lock:
-            self._active[hub.name] = _Active(tap)
+            self._active[hub.name] = _Active(tap, mode)
         # A recording camera is watched: an on-demand camera stays connected.
         hub.set_viewers("recorder", 1)
 
@@ -115,6 +129,17 @@ class Recorder:
         if active is not None:
             active.tap.close()
             hub.set_viewers("recorder", 0)
+
+    def mark_event(self, name: str, start: float, end: float) -> bool:
+        """Mode ``events``: keep ``name``'s frames from ``start`` - PRE_ROLL to ``end`` +
+        POST_ROLL (epoch seconds). False if ``name`` is not recorded in that mode."""
+        with self._lock:
+            active = self._active.get(name)
+        if active is None or active.tap.closed or active.mode != "events":
+            return False
+        active.event_until = max(active.event_until, end + POST_ROLL)
+        self._wake.set()
+        return True
 
     @property
     def dropped(self) -> int:
@@ -208,11 +233,25 @@ class Recorder:
     def _serve(self, name: str, active: _Active) -> None:
         for frame in active.tap.drain():
             now = time.monotonic()
+            if active.mode == "events":
+                ring = active.ring
+                ring.append(frame)
+                while ring and ring[0].ts < frame.ts - PRE_ROLL:
+                    ring.popleft()
+                if frame.ts > active.event_until:
+                    if active.writer is not None:
+                        self._finish(name, active)  # the event and its post-roll are over
+                    continue
+                batch = list(ring)  # the pre-roll, then this frame
+                ring.clear()
+            else:
+                batch = [frame]
             if active.writer is None and now < active.retry_at:
-                self.counters.dropped_on_error += 1
+                self.counters.dropped_on_error += len(batch)
                 continue
             try:
-                self._write(name, active, frame)
+                for f in batch:
+                    self._write(name, active, f)
             except RecordingError as exc:
                 self.counters.write_errors += 1
                 self.counters.dropped_on_error += 1
@@ -240,10 +279,11 @@ class Recorder:
             if size is None:
                 return  # not a JPEG with a frame header: nothing a player could show
             stamp = datetime.fromtimestamp(frame.ts, UTC).strftime("%H%M%S-%f")[:-3]
-            rel = Path(name) / day / f"{stamp}-c.mkv"
+            kind: RecordingKind = "event" if active.mode == "events" else "continuous"
+            rel = Path(name) / day / f"{stamp}-{kind[0]}.mkv"
             writer = SegmentWriter(self.root / rel, frame.ts, size)
             active.writer, active.day = writer, day
-            active.row = self.index.begin(name, "continuous", rel.as_posix(), frame.ts)
+            active.row = self.index.begin(name, kind, rel.as_posix(), frame.ts)
             self.counters.segments += 1
         writer.write(frame.data, frame.ts)
         self.counters.frames += 1

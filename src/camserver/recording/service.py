@@ -1,5 +1,5 @@
 """Keeps the recorder in step with the streams' configuration: a stream whose recording
-mode is ``continuous`` is recorded while it exists; any other mode is not."""
+mode is ``continuous`` or ``events`` is followed by the recorder while it exists."""
 
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ class RecordingService:
         except StreamNotFound:
             return  # deleted: its hub closed, and the tap with it
         self.recorder.limits[name] = cfg.recording  # (kept after a delete: old files age out)
-        if cfg.recording.mode == "continuous":
+        mode = cfg.recording.mode
+        if mode != "off":
             if not self.recorder.recording(name):
-                log.info("stream %s: recording (%s)", name, self.root / name)
-            self.recorder.attach(hub)
+                log.info("stream %s: recording, %s (%s)", name, mode, self.root / name)
+            self.recorder.attach(hub, mode)
         else:
             self.recorder.detach(hub)
 
