@@ -32,6 +32,10 @@ __all__ = ["Recorder", "RecorderCounters"]
 
 log = logging.getLogger(__name__)
 
+BATCH_SECONDS = 0.25
+"""The worker drains the taps this often (a wake-up per frame cost a thread switch each)."""
+INDEX_EVERY = 1.0
+"""The open segment's row is brought up to date at most this often."""
 RETRY_AFTER = 5.0
 """Seconds before a new segment is tried after a write error."""
 _LOG_EVERY = 60.0
@@ -73,6 +77,7 @@ class _Active:
         self.day = ""
         self.retry_at = 0.0
         self.logged_at = -_LOG_EVERY
+        self.indexed_at = 0.0
 
 
 class Recorder:
@@ -161,7 +166,7 @@ class Recorder:
 
     def _work(self) -> None:
         while True:
-            self._wake.wait(1.0)
+            self._wake.wait(BATCH_SECONDS)
             self._wake.clear()
             with self._lock:
                 actives = list(self._active.items())
@@ -260,8 +265,10 @@ class Recorder:
                     log.error("recording %s: %s (live viewers are not affected)", name, exc)
                 self._abandon(active)
                 active.retry_at = now + RETRY_AFTER
-        if active.writer is not None and active.row is not None:
-            w = active.writer
+        now = time.monotonic()
+        w = active.writer
+        if w is not None and active.row is not None and now - active.indexed_at >= INDEX_EVERY:
+            active.indexed_at = now
             self.index.update(active.row, w.end, w.frames, w.bytes, closed=False)
 
     def _write(self, name: str, active: _Active, frame: HubFrame) -> None:

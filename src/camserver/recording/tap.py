@@ -39,6 +39,7 @@ class Tap:
             return
         else:
             self.frames.append(frame)
+            return  # the worker drains every BATCH_SECONDS: no thread switch per frame
         self._wake.set()
 
     def drain(self) -> list[HubFrame]:
