@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, fanout, ingest, parser, peers
+from bench import cluster, fanout, ingest, parser, peers, recording
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
@@ -50,6 +50,9 @@ def main() -> None:
         ],
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
+        "recording": recording.summary(
+            recording.bench(1 if args.smoke else 2, 2.0 if args.smoke else 10.0, args.smoke)
+        ),
         "peers": peers.summary(
             peers.bench(1 if args.smoke else 3, 1.5 if args.smoke else 8.0, args.smoke)
         ),
@@ -65,6 +68,8 @@ def main() -> None:
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),
+            "Recording (VGA cameras at 15 fps, with and without continuous recording)\n\n"
+            + recording.table(results["recording"]),
             "Side by side with the peers (one VGA camera, 15 fps; medians of interleaved "
             "rounds)\n\n" + peers.table(results["peers"]),
             "Ratios (each against a baseline of this run)\n\n"
