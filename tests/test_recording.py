@@ -5,6 +5,7 @@ after a kill -9; retention by size; a full disk that costs live viewers nothing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -440,4 +441,54 @@ async def test_an_event_clip_has_its_pre_roll_and_post_roll(
         assert clip["end"] == pytest.approx(marked + 1 + POST_ROLL, abs=0.3)
         assert clip["frames"] >= 0.9 * 20 * (PRE_ROLL + 1 + POST_ROLL)
         r = await server.client.post(event, json={"seconds": 0})
+        assert r.status_code == 422
+
+
+@pytest.mark.requires("ffprobe")
+async def test_timelapse_keeps_one_frame_per_interval_and_plays_as_mp4(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=20)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam, recording={"mode": "off", "timelapse_interval": 1})
+        await asyncio.sleep(5.5)
+        rows = (await server.client.get("/api/streams/c1/recordings")).json()
+        assert [r["kind"] for r in rows] == ["timelapse"], rows
+        assert 5 <= rows[0]["frames"] <= 7, rows  # one a second, not the camera's 20
+        path = settings.db.parent / "tl.mkv"
+        path.write_bytes((await server.client.get(rows[0]["file_url"])).content)
+        out = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        times = [float(x) for x in out.stdout.split()]
+        assert all(b - a >= 0.95 for a, b in itertools.pairwise(times)), times
+        r = await server.client.get("/api/streams/c1/timelapse.mp4", timeout=60)
+        assert r.status_code == 200, r.text
+        mp4 = settings.db.parent / "tl.mp4"
+        mp4.write_bytes(r.content)
+        probe = ffprobe(str(mp4))
+        stream = probe["streams"][0]
+        assert stream["codec_name"] == "h264"
+        frames = int(stream["nb_read_packets"])
+        assert frames >= 5
+        assert float(probe["format"]["duration"]) == pytest.approx(frames / 15, abs=0.15)
+        r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": "2001-01-01"})
+        assert r.status_code == 404
+        r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": "2001-13-45"})
         assert r.status_code == 422

@@ -330,3 +330,46 @@ async def mark_event(
             f"stream {name!r} records {mode!r}; event clips need recording mode 'events'"
         )
     return EventWindow(stream=name, start=now - PRE_ROLL, end=now + body.seconds + POST_ROLL)
+
+
+TIMELAPSE_FPS = 15
+
+
+@router.get(
+    "/api/streams/{name}/timelapse.mp4",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}, **_NOT_FOUND},
+)
+async def timelapse(
+    name: VisibleName,
+    recording: RecordingDep,
+    manager: ManagerDep,
+    day: Annotated[
+        str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day; default today.")
+    ] = None,
+) -> FileResponse:
+    """A day's timelapse frames as H.264 MP4 at 15 frames a second (made on demand, cached
+    once the day is over)."""
+    manager.config(name)
+    try:
+        first = datetime.fromisoformat(day or datetime.now(UTC).strftime("%Y-%m-%d"))
+    except ValueError:
+        raise _bad(f"day: {day!r} is not a date") from None
+    t0 = first.replace(tzinfo=UTC).timestamp()
+    rows = await asyncio.to_thread(recording.index.between, name, t0, t0 + 86400)
+    rows = [r for r in rows if r.kind == "timelapse"]
+    if not rows:
+        raise RecordingNotFound(f"no timelapse of {name!r} on {first.date()}")
+    path = recording.root / ".clips" / name / f"timelapse-{first.date()}.mp4"
+    if not path.is_file() or not all(r.closed for r in rows):
+        async with _CLIP_SLOTS:
+            frames = _at_fixed_rate(_frames_between(recording, rows, t0, t0 + 86400))
+            await asyncio.to_thread(make_clip, frames, path)
+    return FileResponse(path, media_type="video/mp4", filename=f"{name}-{first.date()}.mp4")
+
+
+def _at_fixed_rate(
+    frames: Generator[RecordedFrame, None, None],
+) -> Generator[RecordedFrame, None, None]:
+    for i, f in enumerate(frames):
+        yield RecordedFrame(i / TIMELAPSE_FPS, f.data)

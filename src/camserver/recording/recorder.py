@@ -24,6 +24,7 @@ from camserver.errors import RecordingError
 from camserver.models import RecordingMode, RecordingSettings
 from camserver.recording.index import Recording, RecordingIndex, RecordingKind
 from camserver.recording.tap import Tap
+from camserver.recording.timelapse import Timelapse
 from camserver.recording.writer import SegmentWriter
 from camserver.streaming import jpeg
 from camserver.streaming.hub import FrameHub, HubFrame
@@ -54,6 +55,7 @@ class RecorderCounters:
     write_errors: int = 0
     dropped_on_error: int = 0
     """Frames not written because the disk failed."""
+    timelapse_frames: int = 0
     dropped_queue_full: int = 0
     """Frames the taps of streams no longer recorded could not queue."""
     deleted_files: int = 0
@@ -65,9 +67,10 @@ class RecorderCounters:
 class _Active:
     """A recording stream, as the worker thread sees it."""
 
-    def __init__(self, tap: Tap, mode: RecordingMode) -> None:
+    def __init__(self, tap: Tap, mode: RecordingMode, timelapse: Timelapse) -> None:
         self.tap = tap
         self.mode = mode
+        self.timelapse = timelapse
         self.ring: deque[HubFrame] = deque()
         """Mode 'events': the last PRE_ROLL seconds of frames, for the next clip."""
         self.event_until = 0.0
@@ -113,17 +116,23 @@ class Recorder:
             active = self._active.get(name)
         return active is not None and not active.tap.closed
 
-    def attach(self, hub: FrameHub, mode: RecordingMode = "continuous") -> None:
+    def attach(
+        self, hub: FrameHub, mode: RecordingMode = "continuous", timelapse_interval: float = 0.0
+    ) -> None:
         """Record ``hub`` from now on: every frame (``continuous``), or clips around the
-        events marked with :meth:`mark_event` (``events``)."""
+        events marked with :meth:`mark_event` (``events``), or neither (``off``); and one
+        frame every ``timelapse_interval`` seconds (0: no timelapse)."""
         with self._lock:
             active = self._active.get(hub.name)
             if active is not None and not active.tap.closed:
                 active.mode = mode  # (the worker finishes an open clip or segment itself)
+                active.timelapse.interval = timelapse_interval
                 return
         tap = Tap(hub, self._wake)
+        timelapse = Timelapse(self.root, self.index, hub.name)
+        timelapse.interval = timelapse_interval
         with self._lock:
-            self._active[hub.name] = _Active(tap, mode)
+            self._active[hub.name] = _Active(tap, mode, timelapse)
         # A recording camera is watched: an on-demand camera stays connected.
         hub.set_viewers("recorder", 1)
 
@@ -238,6 +247,21 @@ class Recorder:
     def _serve(self, name: str, active: _Active) -> None:
         for frame in active.tap.drain():
             now = time.monotonic()
+            if active.timelapse.interval:
+                try:
+                    if active.timelapse.offer(frame):
+                        self.counters.timelapse_frames += 1
+                except RecordingError as exc:
+                    self.counters.write_errors += 1
+                    if now - active.logged_at >= _LOG_EVERY:
+                        active.logged_at = now
+                        log.error("timelapse %s: %s", name, exc)
+                    with contextlib.suppress(RecordingError):
+                        active.timelapse.close()
+            if active.mode == "off":
+                if active.writer is not None:
+                    self._finish(name, active)  # recording turned off, timelapse goes on
+                continue
             if active.mode == "events":
                 ring = active.ring
                 ring.append(frame)
@@ -297,6 +321,12 @@ class Recorder:
         self.counters.bytes += len(frame.data)
 
     def _finish(self, name: str, active: _Active) -> None:
+        if active.tap.closed:
+            try:
+                active.timelapse.close()
+            except RecordingError as exc:
+                self.counters.write_errors += 1
+                log.error("timelapse %s: %s", name, exc)
         writer, row = active.writer, active.row
         active.writer = active.row = None
         if writer is None or row is None:

@@ -40,10 +40,11 @@ class RecordingService:
             return  # deleted: its hub closed, and the tap with it
         self.recorder.limits[name] = cfg.recording  # (kept after a delete: old files age out)
         mode = cfg.recording.mode
-        if mode != "off":
+        interval = cfg.recording.timelapse_interval or 0.0
+        if mode != "off" or interval:
             if not self.recorder.recording(name):
                 log.info("stream %s: recording, %s (%s)", name, mode, self.root / name)
-            self.recorder.attach(hub, mode)
+            self.recorder.attach(hub, mode, interval)
         else:
             self.recorder.detach(hub)
 
