@@ -47,6 +47,16 @@ async def test_demo_cameras_stream_with_no_hardware(
         r = await c.get(p.url + "/api/streams/demo-1/snapshot")
         assert r.status_code == 200
         assert r.content[:2] == b"\xff\xd8"
+        # The demo records too (bounded), so recordings can be tried without hardware.
+        assert (await c.get(p.url + "/api/streams/demo-1")).json()["recording"]["mode"] == (
+            "continuous"
+        )
+
+        async def recorded() -> bool:
+            r = await c.get(p.url + "/api/streams/demo-1/recordings")
+            return any(s["kind"] == "continuous" and s["frames"] for s in r.json())
+
+        await wait_for(recorded, 15, what="demo-1 recorded")
     p.proc.send_signal(signal.SIGTERM)
     assert p.proc.wait(10) == 0
     assert "Traceback" not in p.output()

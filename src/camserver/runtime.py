@@ -27,7 +27,7 @@ from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
 from camserver.memory import Housekeeper
-from camserver.models import StreamConfig
+from camserver.models import RecordingSettings, StreamConfig
 from camserver.netguard import NetworkGuard
 from camserver.recording.service import RecordingService, start_recording
 from camserver.store import SQLiteStore, StreamStore
@@ -185,7 +185,12 @@ async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
     configs = []
     for i in range(1, count + 1):
         cam = await stack.enter_async_context(SimCamera(f"demo-{i}"))
-        configs.append(StreamConfig.for_host(f"demo-{i}", cam.address))
+        cfg = StreamConfig.for_host(f"demo-{i}", cam.address)
+        # The demo shows recording too, within bounds: a day, 200 MB per camera.
+        cfg.recording = RecordingSettings(
+            mode="continuous", timelapse_interval=10, max_age_hours=24, max_bytes=200_000_000
+        )
+        configs.append(cfg)
         log.info("demo camera demo-%d on http://%s", i, cam.address)
     return configs
 
