@@ -97,9 +97,6 @@ class RecordingIndex:
         )
         return [_recording(r) for r in rows]
 
-    def finish(self, rid: int, end: float, frames: int, size: int) -> None:
-        self.update(rid, end, frames, size, closed=True)
-
     def delete(self, rid: int) -> None:
         self._run("DELETE FROM recordings WHERE id = ?", (rid,))
 

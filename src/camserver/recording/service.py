@@ -90,7 +90,7 @@ def repair_unfinished(index: RecordingIndex, root: Path) -> None:
                 path.unlink()
             index.delete(r.id)
             continue
-        index.finish(r.id, r.start + fixed.duration, fixed.frames, fixed.bytes)
+        index.update(r.id, r.start + fixed.duration, fixed.frames, fixed.bytes, closed=True)
         log.info(
             "recording %s: repaired %s after an unclean stop (%d frames)",
             r.stream,
