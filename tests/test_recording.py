@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,12 @@ import pytest
 import socketio
 from playwright.async_api import async_playwright
 
-from camserver.config import Settings
+from camserver.config import Settings, recordings_root
+from camserver.recording.index import RecordingIndex
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
-from camserver.sim.frames import read_send_time
+from camserver.recording.timelapse import Timelapse, day_of
+from camserver.sim.frames import FrameRenderer, read_send_time
+from camserver.streaming.hub import HubFrame
 from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import CameraFactory, Proc, start_server, wait_for, wait_healthy
 from tests.test_dashboard import ARGS, CHROMIUM
@@ -465,3 +470,68 @@ async def test_timelapse_keeps_one_frame_per_interval_and_plays_as_mp4(
         assert r.status_code == 404
         r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": "2001-13-45"})
         assert r.status_code == 422
+
+
+@pytest.mark.requires("ffprobe")
+async def test_a_finished_days_timelapse_becomes_mp4_in_the_background_at_low_priority(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    settings = settings.model_copy(update={"recording_retention_seconds": 0.5})
+    today = day_of(time.time())
+    yesterday = day_of(time.time() - 86400)
+    noon = datetime.fromisoformat(yesterday).replace(tzinfo=UTC).timestamp() + 12 * 3600
+    # Yesterday's timelapse as a server that ran then left it, written by the recorder's
+    # own Timelapse: 30 frames 10 s apart, the day's file closed when the day is over.
+    index = RecordingIndex(settings.db)
+    root = recordings_root(settings)
+    tl = Timelapse(root, index, "c1")
+    tl.interval = 10
+    frames = FrameRenderer("c1", replay=3)
+    for i in range(30):
+        assert tl.offer(HubFrame(i + 1, noon + 10 * i, frames.render(i, 8, 12)))
+    tl.end_day(yesterday)  # the same day: still open
+    assert [r.closed for r in index.unfinished()] == [False]
+    tl.end_day(today)
+    assert index.unfinished() == []
+    index.close()
+    mp4 = root / "c1" / yesterday / "timelapse.mp4"
+    cam = await camera("c1", fps=5)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        service = server.state.recording
+        assert service is not None
+        # Nobody asked: the renderer found the finished day through the index at start-up.
+        await wait_for(lambda: service.days.made == 1, 60, what="yesterday's MP4")
+        assert mp4.is_file()
+        assert not list(mp4.parent.glob("*.part"))
+        assert service.days.nice == 19  # the lowest CPU priority, for its thread alone
+        assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the server's own is unchanged
+        metrics = (await server.client.get("/metrics")).text
+        assert 'camserver_recording_timelapse_days_total{outcome="made"} 1.0' in metrics
+        probe = ffprobe(str(mp4))
+        assert probe["streams"][0]["codec_name"] == "h264"
+        assert int(probe["streams"][0]["nb_read_packets"]) == 30
+        assert float(probe["format"]["duration"]) == pytest.approx(30 / 15, abs=0.1)
+        await server.add_camera("c1", cam)
+        r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": yesterday})
+        assert r.status_code == 200, r.text
+        assert r.content == mp4.read_bytes()  # served as made, not made again
+        assert service.days.made == 1
+        # Its bytes count against the stream's max_bytes, with the day's timelapse.
+        mkv = root / "c1" / yesterday / "timelapse.mkv"
+        (row,) = service.index.between("c1", 0, time.time())
+        assert service.index.total_bytes("c1") == row.bytes + mp4.stat().st_size
+        # A request that comes first (here: the file was lost) makes it on the spot.
+        made = mp4.read_bytes()
+        mp4.unlink()
+        r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": yesterday})
+        assert r.status_code == 200, r.text
+        assert service.days.made == 2
+        assert len(r.content) == pytest.approx(len(made), rel=0.01)
+        # Retention deletes the day's timelapse, and its MP4 with it.
+        r = await server.client.patch("/api/streams/c1", json={"recording": {"max_age_hours": 1}})
+        assert r.status_code == 200, r.text
+        await wait_for(lambda: not mp4.exists(), 10, what="retention")
+        assert not mkv.exists()
+        r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": yesterday})
+        assert r.status_code == 404, r.text

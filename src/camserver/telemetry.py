@@ -17,7 +17,7 @@ from camserver.streaming import fanout
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
-    from camserver.recording.recorder import Recorder
+    from camserver.recording.service import RecordingService
     from camserver.runtime import Runtime
 
 __all__ = ["LoopLagMonitor", "StateCollector"]
@@ -115,7 +115,7 @@ class StateCollector(Collector):
         direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
         yield direct
         if rt.recording is not None:
-            yield from _recording_metrics(rt.recording.recorder)
+            yield from _recording_metrics(rt.recording)
         g = GaugeMetricFamily(
             "camserver_event_loop_lag_seconds", "Event-loop lag, last sample", labels=[]
         )
@@ -189,7 +189,8 @@ def _cluster_metrics(cluster: Cluster) -> Iterator[Metric]:
     yield resyncs
 
 
-def _recording_metrics(recorder: Recorder) -> Iterator[Metric]:
+def _recording_metrics(service: RecordingService) -> Iterator[Metric]:
+    recorder = service.recorder
     c = recorder.counters
     for name, doc, value in (
         ("camserver_recording_frames", "Frames written to recordings", c.frames),
@@ -210,3 +211,11 @@ def _recording_metrics(recorder: Recorder) -> Iterator[Metric]:
     dropped.add_metric(["queue_full"], recorder.dropped)
     dropped.add_metric(["disk_error"], c.dropped_on_error)
     yield dropped
+    days = CounterMetricFamily(
+        "camserver_recording_timelapse_days",
+        "Finished days' timelapse MP4s made in the background, by outcome",
+        labels=["outcome"],
+    )
+    days.add_metric(["made"], service.days.made)
+    days.add_metric(["failed"], service.days.failed)
+    yield days

@@ -25,8 +25,9 @@ from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName
 from camserver.errors import NotRecording, RecordingNotFound
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingKind
-from camserver.recording.playback import RecordedFrame, frame_at, frames_from
+from camserver.recording.playback import RecordedFrame, frame_at, frames_between, frames_from
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
+from camserver.recording.timelapse import day_of, day_rows, render_day, timelapse_mp4
 from camserver.streaming.hub import HubFrame
 from camserver.streaming.restream import CONTENT_TYPE, encode_part
 
@@ -274,7 +275,7 @@ async def clip(
     # A clip that reaches into the segment being written is made again each time.
     if not path.is_file() or not all(s.closed for s in segments):
         async with _CLIP_SLOTS:
-            frames = _frames_between(recording, segments, t0, t1)
+            frames = frames_between(recording.root, segments, t0, t1)
             await asyncio.to_thread(make_clip, frames, path)
     return FileResponse(
         path,
@@ -282,20 +283,6 @@ async def clip(
         filename=f"{name}-{int(t0)}.mp4",
         headers={"Cache-Control": "no-store"},
     )
-
-
-def _frames_between(
-    recording: RecordingDep, segments: list[Recording], t0: float, t1: float
-) -> Generator[RecordedFrame, None, None]:
-    for seg in segments:
-        frames = frames_from(recording.root, seg, t0)
-        try:
-            for f in frames:
-                if f.ts > t1:
-                    return
-                yield f
-        finally:
-            frames.close()
 
 
 class EventMark(BaseModel):
@@ -332,9 +319,6 @@ async def mark_event(
     return EventWindow(stream=name, start=now - PRE_ROLL, end=now + body.seconds + POST_ROLL)
 
 
-TIMELAPSE_FPS = 15
-
-
 @router.get(
     "/api/streams/{name}/timelapse.mp4",
     response_class=FileResponse,
@@ -348,28 +332,29 @@ async def timelapse(
         str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day; default today.")
     ] = None,
 ) -> FileResponse:
-    """A day's timelapse frames as H.264 MP4 at 15 frames a second (made on demand, cached
-    once the day is over)."""
+    """A day's timelapse frames as H.264 MP4 at 15 frames a second. A finished day's is
+    made in the background after midnight (or now, if asked first); today's so far is made
+    on request."""
     manager.config(name)
+    day = day or day_of(time.time())
     try:
-        first = datetime.fromisoformat(day or datetime.now(UTC).strftime("%Y-%m-%d"))
+        datetime.fromisoformat(day)
     except ValueError:
         raise _bad(f"day: {day!r} is not a date") from None
-    t0 = first.replace(tzinfo=UTC).timestamp()
-    rows = await asyncio.to_thread(recording.index.between, name, t0, t0 + 86400)
-    rows = [r for r in rows if r.kind == "timelapse"]
+    rows = await asyncio.to_thread(day_rows, recording.index, name, day)
     if not rows:
-        raise RecordingNotFound(f"no timelapse of {name!r} on {first.date()}")
-    path = recording.root / ".clips" / name / f"timelapse-{first.date()}.mp4"
-    if not path.is_file() or not all(r.closed for r in rows):
+        raise RecordingNotFound(f"no timelapse of {name!r} on {day}")
+    if all(r.closed for r in rows) and day < day_of(time.time()):
+        # Kept beside the day's timelapse and deleted with it; made after midnight in the
+        # background, or now if this request comes first.
+        path = recording.root / timelapse_mp4(name, day)
+        if not path.is_file():
+            async with _CLIP_SLOTS:
+                made = await asyncio.to_thread(recording.days.make, name, day)
+            if made is None:
+                raise RecordingNotFound(f"no timelapse of {name!r} on {day}")
+    else:  # today's so far: made again on each request
+        path = recording.root / ".clips" / name / f"timelapse-{day}.mp4"
         async with _CLIP_SLOTS:
-            frames = _at_fixed_rate(_frames_between(recording, rows, t0, t0 + 86400))
-            await asyncio.to_thread(make_clip, frames, path)
-    return FileResponse(path, media_type="video/mp4", filename=f"{name}-{first.date()}.mp4")
-
-
-def _at_fixed_rate(
-    frames: Generator[RecordedFrame, None, None],
-) -> Generator[RecordedFrame, None, None]:
-    for i, f in enumerate(frames):
-        yield RecordedFrame(i / TIMELAPSE_FPS, f.data)
+            await asyncio.to_thread(render_day, recording.root, rows, path)
+    return FileResponse(path, media_type="video/mp4", filename=f"{name}-{day}.mp4")

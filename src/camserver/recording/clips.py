@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -27,9 +28,12 @@ _MS = Fraction(1, 1000)
 _X264 = {"preset": "ultrafast", "crf": "26"}
 
 
-def make_clip(frames: Iterable[RecordedFrame], path: Path) -> int:
-    """Write ``frames`` (in time order) to ``path`` as MP4; returns how many it holds."""
-    tmp = path.with_name(path.name + ".part")
+def make_clip(frames: Iterable[RecordedFrame], path: Path, *, threads: int = 0) -> int:
+    """Write ``frames`` (in time order) to ``path`` as MP4; returns how many it holds.
+    ``threads``: libx264's encoding threads (0: as many as it likes)."""
+    # Two makers of the same file (a request and the day-end renderer) never share a
+    # temporary file; the last os.replace wins with a whole file either way.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part")
     count = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,9 +45,8 @@ def make_clip(frames: Iterable[RecordedFrame], path: Path) -> int:
             for f in frames:
                 for picture in decoder.decode(av.Packet(f.data)):
                     if stream is None:
-                        stream = out.add_stream(
-                            "libx264", options={"preset": "ultrafast", "crf": "26"}
-                        )
+                        stream = out.add_stream("libx264", options=_X264)
+                        stream.codec_context.thread_count = threads
                         # Even sizes: 4:2:0 halves both dimensions.
                         stream.width = picture.width - picture.width % 2
                         stream.height = picture.height - picture.height % 2

@@ -26,11 +26,12 @@ CREATE TABLE IF NOT EXISTS recordings (
     end REAL NOT NULL,
     frames INTEGER NOT NULL DEFAULT 0,
     bytes INTEGER NOT NULL DEFAULT 0,
-    closed INTEGER NOT NULL DEFAULT 0
+    closed INTEGER NOT NULL DEFAULT 0,
+    derived INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS recordings_by_time ON recordings (stream, start);
 """
-_COLUMNS = "id, stream, kind, path, start, end, frames, bytes, closed"
+_COLUMNS = "id, stream, kind, path, start, end, frames, bytes, closed, derived"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +47,13 @@ class Recording:
     bytes: int
     closed: bool
     """False while it is being written (or after a crash, until it is repaired)."""
+    derived: int = 0
+    """Bytes of files made from it that retention deletes with it (a day's timelapse MP4)."""
 
 
 def _recording(row: Any) -> Recording:
-    rid, stream, kind, path, start, end, frames, size, closed = row
-    return Recording(rid, stream, kind, path, start, end, frames, size, bool(closed))
+    rid, stream, kind, path, start, end, frames, size, closed, derived = row
+    return Recording(rid, stream, kind, path, start, end, frames, size, bool(closed), derived)
 
 
 class RecordingIndex:
@@ -59,6 +62,11 @@ class RecordingIndex:
             self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(recordings)")}
+            if "derived" not in columns:  # an index from before timelapse MP4s were kept
+                self._db.execute(
+                    "ALTER TABLE recordings ADD COLUMN derived INTEGER NOT NULL DEFAULT 0"
+                )
         except sqlite3.Error as exc:
             raise RecordingError(f"cannot open the recordings index in {db}: {exc}") from exc
         self._lock = threading.Lock()
@@ -84,6 +92,9 @@ class RecordingIndex:
             (end, frames, size, int(closed), rid),
         )
 
+    def set_derived(self, rid: int, size: int) -> None:
+        self._run("UPDATE recordings SET derived = ? WHERE id = ?", (size, rid))
+
     def get(self, rid: int) -> Recording | None:
         rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE id = ?", (rid,))
         return _recording(rows[0]) if rows else None
@@ -102,7 +113,8 @@ class RecordingIndex:
 
     def total_bytes(self, stream: str) -> int:
         rows = self._run(
-            "SELECT COALESCE(SUM(bytes), 0) FROM recordings WHERE stream = ?", (stream,)
+            "SELECT COALESCE(SUM(bytes + derived), 0) FROM recordings WHERE stream = ?",
+            (stream,),
         )
         return int(rows[0][0])
 
@@ -135,6 +147,13 @@ class RecordingIndex:
             (stream, t),
         )
         return _recording(rows[0]) if rows else None
+
+    def timelapse_days(self) -> set[tuple[str, str]]:
+        """(stream, UTC day) of every finished timelapse file, from its folder's name."""
+        rows = self._run(
+            "SELECT stream, path FROM recordings WHERE kind = 'timelapse' AND closed = 1"
+        )
+        return {(stream, Path(path).parent.name) for stream, path in rows}
 
     def unfinished(self) -> list[Recording]:
         rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE closed = 0 ORDER BY id")

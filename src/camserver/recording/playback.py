@@ -9,7 +9,7 @@ written) in about 0.2 ms (docs/facts.md#recording).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import av
 from camserver.errors import RecordingError
 from camserver.recording.index import Recording
 
-__all__ = ["RecordedFrame", "frame_at", "frames_from"]
+__all__ = ["RecordedFrame", "frame_at", "frames_between", "frames_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +67,18 @@ def frames_from(root: Path, r: Recording, t: float) -> Generator[RecordedFrame, 
                 yield RecordedFrame(r.start + packet.pts / 1000, bytes(packet))
     except (OSError, av.FFmpegError, IndexError) as exc:
         raise RecordingError(f"cannot read {r.path}: {exc}") from exc
+
+
+def frames_between(
+    root: Path, segments: Iterable[Recording], t0: float, t1: float
+) -> Generator[RecordedFrame, None, None]:
+    """Frames of ``segments`` (in time order) received from ``t0`` to ``t1``."""
+    for seg in segments:
+        frames = frames_from(root, seg, t0)
+        try:
+            for f in frames:
+                if f.ts > t1:
+                    return
+                yield f
+        finally:
+            frames.close()

@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from camserver.errors import RecordingError
 from camserver.models import RecordingMode, RecordingSettings
 from camserver.recording.index import Recording, RecordingIndex, RecordingKind
 from camserver.recording.tap import Tap
-from camserver.recording.timelapse import Timelapse
+from camserver.recording.timelapse import Timelapse, day_of, timelapse_mp4
 from camserver.recording.writer import SegmentWriter
 from camserver.streaming import jpeg
 from camserver.streaming.hub import FrameHub, HubFrame
@@ -92,6 +93,7 @@ class Recorder:
         *,
         min_free_bytes: int = 0,
         retention_every: float = 30.0,
+        on_new_day: Callable[[str], None] | None = None,
     ) -> None:
         self.root = root
         self.index = index
@@ -101,6 +103,10 @@ class Recorder:
         self.limits: dict[str, RecordingSettings] = {}
         """Each stream's retention limits (set from the event loop, read by the worker)."""
         self.counters = RecorderCounters()
+        self.on_new_day = on_new_day
+        """Called from the worker with the UTC day (``2026-11-25``) when it starts, and
+        at every midnight after the day's timelapse files are closed."""
+        self._today = ""
         self._next_retention = 0.0
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
@@ -194,12 +200,29 @@ class Recorder:
                 with self._lock:
                     if not self._active:
                         return
+            today = day_of(time.time())
+            if today != self._today:
+                self._today = today
+                self._new_day(today, [a for _, a in actives])
             if time.monotonic() >= self._next_retention:
                 self._next_retention = time.monotonic() + self.retention_every
                 try:
                     self._retention()
                 except Exception:
                     log.exception("recording retention failed")
+
+    def _new_day(self, today: str, actives: list[_Active]) -> None:
+        for active in actives:
+            try:
+                active.timelapse.end_day(today)
+            except RecordingError as exc:
+                self.counters.write_errors += 1
+                log.error("timelapse %s: %s", active.timelapse.stream, exc)
+        if self.on_new_day is not None:
+            try:
+                self.on_new_day(today)
+            except Exception:
+                log.exception("recording: the new day's work failed")
 
     # -- retention (worker thread) ---------------------------------------------------------
 
@@ -223,7 +246,7 @@ class Recorder:
                         if total <= limits.max_bytes:
                             break
                         self._delete(r, "above max_bytes")
-                        total -= r.bytes
+                        total -= r.bytes + r.derived
         # Clips (clip.mp4) are a cache: an hour after they were made, they go.
         for clip in (self.root / ".clips").glob("*/*.mp4"):
             with contextlib.suppress(OSError):
@@ -239,9 +262,13 @@ class Recorder:
     def _delete(self, r: Recording, why: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / r.path).unlink()
+        if r.kind == "timelapse":  # the day's MP4 goes with it (counted as ``derived``)
+            day = Path(r.path).parent.name
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / timelapse_mp4(r.stream, day)).unlink()
         self.index.delete(r.id)
         self.counters.deleted_files += 1
-        self.counters.deleted_bytes += r.bytes
+        self.counters.deleted_bytes += r.bytes + r.derived
         log.info("recording %s: deleted %s (%s)", r.stream, r.path, why)
 
     def _serve(self, name: str, active: _Active) -> None:

@@ -14,6 +14,7 @@ from camserver.errors import RecordingError, StreamNotFound
 from camserver.recording.index import RecordingIndex
 from camserver.recording.recorder import Recorder
 from camserver.recording.repair import repair_segment
+from camserver.recording.timelapse import DayRenderer
 from camserver.streaming.manager import StreamManager
 
 __all__ = ["RecordingService", "repair_unfinished", "start_recording"]
@@ -22,10 +23,17 @@ log = logging.getLogger(__name__)
 
 
 class RecordingService:
-    def __init__(self, manager: StreamManager, recorder: Recorder, index: RecordingIndex) -> None:
+    def __init__(
+        self,
+        manager: StreamManager,
+        recorder: Recorder,
+        index: RecordingIndex,
+        days: DayRenderer,
+    ) -> None:
         self.manager = manager
         self.recorder = recorder
         self.index = index
+        self.days = days
 
     @property
     def root(self) -> Path:
@@ -62,15 +70,18 @@ async def start_recording(
     stack.callback(index.close)
     root = recordings_root(settings)
     await asyncio.to_thread(repair_unfinished, index, root)
+    days = DayRenderer(root, index)
+    stack.callback(days.close)
     recorder = Recorder(
         root,
         index,
         settings.recording_segment_seconds,
         min_free_bytes=settings.recording_min_free_mb * 1024 * 1024,
         retention_every=settings.recording_retention_seconds,
+        on_new_day=days.scan,
     )
     stack.callback(recorder.close)
-    service = RecordingService(manager, recorder, index)
+    service = RecordingService(manager, recorder, index, days)
     manager.add_change_listener(service._changed)
     for name in manager.names():
         service.sync(name)
