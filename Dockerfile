@@ -11,8 +11,8 @@ RUN bash scripts/setup.sh
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 --user-group camserver \
-    && mkdir -p /data \
-    && chown 10001:10001 /data
+    && mkdir -p /data /recordings \
+    && chown 10001:10001 /data /recordings
 COPY --from=build /app /app
 USER 10001:10001
 WORKDIR /app

@@ -23,7 +23,7 @@ import socketio
 from playwright.async_api import async_playwright
 
 from camserver.config import Settings, recordings_root
-from camserver.recording.index import RecordingIndex
+from camserver.recording.index import SQLiteIndex
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from camserver.recording.timelapse import Timelapse, day_of
 from camserver.sim.frames import FrameRenderer, read_send_time
@@ -482,7 +482,7 @@ async def test_a_finished_days_timelapse_becomes_mp4_in_the_background_at_low_pr
     noon = datetime.fromisoformat(yesterday).replace(tzinfo=UTC).timestamp() + 12 * 3600
     # Yesterday's timelapse as a server that ran then left it, written by the recorder's
     # own Timelapse: 30 frames 10 s apart, the day's file closed when the day is over.
-    index = RecordingIndex(settings.db)
+    index = SQLiteIndex(settings.db)
     root = recordings_root(settings)
     tl = Timelapse(root, index, "c1")
     tl.interval = 10
@@ -490,9 +490,9 @@ async def test_a_finished_days_timelapse_becomes_mp4_in_the_background_at_low_pr
     for i in range(30):
         assert tl.offer(HubFrame(i + 1, noon + 10 * i, frames.render(i, 8, 12)))
     tl.end_day(yesterday)  # the same day: still open
-    assert [r.closed for r in index.unfinished()] == [False]
+    assert [r.closed for r in index.unfinished(own=True)] == [False]
     tl.end_day(today)
-    assert index.unfinished() == []
+    assert index.unfinished(own=True) == []
     index.close()
     mp4 = root / "c1" / yesterday / "timelapse.mp4"
     cam = await camera("c1", fps=5)

@@ -236,6 +236,12 @@ class RecordingSettings(BaseModel):
         None, ge=1_000_000, description="Delete the oldest recordings above this size."
     )
 
+    @property
+    def active(self) -> bool:
+        """Frames are kept (a mode other than off, or a timelapse): the camera is wanted
+        even with no viewer."""
+        return self.mode != "off" or bool(self.timelapse_interval)
+
 
 class RecordingPatch(BaseModel):
     """Recording fields to change; a field given as null is cleared."""

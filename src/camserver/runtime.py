@@ -57,10 +57,9 @@ class Runtime:
     housekeeper: Housekeeper
     metrics: CollectorRegistry
     checker: TokenChecker
+    recording: RecordingService
     cluster: Cluster | None = None
     """Cluster mode (CAMSERVER_REDIS_URL) only."""
-    recording: RecordingService | None = None
-    """One node only, for now (docs/recording.md)."""
 
     def begin_shutdown(self) -> None:
         """Wake and end every viewer (MJPEG responses, Socket.IO frame loops) at once, so a
@@ -119,9 +118,12 @@ class Runtime:
             stack.push_async_callback(realtime.close)
             for cfg in demo:
                 await manager.put(cfg)
-            recording = None
-            if settings.redis_url is None:
+            if cluster is None:
                 recording = await start_recording(stack, manager, settings)
+            else:
+                from camserver.cluster.recording import record_in_cluster
+
+                recording = await record_in_cluster(stack, settings, cluster)
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
             runtime = cls(
                 settings=settings,

@@ -114,8 +114,7 @@ class StateCollector(Collector):
         direct.add_metric(["sent"], rt.realtime.counters.sent)
         direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
         yield direct
-        if rt.recording is not None:
-            yield from _recording_metrics(rt.recording)
+        yield from _recording_metrics(rt.recording)
         g = GaugeMetricFamily(
             "camserver_event_loop_lag_seconds", "Event-loop lag, last sample", labels=[]
         )

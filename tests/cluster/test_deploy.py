@@ -34,6 +34,9 @@ def test_compose_cluster_profile_wires_redis_nodes_and_haproxy() -> None:
         env = services[name]["environment"]
         assert env["CAMSERVER_REDIS_URL"].endswith("@redis:6379/0")
         ids.add(env["CAMSERVER_NODE_ID"])
+        # The recorder writes where every node reads (docs/recording.md, cluster mode).
+        assert env["CAMSERVER_RECORDINGS_DIR"] == "/recordings"
+        assert "recordings:/recordings" in services[name]["volumes"]
     assert ids == {"n1", "n2", "n3"}  # one id per node
     lb = services["lb"]
     assert "./deploy/cluster/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in lb["volumes"]

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
-from camserver.errors import DiscoveryUnavailable, NotPermitted, RecordingError, StreamNotFound
+from camserver.errors import DiscoveryUnavailable, NotPermitted, StreamNotFound
 from camserver.recording.service import RecordingService
 from camserver.runtime import Runtime
 from camserver.streaming.manager import StreamManager
@@ -59,8 +59,6 @@ async def get_client(runtime: RuntimeDep) -> httpx.AsyncClient:
 
 
 async def get_recording(runtime: RuntimeDep) -> RecordingService:
-    if runtime.recording is None:
-        raise RecordingError("recording is not available in cluster mode yet")
     return runtime.recording
 
 

@@ -47,6 +47,8 @@ class RecordingOut(BaseModel):
     bytes: int
     closed: bool
     file_url: str
+    node: str | None = None
+    """Cluster mode: the node that recorded it."""
 
     @classmethod
     def of(cls, r: Recording) -> RecordingOut:
@@ -60,6 +62,7 @@ class RecordingOut(BaseModel):
             bytes=r.bytes,
             closed=r.closed,
             file_url=f"/api/recordings/{r.id}/file",
+            node=r.node,
         )
 
 
@@ -140,6 +143,12 @@ async def recording_file(
     found = await _get(recording_id, recording, grant)
     path = recording.root / found.path
     if not path.is_file():
+        if found.node and recording.manager.placement is not None:
+            raise RecordingNotFound(
+                f"recording {recording_id}: its file is not in this node's recordings folder "
+                f"(recorded by node {found.node}; cluster nodes must share "
+                "CAMSERVER_RECORDINGS_DIR)"
+            )
         raise RecordingNotFound(f"recording {recording_id}: its file is gone")
     return FileResponse(
         path,
@@ -312,7 +321,7 @@ async def mark_event(
     detection marks events the same way."""
     mode = manager.config(name).recording.mode
     now = time.time()
-    if mode != "events" or not recording.recorder.mark_event(name, now, now + body.seconds):
+    if mode != "events" or not await recording.mark_event(name, now, now + body.seconds):
         raise NotRecording(
             f"stream {name!r} records {mode!r}; event clips need recording mode 'events'"
         )

@@ -109,6 +109,8 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._warned = 0.0
+        self.hold_listeners: list[Callable[[str], None]] = []
+        """``listener(name)`` when this node takes or lets go of a camera."""
         manager.add_listener(self._on_state)
 
     # -- Placement ----------------------------------------------------------------------
@@ -277,7 +279,8 @@ class Cluster:
         cfg = self.manager.config(name)
         if not cfg.enabled:
             return False
-        if not cfg.on_demand or self._wanted_by_viewers(name):
+        # A recorded camera is wanted with no viewer, as on one node.
+        if not cfg.on_demand or cfg.recording.active or self._wanted_by_viewers(name):
             self._idle_since.pop(name, None)
             return True
         if name not in self.held:
@@ -370,6 +373,7 @@ class Cluster:
         self.manager.run_ingest(lease.name)
         self.relay.update()
         self._dirty = True
+        self._held_changed(lease.name)
 
     async def _drop(self, name: str, why: str) -> None:
         """Stop pulling ``name`` because its lease is (or may be) someone else's."""
@@ -382,6 +386,7 @@ class Cluster:
         await self.manager.halt_ingest(name)
         self.relay.update()
         self._dirty = True
+        self._held_changed(name)
 
     async def _give_up(self, name: str, why: str) -> None:
         """Stop pulling ``name`` first, then free its lease for another node."""
@@ -393,10 +398,18 @@ class Cluster:
         if hub is not None:
             hub.release()
         await self.manager.halt_ingest(name)
+        self._held_changed(name)  # (the recorder stops taking frames before it is free)
         with contextlib.suppress(ClusterUnavailable):  # else it expires by itself
             await self.leases.release(lease)
         self.relay.update()
         self._dirty = True
+
+    def _held_changed(self, name: str) -> None:
+        for listener in self.hold_listeners:
+            try:
+                listener(name)
+            except Exception:
+                log.exception("cluster: a listener failed for camera %s", name)
 
     # -- views ----------------------------------------------------------------------------
 

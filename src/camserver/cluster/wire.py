@@ -84,6 +84,11 @@ class Keys:
         return f"{self.prefix}tokens"
 
     @property
+    def recording_events(self) -> str:
+        """The channel that carries event marks to the node recording the camera."""
+        return f"{self.prefix}rec:events"
+
+    @property
     def nodes(self) -> str:
         return f"{self.prefix}nodes"
 

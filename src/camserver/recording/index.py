@@ -1,6 +1,10 @@
-"""The recordings index: one row per segment (and, later, per event clip), in the same
-SQLite file as the streams. Retention and playback find files through it, never by
-scanning folders. Thread-safe: the recorder's worker writes, the API reads."""
+"""The recordings index: one row per segment, event clip and timelapse file. Retention and
+playback find files through it, never by scanning folders. Thread-safe and blocking: the
+recorder's worker writes, the API reads (from worker threads).
+
+:class:`RecordingIndex` is the seam; :class:`SQLiteIndex` keeps it in the same SQLite file
+as the streams (one node), ``camserver.cluster.recording_index.RedisIndex`` in the
+cluster's Redis, where every node sees every node's recordings."""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from camserver.errors import RecordingError
 
-__all__ = ["Recording", "RecordingIndex", "RecordingKind"]
+__all__ = ["Recording", "RecordingIndex", "RecordingKind", "SQLiteIndex"]
 
 RecordingKind = Literal["continuous", "event", "timelapse"]
 
@@ -49,6 +53,8 @@ class Recording:
     """False while it is being written (or after a crash, until it is repaired)."""
     derived: int = 0
     """Bytes of files made from it that retention deletes with it (a day's timelapse MP4)."""
+    node: str | None = None
+    """Cluster mode: the node that wrote it (None on one node)."""
 
 
 def _recording(row: Any) -> Recording:
@@ -56,7 +62,62 @@ def _recording(row: Any) -> Recording:
     return Recording(rid, stream, kind, path, start, end, frames, size, bool(closed), derived)
 
 
-class RecordingIndex:
+class RecordingIndex(Protocol):
+    """Raises :class:`~camserver.errors.RecordingError` when the index cannot be used."""
+
+    def begin(self, stream: str, kind: RecordingKind, path: str, start: float) -> int:
+        """A new open recording; its id."""
+        ...
+
+    def update(self, rid: int, end: float, frames: int, size: int, *, closed: bool) -> None: ...
+
+    def set_derived(self, rid: int, size: int) -> None: ...
+
+    def get(self, rid: int) -> Recording | None: ...
+
+    def between(self, stream: str, start: float, end: float) -> list[Recording]:
+        """Recordings of ``stream`` that overlap [start, end], oldest first."""
+        ...
+
+    def delete(self, rid: int) -> None: ...
+
+    def total_bytes(self, stream: str) -> int:
+        """Bytes of ``stream``'s recordings and of the files derived from them."""
+        ...
+
+    def oldest_closed(self, stream: str | None = None, limit: int = 50) -> list[Recording]:
+        """Closed recordings in the order retention deletes them: continuous segments
+        (oldest first) before timelapse files and event clips."""
+        ...
+
+    def closed_before(self, stream: str, before: float, limit: int = 50) -> list[Recording]:
+        """Closed recordings of ``stream`` that ended before ``before``, oldest first."""
+        ...
+
+    def at(self, stream: str, t: float) -> Recording | None:
+        """The recording of ``stream`` that started last at or before ``t``."""
+        ...
+
+    def timelapse_days(self) -> set[tuple[str, str]]:
+        """(stream, UTC day) of every finished timelapse file, from its folder's name."""
+        ...
+
+    def unfinished(self, *, own: bool) -> list[Recording]:
+        """Open recordings nobody is writing any longer: this node's from before a
+        restart (``own``, at start-up only), and those of nodes that are gone."""
+        ...
+
+    def claim(self, job: str, seconds: float) -> bool:
+        """True for one caller per ``job`` in ``seconds`` across the cluster (a repair, a
+        day's MP4), so that two nodes never do the same file's work at once."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteIndex:
+    """The index of one node, in its SQLite database."""
+
     def __init__(self, db: Path) -> None:
         try:
             self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
@@ -100,7 +161,6 @@ class RecordingIndex:
         return _recording(rows[0]) if rows else None
 
     def between(self, stream: str, start: float, end: float) -> list[Recording]:
-        """Recordings of ``stream`` that overlap [start, end], oldest first."""
         rows = self._run(
             f"SELECT {_COLUMNS} FROM recordings WHERE stream = ? AND start <= ? AND end >= ? "
             "ORDER BY start, id",
@@ -119,8 +179,6 @@ class RecordingIndex:
         return int(rows[0][0])
 
     def oldest_closed(self, stream: str | None = None, limit: int = 50) -> list[Recording]:
-        """Closed recordings in the order retention deletes them: continuous segments
-        (oldest first) before timelapse files and event clips."""
         where = "closed = 1" + ("" if stream is None else " AND stream = ?")
         args: tuple[object, ...] = () if stream is None else (stream,)
         rows = self._run(
@@ -140,7 +198,6 @@ class RecordingIndex:
         return [_recording(r) for r in rows]
 
     def at(self, stream: str, t: float) -> Recording | None:
-        """The recording of ``stream`` that started last at or before ``t``."""
         rows = self._run(
             f"SELECT {_COLUMNS} FROM recordings WHERE stream = ? AND start <= ? "
             "ORDER BY start DESC, id DESC LIMIT 1",
@@ -149,15 +206,19 @@ class RecordingIndex:
         return _recording(rows[0]) if rows else None
 
     def timelapse_days(self) -> set[tuple[str, str]]:
-        """(stream, UTC day) of every finished timelapse file, from its folder's name."""
         rows = self._run(
             "SELECT stream, path FROM recordings WHERE kind = 'timelapse' AND closed = 1"
         )
         return {(stream, Path(path).parent.name) for stream, path in rows}
 
-    def unfinished(self) -> list[Recording]:
+    def unfinished(self, *, own: bool) -> list[Recording]:
+        if not own:  # one node: every open row is this node's, written now or before
+            return []
         rows = self._run(f"SELECT {_COLUMNS} FROM recordings WHERE closed = 0 ORDER BY id")
         return [_recording(r) for r in rows]
+
+    def claim(self, job: str, seconds: float) -> bool:
+        return True  # one node: nobody else
 
     def close(self) -> None:
         with self._lock:

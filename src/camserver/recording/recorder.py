@@ -24,6 +24,7 @@ from pathlib import Path
 from camserver.errors import RecordingError
 from camserver.models import RecordingMode, RecordingSettings
 from camserver.recording.index import Recording, RecordingIndex, RecordingKind
+from camserver.recording.repair import repair_unfinished
 from camserver.recording.tap import Tap
 from camserver.recording.timelapse import Timelapse, day_of, timelapse_mp4
 from camserver.recording.writer import SegmentWriter
@@ -208,6 +209,8 @@ class Recorder:
                 self._next_retention = time.monotonic() + self.retention_every
                 try:
                     self._retention()
+                except RecordingError as exc:  # (the cluster's Redis away): next time
+                    log.warning("recording retention: %s", exc)
                 except Exception:
                     log.exception("recording retention failed")
 
@@ -231,6 +234,8 @@ class Recorder:
         folders): per stream past ``max_age_hours`` or above ``max_bytes``, then anything
         while the disk has less than ``min_free_bytes`` free."""
         self.counters.retention_runs += 1
+        # Cluster mode: the open segments of a node that died (one node: none).
+        repair_unfinished(self.index, self.root, own=False)
         now = time.time()
         for name, limits in list(self.limits.items()):
             if limits.max_age_hours is not None:
@@ -252,7 +257,13 @@ class Recorder:
             with contextlib.suppress(OSError):
                 if now - clip.stat().st_mtime > CLIP_CACHE_SECONDS:
                     clip.unlink()
-        if self.min_free_bytes and self.root.is_dir():
+        # (Cluster mode: one node at a time over the shared folder's disk.)
+        if (
+            self.min_free_bytes
+            and self.root.is_dir()
+            and shutil.disk_usage(self.root).free < self.min_free_bytes
+            and self.index.claim("free-disk", self.retention_every)
+        ):
             while shutil.disk_usage(self.root).free < self.min_free_bytes:
                 oldest = self.index.oldest_closed(limit=1)
                 if not oldest:
@@ -320,7 +331,12 @@ class Recorder:
         w = active.writer
         if w is not None and active.row is not None and now - active.indexed_at >= INDEX_EVERY:
             active.indexed_at = now
-            self.index.update(active.row, w.end, w.frames, w.bytes, closed=False)
+            try:
+                self.index.update(active.row, w.end, w.frames, w.bytes, closed=False)
+            except RecordingError as exc:  # (the cluster's Redis away): the file goes on
+                if now - active.logged_at >= _LOG_EVERY:
+                    active.logged_at = now
+                    log.error("recording %s: %s", name, exc)
 
     def _write(self, name: str, active: _Active, frame: HubFrame) -> None:
         day = datetime.fromtimestamp(frame.ts, UTC).strftime("%Y-%m-%d")

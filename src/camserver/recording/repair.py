@@ -1,5 +1,6 @@
 """Segments left unfinished by a crash: remuxed at start-up so they have a duration and a
-seek index again, and their rows completed from what the file really holds.
+seek index again, and their rows completed from what the file really holds. In cluster
+mode a live node does the same, in the background, for the segments of a node that died.
 
 A Matroska file written with ``flush_packets=1`` and cut by ``kill -9`` keeps every frame
 but the last (docs/facts.md#recording); it has no duration and no Cues. Remuxing (packets
@@ -17,8 +18,9 @@ from pathlib import Path
 import av
 
 from camserver.errors import RecordingError
+from camserver.recording.index import RecordingIndex
 
-__all__ = ["Repaired", "repair_segment"]
+__all__ = ["Repaired", "repair_segment", "repair_unfinished"]
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +65,33 @@ def repair_segment(path: Path) -> Repaired:
     tb = video.time_base
     duration = float(last * tb) if tb is not None else last / 1000
     return Repaired(frames, size, duration)
+
+
+def repair_unfinished(index: RecordingIndex, root: Path, *, own: bool) -> int:
+    """Repair the open recordings nobody writes any longer (``own``: this node's from
+    before a restart too); each is remuxed and completed in the index, or forgotten when
+    nothing in it can be read. Returns how many were handled."""
+    done = 0
+    for r in index.unfinished(own=own):
+        if not index.claim(f"repair:{r.id}", 300):
+            continue  # another node is at it
+        path = root / r.path
+        try:
+            fixed = repair_segment(path)
+        except RecordingError as exc:
+            log.warning("recording %s: %s; forgetting %s", r.stream, exc, r.path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            index.delete(r.id)
+            done += 1
+            continue
+        index.update(r.id, r.start + fixed.duration, fixed.frames, fixed.bytes, closed=True)
+        done += 1
+        log.info(
+            "recording %s: repaired %s after an unclean stop%s (%d frames)",
+            r.stream,
+            r.path,
+            f" of node {r.node}" if r.node else "",
+            fixed.frames,
+        )
+    return done

@@ -1,25 +1,28 @@
 """Keeps the recorder in step with the streams' configuration: a stream whose recording
-mode is ``continuous`` or ``events`` is followed by the recorder while it exists."""
+mode is ``continuous`` or ``events`` (or that keeps a timelapse) is followed by the
+recorder while it exists and, in cluster mode, while this node holds its camera."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 from camserver.config import Settings, recordings_root
 from camserver.errors import RecordingError, StreamNotFound
-from camserver.recording.index import RecordingIndex
+from camserver.recording.index import RecordingIndex, SQLiteIndex
 from camserver.recording.recorder import Recorder
-from camserver.recording.repair import repair_segment
+from camserver.recording.repair import repair_unfinished
 from camserver.recording.timelapse import DayRenderer
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["RecordingService", "repair_unfinished", "start_recording"]
+__all__ = ["RecordingService", "start_recording"]
 
 log = logging.getLogger(__name__)
+
+EventRelay = Callable[[str, float, float], Awaitable[None]]
 
 
 class RecordingService:
@@ -29,47 +32,69 @@ class RecordingService:
         recorder: Recorder,
         index: RecordingIndex,
         days: DayRenderer,
+        holds: Callable[[str], bool] | None = None,
     ) -> None:
         self.manager = manager
         self.recorder = recorder
         self.index = index
         self.days = days
+        self.holds = holds or (lambda name: True)
+        """Cluster mode: whether this node pulls the camera (only that node records it)."""
+        self.relay_event: EventRelay | None = None
+        """Cluster mode: passes an event mark to the node that records the camera."""
 
     @property
     def root(self) -> Path:
         return self.recorder.root
 
     def sync(self, name: str) -> None:
-        """Record ``name`` or not, as its configuration says."""
+        """Record ``name`` or not, as its configuration (and the camera's lease) says."""
         try:
             cfg = self.manager.config(name)
             hub = self.manager.hub(name)
         except StreamNotFound:
             return  # deleted: its hub closed, and the tap with it
+        if not self.holds(name):
+            # Another node records it, and keeps it within its limits.
+            self.recorder.limits.pop(name, None)
+            self.recorder.detach(hub)
+            return
         self.recorder.limits[name] = cfg.recording  # (kept after a delete: old files age out)
-        mode = cfg.recording.mode
-        interval = cfg.recording.timelapse_interval or 0.0
-        if mode != "off" or interval:
+        if cfg.recording.active:
             if not self.recorder.recording(name):
-                log.info("stream %s: recording, %s (%s)", name, mode, self.root / name)
-            self.recorder.attach(hub, mode, interval)
+                log.info("stream %s: recording, %s (%s)", name, cfg.recording.mode, self.root)
+            self.recorder.attach(hub, cfg.recording.mode, cfg.recording.timelapse_interval or 0)
         else:
             self.recorder.detach(hub)
 
-    def _changed(self, name: str, what: str) -> None:
-        if what != "deleted":
-            self.sync(name)
+    async def mark_event(self, name: str, start: float, end: float) -> bool:
+        """Mode ``events``: record ``name`` from ``start`` to ``end`` (pre- and post-roll
+        added); here, or on the node that records it. False if nobody records it so."""
+        if self.recorder.mark_event(name, start, end):
+            return True
+        if self.relay_event is not None and not self.holds(name):
+            await self.relay_event(name, start, end)
+            return True
+        return False
 
 
 async def start_recording(
-    stack: AsyncExitStack, manager: StreamManager, settings: Settings
+    stack: AsyncExitStack,
+    manager: StreamManager,
+    settings: Settings,
+    index: RecordingIndex | None = None,
+    holds: Callable[[str], bool] | None = None,
 ) -> RecordingService:
-    """Open the index, repair what a crash left open, start the worker and follow the
-    streams until ``stack`` closes."""
-    index = RecordingIndex(settings.db)
+    """Open the index (the node's SQLite unless given), repair what a crash left open,
+    start the workers and follow the streams until ``stack`` closes."""
+    if index is None:
+        index = SQLiteIndex(settings.db)
     stack.callback(index.close)
     root = recordings_root(settings)
-    await asyncio.to_thread(repair_unfinished, index, root)
+    try:
+        await asyncio.to_thread(repair_unfinished, index, root, own=True)
+    except RecordingError as exc:  # (cluster: Redis away) live video comes first
+        log.error("recording: cannot repair unfinished segments now: %s", exc)
     days = DayRenderer(root, index)
     stack.callback(days.close)
     recorder = Recorder(
@@ -81,30 +106,8 @@ async def start_recording(
         on_new_day=days.scan,
     )
     stack.callback(recorder.close)
-    service = RecordingService(manager, recorder, index, days)
-    manager.add_change_listener(service._changed)
+    service = RecordingService(manager, recorder, index, days, holds)
+    manager.add_config_listener(service.sync)
     for name in manager.names():
         service.sync(name)
     return service
-
-
-def repair_unfinished(index: RecordingIndex, root: Path) -> None:
-    """Segments a crash left open: remuxed and completed in the index, or forgotten when
-    nothing in them can be read."""
-    for r in index.unfinished():
-        path = root / r.path
-        try:
-            fixed = repair_segment(path)
-        except RecordingError as exc:
-            log.warning("recording %s: %s; forgetting %s", r.stream, exc, r.path)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            index.delete(r.id)
-            continue
-        index.update(r.id, r.start + fixed.duration, fixed.frames, fixed.bytes, closed=True)
-        log.info(
-            "recording %s: repaired %s after an unclean stop (%d frames)",
-            r.stream,
-            r.path,
-            fixed.frames,
-        )

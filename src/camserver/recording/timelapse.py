@@ -118,7 +118,9 @@ class DayRenderer:
     def scan(self, today: str) -> None:
         """Queue every day before ``today`` that has a finished timelapse but no MP4."""
         for stream, day in self.index.timelapse_days():
-            if day < today and not (self.root / timelapse_mp4(stream, day)).exists():
+            if day >= today or (self.root / timelapse_mp4(stream, day)).exists():
+                continue
+            if self.index.claim(f"day:{stream}:{day}", 3600):  # one node of a cluster
                 self.request(stream, day)
 
     def request(self, stream: str, day: str) -> None:

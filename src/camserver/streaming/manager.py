@@ -107,6 +107,7 @@ class StreamManager:
         self._streams: dict[str, _Stream] = {}
         self._listeners: list[StatusListener] = []
         self._change_listeners: list[ChangeListener] = []
+        self._config_listeners: list[Callable[[str], None]] = []
         self._lock = asyncio.Lock()  # serialises changes so store and runtime agree
         self.placement: Placement | None = None
 
@@ -118,12 +119,25 @@ class StreamManager:
     def add_change_listener(self, listener: ChangeListener) -> None:
         self._change_listeners.append(listener)
 
+    def add_config_listener(self, listener: Callable[[str], None]) -> None:
+        """``listener(name)`` after any change of a stream's configuration, made on this
+        node or (cluster mode) on another; change listeners hear of this node's only."""
+        self._config_listeners.append(listener)
+
     def _changed(self, name: str, what: str) -> None:
         for listener in self._change_listeners:
             try:
                 listener(name, what)
             except Exception:
                 log.exception("change listener failed for stream %s", name)
+        self._configured(name)
+
+    def _configured(self, name: str) -> None:
+        for config_listener in self._config_listeners:
+            try:
+                config_listener(name)
+            except Exception:
+                log.exception("config listener failed for stream %s", name)
 
     def _notify(self, name: str, status: StreamStatus) -> None:
         for listener in self._listeners:
@@ -338,6 +352,7 @@ class StreamManager:
                 stream.cfg = cfg
                 log.info("stream %s: changed on another node", cfg.name)
             await self._reconcile(stream)
+        self._configured(cfg.name)
 
     async def drop_remote(self, name: str) -> None:
         """Forget a stream deleted from the store (here or on another node)."""
@@ -350,6 +365,7 @@ class StreamManager:
         await stream.ingest.stop()
         stream.hub.close()
         log.info("stream %s: deleted", name)
+        self._configured(name)
 
     async def put(self, cfg: StreamConfig) -> StreamOut:
         """Create the stream, or replace its configuration."""
