@@ -350,6 +350,21 @@ async def test_scrub_to_a_time_and_replay_at_the_recorded_rate(
         assert r.status_code == 422
         r = await server.client.get("/api/streams/c1/replay.mjpeg", params={"start": t_last + 60})
         assert r.status_code == 404
+        # Deleting a finished segment: its file and its entry go.
+        first = segments[0]
+        row = service.index.get(first["id"])
+        assert row is not None
+        path = service.root / row.path
+        assert path.is_file()
+        r = await server.client.delete(f"/api/recordings/{first['id']}")
+        assert r.status_code == 204, r.text
+        assert not path.exists()
+        r = await server.client.get(f"/api/recordings/{first['id']}")
+        assert r.status_code == 404
+        listed = (await server.client.get("/api/streams/c1/recordings")).json()
+        assert first["id"] not in [x["id"] for x in listed]
+        r = await server.client.delete(f"/api/recordings/{first['id']}")
+        assert r.status_code == 404
 
 
 @pytest.mark.requires("ffprobe", "chromium")
@@ -451,6 +466,9 @@ async def test_timelapse_keeps_one_frame_per_interval_and_plays_as_mp4(
         rows = (await server.client.get("/api/streams/c1/recordings")).json()
         assert [r["kind"] for r in rows] == ["timelapse"], rows
         assert 5 <= rows[0]["frames"] <= 7, rows  # one a second, not the camera's 20
+        r = await server.client.delete(f"/api/recordings/{rows[0]['id']}")
+        assert r.status_code == 409, r.text  # still being written
+        assert "still being written" in r.json()["detail"]
         path = settings.db.parent / "tl.mkv"
         path.write_bytes((await server.client.get(rows[0]["file_url"])).content)
         packets = ffprobe(str(path), "packet=pts_time")["packets"]

@@ -158,6 +158,26 @@ async def recording_file(
     )
 
 
+@router.delete(
+    "/api/recordings/{recording_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "Still being written", **_ERROR}, **_NOT_FOUND},
+)
+async def delete_recording(
+    recording_id: RecordingId, recording: RecordingDep, grant: GrantDep
+) -> Response:
+    """Delete a finished recording: its file (and a timelapse day's MP4) and its entry.
+    Needs the API token (or an admin token that sees the stream)."""
+    found = await _get(recording_id, recording, grant)
+    if not found.closed:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"recording {recording_id} is still being written; turn recording off first",
+        )
+    await asyncio.to_thread(recording.recorder.delete, found)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 MAX_GAP = 5.0
 """``frame.jpeg?t=`` answers 404 when the last frame before ``t`` is older than this."""
 

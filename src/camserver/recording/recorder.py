@@ -270,14 +270,24 @@ class Recorder:
                     break
                 self._delete(oldest[0], "the disk is short of free space")
 
-    def _delete(self, r: Recording, why: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / r.path).unlink()
-        if r.kind == "timelapse":  # the day's MP4 goes with it (counted as ``derived``)
-            day = Path(r.path).parent.name
-            with contextlib.suppress(FileNotFoundError):
-                (self.root / timelapse_mp4(r.stream, day)).unlink()
+    def delete(self, r: Recording) -> None:
+        """Delete a closed recording on request (any thread): its file, what was made
+        from it, and its row. Raises RecordingError."""
+        self._remove(r)
+        log.info("recording %s: deleted %s on request", r.stream, r.path)
+
+    def _remove(self, r: Recording) -> None:
+        try:
+            (self.root / r.path).unlink(missing_ok=True)
+            if r.kind == "timelapse":  # the day's MP4 goes with it (counted as ``derived``)
+                day = Path(r.path).parent.name
+                (self.root / timelapse_mp4(r.stream, day)).unlink(missing_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot delete {r.path}: {exc}") from exc
         self.index.delete(r.id)
+
+    def _delete(self, r: Recording, why: str) -> None:
+        self._remove(r)
         self.counters.deleted_files += 1
         self.counters.deleted_bytes += r.bytes + r.derived
         log.info("recording %s: deleted %s (%s)", r.stream, r.path, why)
