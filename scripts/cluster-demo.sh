@@ -25,7 +25,9 @@ pids+=($!)
 .venv/bin/camserver sim --count 3 --http-port 8100 >"$work/sim.log" 2>&1 &
 pids+=($!)
 for i in 1 2 3; do
+  # One recordings folder for the three nodes: the camera's holder records, any node plays.
   CAMSERVER_REDIS_URL=redis://127.0.0.1:6390/0 CAMSERVER_NODE_ID="n$i" \
+    CAMSERVER_DB="$work/n$i.db" CAMSERVER_RECORDINGS_DIR="$work/recordings" \
     CAMSERVER_DISCOVERY_INTERFACES=lo CAMSERVER_DISCOVERY_LISTEN_PORT=0 \
     .venv/bin/camserver serve --host 127.0.0.1 --port "800$i" >"$work/n$i.log" 2>&1 &
   pids+=($!)
@@ -42,7 +44,7 @@ done
 for i in 1 2 3; do
   port=$((8100 + 2 * (i - 1)))
   curl -fs -X POST http://127.0.0.1:8000/api/streams -H 'Content-Type: application/json' \
-    -d "{\"name\": \"demo-$i\", \"host\": \"127.0.0.1:$port\"}" >/dev/null 2>&1 || true
+    -d "{\"name\": \"demo-$i\", \"host\": \"127.0.0.1:$port\", \"recording\": {\"mode\": \"continuous\", \"timelapse_interval\": 10, \"max_age_hours\": 24, \"max_bytes\": 200000000}}" >/dev/null 2>&1 || true
 done
 echo
 echo "camserver cluster: open http://127.0.0.1:8000/ (haproxy → 3 nodes; Ctrl-C stops it)"
