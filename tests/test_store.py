@@ -76,7 +76,14 @@ async def test_a_database_of_the_first_release_is_migrated(tmp_path: Path) -> No
     with sqlite3.connect(db) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(streams)")]
     conn.close()
-    assert columns[-5:] == ["on_demand", "username", "password", "auth_scheme", "recording"]
+    assert columns[-6:] == [
+        "on_demand",
+        "username",
+        "password",
+        "auth_scheme",
+        "recording",
+        "motion",
+    ]
 
 
 def test_unusable_files_give_a_clear_error(tmp_path: Path) -> None:

@@ -178,6 +178,7 @@ class StreamCreate(BaseModel):
     )
     auth_scheme: AuthScheme = Field("basic", description="HTTP auth the camera uses.")
     recording: RecordingSettings | None = Field(None, description="Default: not recorded.")
+    motion: MotionSettings | None = Field(None, description="Default: no motion detection.")
 
     @field_validator("host")
     @classmethod
@@ -210,6 +211,7 @@ class StreamCreate(BaseModel):
             password=self.password.get_secret_value() if self.password else None,
             auth_scheme=self.auth_scheme,
             recording=self.recording or RecordingSettings(),
+            motion=self.motion or MotionSettings(),
         )
         return cfg.with_host(self.host) if self.host is not None else cfg
 
@@ -264,6 +266,106 @@ class RecordingPatch(BaseModel):
         return current.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
 
 
+ZoneKind = Literal["include", "exclude"]
+
+
+class MotionZone(BaseModel):
+    """A polygon over the picture, in relative coordinates (0..1 from the top left)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ZoneKind = Field(
+        "exclude",
+        description="'exclude': motion here is ignored; 'include': only motion in include "
+        "zones counts.",
+    )
+    points: list[tuple[float, float]] = Field(
+        min_length=3, max_length=64, description="[[x, y], ...], each 0..1."
+    )
+    name: str | None = Field(None, max_length=64)
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for x, y in v:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point ({x}, {y}) is outside 0..1")
+        return v
+
+
+class MotionSettings(BaseModel):
+    """Motion detection from the picture (``docs/motion.md``). The defaults work on an
+    ESP32-CAM by day and at night: the brightness of each frame is normalised to the
+    background's (auto-exposure), noise below the threshold is ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    fps: float = Field(5.0, ge=0.5, le=30, description="Frames analysed per second.")
+    threshold: int = Field(
+        15, ge=2, le=255, description="Sensitivity: how much a pixel must change (0-255)."
+    )
+    min_area: float = Field(
+        1.0, ge=0.01, le=100, description="Percent of the picture (zones applied) that must change."
+    )
+    min_frames: int = Field(
+        2, ge=1, le=100, description="Analysed frames in a row with motion before an event."
+    )
+    cooldown: float = Field(
+        5.0, ge=0, le=3600, description="Seconds without motion before an event ends."
+    )
+    light_change_pause: float = Field(
+        2.0,
+        ge=0,
+        le=600,
+        description="Seconds to ignore after most of the picture changed at once (lights, "
+        "the IR filter switching).",
+    )
+    zones: list[MotionZone] = Field(default_factory=list, max_length=16)
+    webhook_url: str | None = Field(
+        None, max_length=MAX_URL_LENGTH, description="Also POST this stream's events here."
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        return None if v is None else check_url(v, "webhook_url")
+
+
+class MotionPatch(BaseModel):
+    """Motion fields to change; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    fps: float | None = Field(None, ge=0.5, le=30)
+    threshold: int | None = Field(None, ge=2, le=255)
+    min_area: float | None = Field(None, ge=0.01, le=100)
+    min_frames: int | None = Field(None, ge=1, le=100)
+    cooldown: float | None = Field(None, ge=0, le=3600)
+    light_change_pause: float | None = Field(None, ge=0, le=600)
+    zones: list[MotionZone] | None = Field(None, max_length=16)
+    webhook_url: str | None = Field(None, max_length=MAX_URL_LENGTH, description="'' removes it.")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        return v if not v else check_url(v, "webhook_url")
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None and name != "webhook_url":
+                raise ValueError(f"{name} cannot be null: leave it out to keep it")
+        return self
+
+    def apply(self, current: MotionSettings) -> MotionSettings:
+        update = {k: getattr(self, k) for k in self.model_fields_set}
+        if "webhook_url" in update and not update["webhook_url"]:
+            update["webhook_url"] = None
+        return MotionSettings.model_validate({**current.model_dump(), **update})
+
+
 class StreamConfig(BaseModel):
     """What the store keeps about a stream."""
 
@@ -278,6 +380,7 @@ class StreamConfig(BaseModel):
     """Never serialised: the store reads the attribute, the API never sees it."""
     auth_scheme: AuthScheme = "basic"
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
 
     def httpx_auth(self) -> httpx.Auth | None:
         if self.username is None:
@@ -316,6 +419,11 @@ class StreamPatch(BaseModel):
         None,
         description="Recording mode, timelapse and retention; fields left out stay as they are.",
         examples=[{"mode": "continuous", "max_age_hours": 72}],
+    )
+    motion: MotionPatch | None = Field(
+        None,
+        description="Motion detection; fields left out stay as they are.",
+        examples=[{"enabled": True}],
     )
 
     @field_validator("host")
@@ -365,6 +473,8 @@ class StreamPatch(BaseModel):
             flags["password"] = self.password.get_secret_value()
         if self.recording is not None:
             flags["recording"] = self.recording.apply(cfg.recording)
+        if self.motion is not None:
+            flags["motion"] = self.motion.apply(cfg.motion)
         return cfg.model_copy(update=flags) if flags else cfg
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from camserver.errors import ConfigError, StoreError, StreamExists, StreamNotFound
-from camserver.models import RecordingSettings, StreamConfig
+from camserver.models import MotionSettings, RecordingSettings, StreamConfig
 from camserver.tokens import ManagedToken
 
 __all__ = ["SQLiteStore", "StreamStore", "check_database"]
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS streams (
     username TEXT,
     password TEXT,
     auth_scheme TEXT NOT NULL DEFAULT 'basic',
-    recording TEXT
+    recording TEXT,
+    motion TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
@@ -60,6 +61,7 @@ _MIGRATIONS = [
     ("password", "TEXT"),
     ("auth_scheme", "TEXT NOT NULL DEFAULT 'basic'"),
     ("recording", "TEXT"),  # RecordingSettings as JSON; NULL: the defaults
+    ("motion", "TEXT"),  # MotionSettings as JSON; NULL: the defaults
 ]
 _COLUMN_NAMES = [
     "name",
@@ -72,6 +74,7 @@ _COLUMN_NAMES = [
     "password",
     "auth_scheme",
     "recording",
+    "motion",
 ]
 
 
@@ -112,6 +115,7 @@ def _row(row: tuple[Any, ...]) -> StreamConfig:
         password=row[7],
         auth_scheme=row[8],
         recording=RecordingSettings.model_validate_json(row[9]) if row[9] else RecordingSettings(),
+        motion=MotionSettings.model_validate_json(row[10]) if row[10] else MotionSettings(),
     )
 
 
@@ -128,6 +132,7 @@ def _values(cfg: StreamConfig) -> tuple[str | int | None, ...]:
         cfg.password,
         cfg.auth_scheme,
         cfg.recording.model_dump_json(),
+        cfg.motion.model_dump_json(),
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from camserver.cluster.backend import Backend, Subscription
 from camserver.cluster.wire import ConfigChange, WireError, decode_change
 from camserver.errors import ClusterUnavailable, StreamExists, StreamNotFound
-from camserver.models import RecordingSettings, StreamConfig
+from camserver.models import MotionSettings, RecordingSettings, StreamConfig
 from camserver.tokens import ManagedToken
 
 __all__ = ["ConfigFeed", "RedisStore"]
@@ -35,10 +35,11 @@ _BOOLS = ("enabled", "on_demand")
 
 def _fields(cfg: StreamConfig) -> list[str]:
     out: list[str] = []
-    for key, value in cfg.model_dump(exclude={"password", "recording"}).items():
+    for key, value in cfg.model_dump(exclude={"password", "recording", "motion"}).items():
         if value is not None:
             out += [key, ("1" if value else "0") if key in _BOOLS else str(value)]
     out += ["recording", cfg.recording.model_dump_json()]
+    out += ["motion", cfg.motion.model_dump_json()]
     if cfg.password is not None:
         out += ["password", cfg.password]
     return out
@@ -52,6 +53,8 @@ def _config(raw: dict[bytes, bytes]) -> StreamConfig:
             data[key] = data[key] == "1"
     if "recording" in data:
         data["recording"] = RecordingSettings.model_validate_json(data["recording"])
+    if "motion" in data:
+        data["motion"] = MotionSettings.model_validate_json(data["motion"])
     return StreamConfig(**data)
 
 
