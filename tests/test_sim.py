@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -163,6 +164,43 @@ async def test_fault_control_api_over_http(camera: CameraFactory) -> None:
         assert (await c.post("/sim/faults", json={"bogus": 1})).status_code == 400
         assert (await c.post("/sim/faults", json={"drop_every": -1})).status_code == 400
         assert (await c.get("/sim/stats")).json()["stream_connections"] == 0
+
+
+async def test_a_scene_that_tests_drive_over_http(camera: CameraFactory) -> None:
+    cam = await camera("c1", framesize=6)  # QVGA
+
+    async def grey(c: httpx.AsyncClient) -> np.ndarray:
+        r = await c.get("/capture")
+        assert r.status_code == 200
+        return np.asarray(Image.open(io.BytesIO(r.content)).convert("L"), dtype=np.float32)
+
+    async with httpx.AsyncClient(base_url=f"http://{cam.address}", trust_env=False) as c:
+        assert (await c.get("/sim/scene")).json() == {"scene": None}  # the test pattern
+        a, b = await grey(c), await grey(c)
+        assert np.mean(np.abs(a - b) > 15) > 0.02  # the bar, the clock, the scroll
+        r = await c.post("/sim/scene", json={})
+        assert r.json()["scene"]["moving_object"] is False
+        a, b = await grey(c), await grey(c)
+        assert a.shape == (240, 320)
+        # A still scene: only sensor noise (sigma 4) between two frames.
+        assert np.mean(np.abs(a - b) > 15) < 0.01
+        r = await c.post("/sim/scene", json={"moving_object": True, "object_speed": 1.0})
+        assert r.json()["scene"]["moving_object"] is True
+        await asyncio.sleep(0.3)
+        a = await grey(c)
+        await asyncio.sleep(0.2)
+        b = await grey(c)
+        changed = np.mean(np.abs(a - b) > 15)
+        assert 0.03 < changed < 0.5, changed  # the object moved, the rest did not
+        r = await c.post("/sim/scene", json={"moving_object": False, "exposure_jumps": True})
+        levels = []
+        for _ in range(14):
+            levels.append(float(np.mean(await grey(c))))
+            await asyncio.sleep(0.5)
+        assert max(levels) / min(levels) > 1.2  # whole-picture brightness steps
+        for bad in ({"bogus": 1}, {"noise": -1}, {"moving_object": 1}, [1]):
+            assert (await c.post("/sim/scene", json=bad)).status_code == 400, bad
+        assert (await c.delete("/sim/scene")).json() == {"scene": None}
 
 
 async def parse_stream(port: int, seconds: float) -> tuple[list[Frame], list[BadPart]]:

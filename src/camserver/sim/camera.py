@@ -24,9 +24,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from camserver.sim.frames import FRAMESIZES, FrameRenderer, embed_send_time
+from camserver.sim.frames import FRAMESIZES, FrameRenderer, embed_send_time, jpeg_quality
 from camserver.sim.http import Login, Request, chunk, read_request, response
 from camserver.sim.responder import AnnounceFormat, SimResponder
+from camserver.sim.scene import Scene, SceneRenderer
 
 __all__ = ["BOUNDARY", "Faults", "SimCamera", "free_port_pair"]
 
@@ -162,9 +163,11 @@ class SimCamera:
         announce_format: AnnounceFormat = "json",
         login: Login | None = None,
         embed_time: bool = False,
+        scene: dict[str, Any] | None = None,
     ) -> None:
         """``discovery_port``: answer probes there; ``announce_to``: (broadcast address,
-        server's listen port) to announce to at start."""
+        server's listen port) to announce to at start; ``scene``: show a still scene (see
+        :class:`~camserver.sim.scene.Scene`) instead of the moving test pattern."""
         if fps <= 0:
             raise ValueError("fps must be > 0")
         self.name = name
@@ -194,6 +197,11 @@ class SimCamera:
         self.login = login
         self.embed_time = embed_time
         self._renderer = FrameRenderer(name, replay=replay)
+        self._scene_renderer = SceneRenderer(name)
+        self.scene: Scene | None = None
+        self._scene_since = time.monotonic()
+        if scene is not None:
+            self.set_scene(scene)
         self._discovery_port = discovery_port
         self._announce_to = announce_to
         self._announce_format: AnnounceFormat = announce_format
@@ -304,8 +312,25 @@ class SimCamera:
         sec = int(up)
         return f"{sec}.{int((up - sec) * 1_000_000):06d}"
 
+    def set_scene(self, changes: dict[str, Any]) -> None:
+        """Show a still scene with these fields changed (ValueError for a bad one)."""
+        scene = dataclasses.replace(self.scene) if self.scene is not None else Scene()
+        scene.update(changes)
+        if self.scene is None or changes.get("moving_object"):
+            self._scene_since = time.monotonic()  # an object starts from the left
+        self.scene = scene
+
     def _render(self) -> bytes:
         self._counter += 1
+        if self.scene is not None:
+            fs = FRAMESIZES.get(self.settings["framesize"], FRAMESIZES[10])
+            return self._scene_renderer.render(
+                self.scene,
+                fs.width,
+                fs.height,
+                jpeg_quality(self.settings["quality"]),
+                time.monotonic() - self._scene_since,
+            )
         return self._renderer.render(
             self._counter, self.settings["framesize"], self.settings["quality"]
         )
@@ -379,6 +404,19 @@ class SimCamera:
             return response(200, body, "application/json")
         if req.path == "/sim/stats":
             return response(200, json.dumps(self.stats()).encode(), "application/json")
+        if req.path == "/sim/scene":
+            if req.method == "POST":
+                try:
+                    changes = json.loads(req.body or b"{}")
+                    if not isinstance(changes, dict):
+                        raise ValueError("body must be a JSON object")
+                    self.set_scene(changes)
+                except ValueError as exc:
+                    return response(400, str(exc).encode(), "text/plain")
+            elif req.method == "DELETE":
+                self.scene = None  # back to the moving test pattern
+            scene = None if self.scene is None else dataclasses.asdict(self.scene)
+            return response(200, json.dumps({"scene": scene}).encode(), "application/json")
         return response(404, b"Nothing matches the given URI", "text/plain")
 
     def _control(self, req: Request) -> bytes:
