@@ -26,9 +26,12 @@ One root, so callers can catch everything camserver raises on purpose::
     │   ├── UpstreamConnectError   could not connect / HTTP error status
     │   ├── UpstreamTimeout        nothing received for too long
     │   └── UpstreamProtocolError  the camera sent something that is not MJPEG
-    └── RecordingError         writing or reading recordings failed (disk, a bad file)
-        ├── RecordingNotFound  no recording with that id, or none at that time
-        └── NotRecording       an event was marked on a stream not recording events
+    ├── RecordingError         writing or reading recordings failed (disk, a bad file)
+    │   ├── RecordingNotFound  no recording with that id, or none at that time
+    │   └── NotRecording       an event was marked on a stream not recording events
+    └── MotionError            motion detection or its events failed
+        ├── BadFrame           a frame the JPEG decoder cannot read
+        └── EventNotFound      no motion event with that id
 
 Third-party errors (httpx, sqlite3) are wrapped with ``raise ... from exc``.
 """
@@ -36,12 +39,15 @@ Third-party errors (httpx, sqlite3) are wrapped with ``raise ... from exc``.
 from __future__ import annotations
 
 __all__ = [
+    "BadFrame",
     "CamServerError",
     "ClientGone",
     "ClusterUnavailable",
     "ConfigError",
     "DiscoveryError",
     "DiscoveryUnavailable",
+    "EventNotFound",
+    "MotionError",
     "NameConflict",
     "NotAnESP32",
     "NotDiscovered",
@@ -178,3 +184,15 @@ class RecordingNotFound(RecordingError):
 
 class NotRecording(RecordingError):
     """An event was marked on a stream whose recording mode is not ``events``."""
+
+
+class MotionError(CamServerError):
+    """Motion detection or its events failed."""
+
+
+class BadFrame(MotionError):
+    """A frame that is not a JPEG the decoder can read."""
+
+
+class EventNotFound(MotionError):
+    """No motion event with that id."""

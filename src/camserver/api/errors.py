@@ -12,6 +12,8 @@ from camserver.errors import (
     CamServerError,
     ClientGone,
     DiscoveryUnavailable,
+    EventNotFound,
+    MotionError,
     NameConflict,
     NotAnESP32,
     NotDiscovered,
@@ -57,6 +59,8 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
     (RecordingNotFound, 404),
     (NotRecording, 409),
     (RecordingError, 503),
+    (EventNotFound, 404),
+    (MotionError, 503),
 ]
 
 
