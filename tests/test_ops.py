@@ -118,7 +118,14 @@ async def test_api_docs_cover_every_endpoint_and_event(server: Server) -> None:
     for path, ops in schema["paths"].items():
         for method in ops:
             assert f"{method.upper()} {path}" in text, (method, path)
-    for event in ("join_stream", "leave_stream", "frame", "stream_status", "camera_discovered"):
+    for event in (
+        "join_stream",
+        "leave_stream",
+        "frame",
+        "stream_status",
+        "camera_discovered",
+        "motion",
+    ):
         assert f"`{event}`" in text
 
 

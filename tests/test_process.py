@@ -57,6 +57,13 @@ async def test_demo_cameras_stream_with_no_hardware(
             return any(s["kind"] == "continuous" and s["frames"] for s in r.json())
 
         await wait_for(recorded, 15, what="demo-1 recorded")
+
+        # ... and shows motion events: an object crosses demo-1's scene every 15 s.
+        async def moved() -> bool:
+            r = await c.get(p.url + "/api/events")
+            return [e["stream"] for e in r.json()] == ["demo-1"]
+
+        await wait_for(moved, 20, what="a motion event of demo-1")
     p.proc.send_signal(signal.SIGTERM)
     assert p.proc.wait(10) == 0
     assert "Traceback" not in p.output()

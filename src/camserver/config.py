@@ -6,6 +6,7 @@ import socket
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
@@ -42,6 +43,43 @@ class Settings(BaseSettings):
     )
     recording_retention_seconds: float = Field(
         30.0, ge=0.5, le=3600, description="How often retention looks for what to delete."
+    )
+    motion_event_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="Motion events (and their snapshots) are kept this long."
+    )
+    public_url: str | None = Field(
+        None,
+        max_length=300,
+        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
+        description="How others reach this server (e.g. http://camserver.lan:8000), for links "
+        "in webhooks and MQTT (default: http://<host name>:<port>).",
+    )
+    webhook_urls: str = Field(
+        "",
+        max_length=4000,
+        description="Comma-separated URLs that get a JSON POST at every motion event's start "
+        "and end (streams can add their own: motion.webhook_url).",
+    )
+    webhook_timeout: float = Field(5.0, gt=0, le=60, description="Seconds per webhook attempt.")
+    mqtt_url: SecretStr | None = Field(
+        None,
+        description="Home Assistant over MQTT: the broker, mqtt://[user:pass@]host[:1883] "
+        "(mqtts:// for TLS). Unset: no MQTT.",
+    )
+    mqtt_discovery_prefix: str = Field(
+        "homeassistant",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_/-]+$",
+        description="Home Assistant's MQTT discovery prefix.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "camserver",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_/-]+$",
+        description="Prefix of camserver's own MQTT topics (states, commands, snapshots).",
+    )
+    mqtt_snapshot_interval: float = Field(
+        10.0, ge=1, le=3600, description="Seconds between snapshots sent to MQTT camera entities."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least severe log level shown."
@@ -192,9 +230,30 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhooks(cls, v: str) -> str:
+        for url in (u.strip() for u in v.split(",")):
+            parts = urlsplit(url)
+            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+                raise ValueError(f"CAMSERVER_WEBHOOK_URLS: {url!r} is not an http(s) URL")
+        return v
+
     @property
     def cluster(self) -> bool:
         return self.redis_url is not None
+
+    def webhook_list(self) -> list[str]:
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+
+    def base_url(self) -> str:
+        """``public_url``, or http://<host name>:<port> (the bound address if specific)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def effective_node_id(self) -> str:
         """``node_id``, or the host name and port."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,8 +26,10 @@ from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveredCamera, DiscoveryService
 from camserver.errors import StreamExists
+from camserver.integrations.webhooks import Webhooks
 from camserver.memory import Housekeeper
-from camserver.models import RecordingSettings, StreamConfig
+from camserver.models import MotionSettings, RecordingSettings, StreamConfig
+from camserver.motion.service import MotionService, start_motion
 from camserver.netguard import NetworkGuard
 from camserver.recording.service import RecordingService, start_recording
 from camserver.store import SQLiteStore, StreamStore
@@ -37,6 +39,7 @@ from camserver.telemetry import LoopLagMonitor, StateCollector
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
+    from camserver.integrations.mqtt import MqttBridge
 
 __all__ = ["Runtime"]
 
@@ -58,6 +61,10 @@ class Runtime:
     metrics: CollectorRegistry
     checker: TokenChecker
     recording: RecordingService
+    motion: MotionService
+    webhooks: Webhooks
+    mqtt: MqttBridge | None = None
+    """With CAMSERVER_MQTT_URL only."""
     cluster: Cluster | None = None
     """Cluster mode (CAMSERVER_REDIS_URL) only."""
 
@@ -124,6 +131,9 @@ class Runtime:
                 from camserver.cluster.recording import record_in_cluster
 
                 recording = await record_in_cluster(stack, settings, cluster)
+            motion, webhooks, mqtt = await _start_motion(
+                stack, settings, manager, recording, realtime, cluster
+            )
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
             runtime = cls(
                 settings=settings,
@@ -139,6 +149,9 @@ class Runtime:
                 checker=checker,
                 cluster=cluster,
                 recording=recording,
+                motion=motion,
+                webhooks=webhooks,
+                mqtt=mqtt,
             )
             jobs = (
                 runtime.loop_lag.run(),
@@ -180,18 +193,91 @@ def _timing(settings: Settings) -> IngestTiming:
     )
 
 
+async def _start_motion(
+    stack: AsyncExitStack,
+    settings: Settings,
+    manager: StreamManager,
+    recording: RecordingService,
+    realtime: Realtime,
+    cluster: Cluster | None,
+) -> tuple[MotionService, Webhooks, MqttBridge | None]:
+    """Motion detection and where its events go: Socket.IO, webhooks, MQTT."""
+    if cluster is None:
+        motion = await start_motion(stack, manager, settings, recording)
+    else:
+        from camserver.cluster.motion import detect_in_cluster
+
+        motion = await detect_in_cluster(stack, settings, cluster, recording)
+    motion.sinks.append(realtime)
+    webhooks = Webhooks(
+        settings.webhook_list(),
+        lambda name: manager.config(name).motion.webhook_url,
+        manager.guard,
+        settings.base_url(),
+        settings.webhook_timeout,
+    )
+    stack.push_async_callback(webhooks.close)
+    motion.sinks.append(webhooks)
+    if settings.mqtt_url is None:
+        return motion, webhooks, None
+    from camserver.integrations.ha import Topics
+    from camserver.integrations.mqtt import MqttBridge
+
+    moving: Callable[[str], bool] = motion.active
+    relay = None
+    if cluster is not None:
+        from camserver.cluster.motion import MotionRelay
+
+        relay = MotionRelay(cluster)
+        moving = relay.active.__contains__
+    mqtt = MqttBridge(
+        settings.mqtt_url.get_secret_value(),
+        Topics(settings.mqtt_topic_prefix, settings.mqtt_discovery_prefix),
+        manager,
+        moving,
+        settings.base_url(),
+        settings.mqtt_snapshot_interval,
+        f"camserver-{settings.effective_node_id()}",
+    )
+    manager.add_config_listener(mqtt.configured)
+    if cluster is None or relay is None:
+        motion.sinks.append(mqtt)
+        mqtt.start()
+        stack.push_async_callback(mqtt.close)
+        return motion, webhooks, mqtt
+    from camserver.cluster.motion import lead_mqtt
+
+    # Every node's edges reach the one node that talks to MQTT (docs/motion.md).
+    motion.sinks.append(relay)
+    relay.listeners.append(mqtt)
+    relay.start()
+    stack.push_async_callback(relay.close)
+    leader = asyncio.get_running_loop().create_task(lead_mqtt(cluster, mqtt), name="mqtt-lead")
+
+    async def stop_leading() -> None:
+        leader.cancel()
+        await asyncio.gather(leader, return_exceptions=True)
+
+    stack.push_async_callback(stop_leading)
+    return motion, webhooks, mqtt
+
+
 async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
     """Start ``count`` simulated cameras in-process; their stream configurations."""
     from camserver.sim.camera import SimCamera
 
     configs = []
     for i in range(1, count + 1):
-        cam = await stack.enter_async_context(SimCamera(f"demo-{i}"))
+        # demo-1 watches a still scene that an object crosses every 15 s, with motion
+        # detection on; the others show the moving test pattern.
+        scene = {"moving_object": True, "object_period": 15.0} if i == 1 else None
+        cam = await stack.enter_async_context(SimCamera(f"demo-{i}", scene=scene))
         cfg = StreamConfig.for_host(f"demo-{i}", cam.address)
         # The demo shows recording too, within bounds: a day, 200 MB per camera.
         cfg.recording = RecordingSettings(
             mode="continuous", timelapse_interval=10, max_age_hours=24, max_bytes=200_000_000
         )
+        cfg.motion = MotionSettings(enabled=scene is not None)
         configs.append(cfg)
         log.info("demo camera demo-%d on http://%s", i, cam.address)
     return configs

@@ -17,6 +17,7 @@ from camserver.streaming import fanout
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
+    from camserver.motion.service import MotionService
     from camserver.recording.service import RecordingService
     from camserver.runtime import Runtime
 
@@ -115,6 +116,13 @@ class StateCollector(Collector):
         direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
         yield direct
         yield from _recording_metrics(rt.recording)
+        yield from _motion_metrics(rt.motion)
+        hooks = CounterMetricFamily(
+            "camserver_webhook_deliveries", "Webhook deliveries, by outcome", labels=["outcome"]
+        )
+        for outcome in ("sent", "failed", "dropped"):
+            hooks.add_metric([outcome], getattr(rt.webhooks.counters, outcome))
+        yield hooks
         g = GaugeMetricFamily(
             "camserver_event_loop_lag_seconds", "Event-loop lag, last sample", labels=[]
         )
@@ -186,6 +194,22 @@ def _cluster_metrics(cluster: Cluster) -> Iterator[Metric]:
     )
     resyncs.add_metric(node, cluster.feed.resyncs)
     yield resyncs
+
+
+def _motion_metrics(motion: MotionService) -> Iterator[Metric]:
+    c = motion.worker.counters
+    frames = CounterMetricFamily(
+        "camserver_motion_frames",
+        "Frames due for motion analysis, by outcome (skipped: the worker was behind)",
+        labels=["outcome"],
+    )
+    frames.add_metric(["analysed"], c.analysed)
+    frames.add_metric(["skipped"], c.skipped)
+    frames.add_metric(["bad"], c.bad)
+    yield frames
+    events = CounterMetricFamily("camserver_motion_events", "Motion events started")
+    events.add_metric([], motion.events_started)
+    yield events
 
 
 def _recording_metrics(service: RecordingService) -> Iterator[Metric]:

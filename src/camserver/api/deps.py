@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
 from camserver.errors import DiscoveryUnavailable, NotPermitted, StreamNotFound
+from camserver.motion.service import MotionService
 from camserver.recording.service import RecordingService
 from camserver.runtime import Runtime
 from camserver.streaming.manager import StreamManager
@@ -24,6 +25,7 @@ __all__ = [
     "DiscoveryDep",
     "GrantDep",
     "ManagerDep",
+    "MotionDep",
     "RecordingDep",
     "RuntimeDep",
     "SettingsDep",
@@ -62,6 +64,10 @@ async def get_recording(runtime: RuntimeDep) -> RecordingService:
     return runtime.recording
 
 
+async def get_motion(runtime: RuntimeDep) -> MotionService:
+    return runtime.motion
+
+
 async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
@@ -95,5 +101,6 @@ Unscoped = Depends(unscoped)
 ClientDep = Annotated[httpx.AsyncClient, Depends(get_client)]
 DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]
 RecordingDep = Annotated[RecordingService, Depends(get_recording)]
+MotionDep = Annotated[MotionService, Depends(get_motion)]
 ManagerDep = Annotated[StreamManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

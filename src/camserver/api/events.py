@@ -42,6 +42,8 @@ from camserver.api.sio_wire import event_frames
 from camserver.connections import DIRECT_WS, DirectWebSocket
 from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.models import StreamStatus
+from camserver.motion.events import MotionEvent
+from camserver.motion.service import MotionState
 from camserver.streaming.fanout import HIGH_WATER, FanoutCounters
 from camserver.streaming.hub import HubFrame
 from camserver.streaming.manager import StreamManager
@@ -186,6 +188,13 @@ class Realtime:
         payload = {"name": name, "status": status.model_dump(mode="json")}
         rooms = [EVERYTHING, status_room(name)]
         self.spawn(self.sio.emit("stream_status", payload, to=rooms, namespace=NAMESPACE))
+
+    def motion(self, event: MotionEvent, state: MotionState) -> None:
+        """A motion event started or ended: ``motion`` to every client that sees the
+        stream (once, from the node that detected it; the Redis manager carries it)."""
+        payload = {"name": event.stream, "state": state, "event": event.public()}
+        rooms = [EVERYTHING, status_room(event.stream)]
+        self.spawn(self.sio.emit("motion", payload, to=rooms, namespace=NAMESPACE))
 
     def _on_change(self, name: str, what: str) -> None:
         # Emitted once, by the node where the change was made; in cluster mode the Redis

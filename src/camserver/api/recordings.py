@@ -76,12 +76,14 @@ def parse_time(value: str | None, default: float, what: str) -> float:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise _bad(f"{what}: expected epoch seconds or ISO 8601, got {value[:40]!r}") from None
+            raise unprocessable(
+                f"{what}: expected epoch seconds or ISO 8601, got {value[:40]!r}"
+            ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         t = parsed.timestamp()
     if not math.isfinite(t) or not 0 <= t < 32503680000:  # before the year 3000
-        raise _bad(f"{what}: {value[:40]!r} is not a time camserver can record")
+        raise unprocessable(f"{what}: {value[:40]!r} is not a time camserver can record")
     return t
 
 
@@ -104,12 +106,12 @@ async def list_recordings(
     t1 = parse_time(end, now, "end")
     t0 = parse_time(start, t1 - 86400, "start")
     if t0 > t1:
-        raise _bad("start is after end")
+        raise unprocessable("start is after end")
     rows = await asyncio.to_thread(recording.index.between, name, t0, t1)
     return [RecordingOut.of(r) for r in rows]
 
 
-def _bad(message: str) -> HTTPException:
+def unprocessable(message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
 
 
@@ -294,9 +296,9 @@ async def clip(
     manager.config(name)
     t0, t1 = parse_time(start, 0.0, "start"), parse_time(end, 0.0, "end")
     if t1 <= t0:
-        raise _bad("end must be after start")
+        raise unprocessable("end must be after start")
     if t1 - t0 > MAX_CLIP_SECONDS:
-        raise _bad(f"a clip is at most {MAX_CLIP_SECONDS:g} s long")
+        raise unprocessable(f"a clip is at most {MAX_CLIP_SECONDS:g} s long")
     segments = await asyncio.to_thread(recording.index.between, name, t0, t1)
     if not segments:
         raise RecordingNotFound(f"nothing of {name!r} was recorded from {t0:.3f} to {t1:.3f}")
@@ -369,7 +371,7 @@ async def timelapse(
     try:
         datetime.fromisoformat(day)
     except ValueError:
-        raise _bad(f"day: {day!r} is not a date") from None
+        raise unprocessable(f"day: {day!r} is not a date") from None
     rows = await asyncio.to_thread(day_rows, recording.index, name, day)
     if not rows:
         raise RecordingNotFound(f"no timelapse of {name!r} on {day}")

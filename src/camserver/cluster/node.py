@@ -279,8 +279,13 @@ class Cluster:
         cfg = self.manager.config(name)
         if not cfg.enabled:
             return False
-        # A recorded camera is wanted with no viewer, as on one node.
-        if not cfg.on_demand or cfg.recording.active or self._wanted_by_viewers(name):
+        # A recorded or watched-for-motion camera is wanted with no viewer, as on one node.
+        if (
+            not cfg.on_demand
+            or cfg.recording.active
+            or cfg.motion.enabled
+            or self._wanted_by_viewers(name)
+        ):
             self._idle_since.pop(name, None)
             return True
         if name not in self.held:

@@ -1,0 +1,146 @@
+"""Home Assistant's MQTT discovery, as messages: what camserver publishes for each stream
+and what the commands it hears mean. No I/O (``integrations/mqtt.py`` sends them).
+
+Per stream, one device (``camserver_<stream>``) with four entities, each announced by a
+retained config on ``<discovery prefix>/<component>/camserver_<stream>/<object>/config``:
+
+- ``binary_sensor`` *Motion* (``device_class: motion``): ``ON``/``OFF`` on
+  ``<prefix>/<stream>/motion`` at an event's start and end;
+- ``camera`` *Snapshot*: the latest frame (a JPEG) on ``<prefix>/<stream>/snapshot`` every
+  ``CAMSERVER_MQTT_SNAPSHOT_INTERVAL`` seconds;
+- ``switch`` *Recording* and *Motion detection*: state on ``<prefix>/<stream>/recording``
+  (``detection``), commands ``ON``/``OFF`` on ``…/recording/set`` (``…/detection/set``).
+
+Every entity is available while ``<prefix>/status`` is ``online``: camserver publishes it
+when it connects, and the broker publishes ``offline`` (camserver's last will) when
+camserver goes away without a word. Configs, states and snapshots are retained, so Home
+Assistant has them again after its own restart.
+
+The keys follow Home Assistant's MQTT integration: ``state_topic`` (binary sensor),
+``topic`` (camera) and ``command_topic`` (switch) are required; ``unique_id`` makes the
+entities editable in its UI; ``device`` groups them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from camserver import __version__
+from camserver.models import StreamConfig
+
+__all__ = ["Command", "Topics", "discovery", "parse_command", "removal", "states"]
+
+ON, OFF = "ON", "OFF"
+Switch = Literal["recording", "detection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = "camserver"
+    discovery_prefix: str = "homeassistant"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    def state(self, stream: str, what: str) -> str:
+        """``what``: motion, recording, detection, snapshot."""
+        return f"{self.prefix}/{stream}/{what}"
+
+    def command(self, stream: str, switch: Switch) -> str:
+        return f"{self.prefix}/{stream}/{switch}/set"
+
+    @property
+    def commands(self) -> list[str]:
+        """What to subscribe to."""
+        return [f"{self.prefix}/+/recording/set", f"{self.prefix}/+/detection/set"]
+
+    def config(self, component: str, stream: str, obj: str) -> str:
+        return f"{self.discovery_prefix}/{component}/camserver_{stream}/{obj}/config"
+
+
+_ENTITIES: list[tuple[str, str, str]] = [
+    ("binary_sensor", "motion", "Motion"),
+    ("camera", "snapshot", "Snapshot"),
+    ("switch", "recording", "Recording"),
+    ("switch", "detection", "Motion detection"),
+]
+
+
+def discovery(topics: Topics, stream: str, base_url: str) -> dict[str, bytes]:
+    """Topic → retained config payload, for every entity of ``stream``."""
+    device = {
+        "identifiers": [f"camserver_{stream}"],
+        "name": stream,
+        "manufacturer": "camserver",
+        "model": "ESP32-CAM stream",
+        "sw_version": __version__,
+        "configuration_url": f"{base_url}/#/streams/{stream}",
+    }
+    out: dict[str, bytes] = {}
+    for component, obj, name in _ENTITIES:
+        config: dict[str, Any] = {
+            "name": name,
+            "unique_id": f"camserver_{stream}_{obj}",
+            "object_id": f"{stream}_{obj}",
+            "availability_topic": topics.status,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+        }
+        if component == "camera":
+            config["topic"] = topics.state(stream, "snapshot")
+        else:
+            config["state_topic"] = topics.state(stream, obj)
+            config["payload_on"] = ON
+            config["payload_off"] = OFF
+        if component == "binary_sensor":
+            config["device_class"] = "motion"
+        if component == "switch":
+            config["command_topic"] = topics.command(stream, obj)  # type: ignore[arg-type]
+            config["state_on"] = ON
+            config["state_off"] = OFF
+        out[topics.config(component, stream, obj)] = json.dumps(config).encode()
+    return out
+
+
+def removal(topics: Topics, stream: str) -> dict[str, bytes]:
+    """Empty retained payloads that make Home Assistant forget ``stream``'s entities (and
+    clear its retained states)."""
+    out = {topic: b"" for topic in discovery(topics, stream, "")}
+    for what in ("motion", "snapshot", "recording", "detection"):
+        out[topics.state(stream, what)] = b""
+    return out
+
+
+def states(topics: Topics, cfg: StreamConfig, moving: bool) -> dict[str, bytes]:
+    """The retained states of ``cfg``'s switches and motion sensor."""
+    return {
+        topics.state(cfg.name, "motion"): (ON if moving else OFF).encode(),
+        topics.state(cfg.name, "recording"): (ON if cfg.recording.mode != "off" else OFF).encode(),
+        topics.state(cfg.name, "detection"): (ON if cfg.motion.enabled else OFF).encode(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    stream: str
+    switch: Switch
+    on: bool
+
+
+def parse_command(topics: Topics, topic: str, payload: bytes) -> Command | None:
+    """A switch command, or None for a topic or payload that is not one."""
+    head = f"{topics.prefix}/"
+    if not topic.startswith(head) or not topic.endswith("/set"):
+        return None
+    parts = topic[len(head) :].split("/")
+    if len(parts) != 3 or parts[1] not in ("recording", "detection"):
+        return None
+    text = payload.decode("utf-8", "replace").strip().upper()
+    if text not in (ON, OFF):
+        return None
+    switch: Switch = "recording" if parts[1] == "recording" else "detection"
+    return Command(parts[0], switch, text == ON)

@@ -1,0 +1,139 @@
+"""Webhooks: a JSON POST at every motion event's start and end, to the server's URLs
+(``CAMSERVER_WEBHOOK_URLS``) and the stream's own (``motion.webhook_url``).
+
+Each URL has its own bounded queue and sender, so a receiver that hangs or fails delays
+only its own deliveries: never detection, other URLs or live video. A delivery is tried
+up to four times (a timeout each, backoff 1, 2, 4 s) on a network error, a 5xx or a 429;
+other 4xx answers are final. The same network rules as camera URLs apply
+(``CAMSERVER_ALLOWED_NETWORKS``; link-local addresses refused), checked at each attempt on
+the address actually used.
+
+Body::
+
+    {"event": "motion_start" | "motion_end", "stream": "porch", "id": 41,
+     "start": 1795593712.31, "end": null, "peak_area": 6.12,
+     "snapshot_url": "http://camserver.lan:8000/api/events/41/snapshot.jpg"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from camserver import __version__
+from camserver.errors import StreamNotFound, TargetNotAllowed, UpstreamConnectError
+from camserver.motion.events import MotionEvent
+from camserver.motion.service import MotionState
+from camserver.netguard import NetworkGuard
+
+__all__ = ["WebhookCounters", "Webhooks"]
+
+log = logging.getLogger(__name__)
+
+QUEUE = 100
+"""Deliveries waiting per URL; beyond it the oldest is dropped (and counted)."""
+BACKOFF = (1.0, 2.0, 4.0)
+
+
+@dataclass(slots=True)
+class WebhookCounters:
+    sent: int = 0
+    failed: int = 0
+    """Given up after every attempt, or refused for good (4xx, a forbidden address)."""
+    dropped: int = 0
+    """Not sent: the URL's queue was full (its receiver is far behind)."""
+
+
+class _Sender:
+    def __init__(self, hooks: Webhooks, url: str) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        self.task = asyncio.get_running_loop().create_task(hooks._deliver_all(url, self.queue))
+
+
+class Webhooks:
+    """A :class:`~camserver.motion.service.MotionSink`."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        stream_url: Callable[[str], str | None],
+        guard: NetworkGuard,
+        base_url: str,
+        timeout: float,
+    ) -> None:
+        self.urls = urls
+        self._stream_url = stream_url
+        self._guard = guard
+        self._base_url = base_url
+        self.counters = WebhookCounters()
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            trust_env=False,
+            follow_redirects=False,  # a redirect could lead past the network rules
+            headers={"User-Agent": f"camserver/{__version__}"},
+        )
+        self._senders: dict[str, _Sender] = {}
+
+    def motion(self, event: MotionEvent, state: MotionState) -> None:
+        try:
+            own = self._stream_url(event.stream)
+        except StreamNotFound:
+            own = None
+        body = {"event": f"motion_{state}", **event.public(self._base_url)}
+        for url in dict.fromkeys([*self.urls, *([own] if own else [])]):
+            sender = self._senders.get(url)
+            if sender is None:
+                sender = self._senders[url] = _Sender(self, url)
+            if sender.queue.full():
+                sender.queue.get_nowait()
+                self.counters.dropped += 1
+                log.warning("webhook %s: its receiver is behind; dropped the oldest", url)
+            sender.queue.put_nowait(body)
+
+    async def _deliver_all(self, url: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            body = await queue.get()
+            if await self._deliver(url, body):
+                self.counters.sent += 1
+            else:
+                self.counters.failed += 1
+
+    async def _deliver(self, url: str, body: dict[str, Any]) -> bool:
+        why = ""
+        for attempt, pause in enumerate((*BACKOFF, None)):
+            try:
+                target = await self._guard.pin(url)
+                r = await self._client.post(
+                    target.url, json=body, headers=target.headers, extensions=target.extensions
+                )
+            except TargetNotAllowed as exc:
+                log.error("webhook %s: %s", url, exc)
+                return False
+            except (httpx.HTTPError, UpstreamConnectError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            else:
+                if r.is_success:
+                    return True
+                why = f"HTTP {r.status_code}"
+                if r.status_code < 500 and r.status_code != 429:
+                    break  # the receiver refuses it: trying again will not help
+            if pause is None:
+                break
+            log.info("webhook %s: %s (attempt %d); again in %g s", url, why, attempt + 1, pause)
+            await asyncio.sleep(pause)
+        log.warning("webhook %s: gave up on %s %d: %s", url, body["event"], body["id"], why)
+        return False
+
+    async def close(self) -> None:
+        for sender in self._senders.values():
+            sender.task.cancel()
+        for sender in self._senders.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender.task
+        await self._client.aclose()

@@ -1,0 +1,293 @@
+"""Home Assistant over MQTT, checked as Home Assistant sees it: a real mosquitto (loopback,
+with a login), camserver as a real process, a simulated camera with a scene the test
+drives, and an MQTT client subscribed to ``homeassistant/#`` and ``camserver/#``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import pytest
+
+from camserver.integrations import ha
+from camserver.models import StreamConfig
+from tests.conftest import CameraFactory, Proc, free_port, wait_for, wait_healthy
+
+pytestmark = pytest.mark.requires("mosquitto")
+
+HEADERS = {"X-Requested-With": "camserver-tests"}
+# Home Assistant's discovery topic: <prefix>/<component>/[<node_id>/]<object_id>/config.
+CONFIG_TOPIC = re.compile(r"^homeassistant/(binary_sensor|camera|switch)/[\w-]+/[\w-]+/config$")
+REQUIRED = {"binary_sensor": "state_topic", "camera": "topic", "switch": "command_topic"}
+
+
+class Mosquitto:
+    """mosquitto on a loopback port, with a user and no anonymous access."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        passwords = workdir / "mosquitto.passwd"
+        subprocess.run(
+            ["mosquitto_passwd", "-b", "-c", str(passwords), "ha", "secret pw"], check=True
+        )
+        passwords.chmod(0o600)
+        self.conf = workdir / "mosquitto.conf"
+        # Started as root, mosquitto becomes user "mosquitto", who may not read pytest's
+        # private temporary folders: stay who we are (a broker on loopback, for a test).
+        me = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(
+            f"{me}listener {self.port} 127.0.0.1\n"
+            "allow_anonymous false\n"
+            f"password_file {passwords}\n"
+            "persistence false\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://ha:secret%20pw@127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        with (self.dir / "mosquitto.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["mosquitto", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+
+        def up() -> bool:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
+                return True
+            return False
+
+        await wait_for(up, 10, 0.05, what="mosquitto")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class HomeAssistant:
+    """What Home Assistant's MQTT integration would receive."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.broker = broker
+        self.messages: list[tuple[str, bytes, bool, float]] = []
+        self.client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self.client = aiomqtt.Client(
+            "127.0.0.1", self.broker.port, username="ha", password="secret pw"
+        )
+        await self.client.__aenter__()
+        await self.client.subscribe("homeassistant/#", qos=1)
+        await self.client.subscribe("camserver/#", qos=1)
+        self._task = asyncio.create_task(self._read(self.client))
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for m in client.messages:
+                payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                self.messages.append((m.topic.value, payload, bool(m.retain), time.time()))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.__aexit__(None, None, None)
+
+    def last(self, topic: str) -> bytes | None:
+        found = [p for t, p, _, _ in self.messages if t == topic]
+        return found[-1] if found else None
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        return {t: json.loads(p) for t, p, _, _ in self.messages if t.endswith("/config") and p}
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    b = Mosquitto(tmp_path)
+    await b.start()
+    yield b
+    b.kill()
+
+
+async def test_home_assistant_discovers_follows_and_controls_a_camera(
+    broker: Mosquitto, spawn: Callable[..., Proc], camera: CameraFactory, tmp_path: Path
+) -> None:
+    cam = await camera("porch", fps=10, scene={})
+    port = free_port()
+    server = spawn(
+        port=port,
+        env={
+            "CAMSERVER_DB": str(tmp_path / "mqtt.db"),
+            "CAMSERVER_MQTT_URL": broker.url,
+            "CAMSERVER_MQTT_SNAPSHOT_INTERVAL": "1",
+            "CAMSERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        },
+    )
+    await wait_healthy(server)
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=server.url, headers=HEADERS, trust_env=False, timeout=10)
+        )
+        r = await http.post(
+            "/api/streams",
+            json={
+                "name": "porch",
+                "host": cam.address,
+                "motion": {"enabled": True, "cooldown": 1.0},
+                "recording": {"mode": "continuous"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        home = HomeAssistant(broker)
+        await home.connect()
+        stack.push_async_callback(home.close)
+
+        # Retained discovery configs that Home Assistant's MQTT integration accepts.
+        await wait_for(lambda: len(home.configs()) == 4, 10, what="4 discovery configs")
+        configs = home.configs()
+        unique = set()
+        for topic, config in configs.items():
+            assert CONFIG_TOPIC.match(topic), topic
+            component = topic.split("/")[1]
+            assert REQUIRED[component] in config, (topic, config)
+            unique.add(config["unique_id"])
+            assert config["device"]["identifiers"] == ["camserver_porch"]
+            assert config["device"]["name"] == "porch"
+            assert config["availability_topic"] == "camserver/status"
+        assert len(unique) == 4
+        retained = {t for t, _, r, _ in home.messages if r}
+        assert set(configs) <= retained  # (they were there before this client subscribed)
+        assert home.last("camserver/status") == b"online"
+        motion = configs["homeassistant/binary_sensor/camserver_porch/motion/config"]
+        assert motion["device_class"] == "motion"
+        await wait_for(lambda: home.last("camserver/porch/motion") == b"OFF", 5, what="OFF")
+        assert home.last("camserver/porch/recording") == b"ON"
+        assert home.last("camserver/porch/detection") == b"ON"
+        # The camera entity gets the latest frame.
+        await wait_for(
+            lambda: (home.last("camserver/porch/snapshot") or b"")[:2] == b"\xff\xd8",
+            10,
+            what="a snapshot",
+        )
+
+        # Motion: ON at the event's start, OFF at its end.
+        await asyncio.sleep(2)
+        mark = len(home.messages)
+        cam.set_scene({"moving_object": True, "object_speed": 1.0, "object_period": 1000})
+
+        def states() -> list[bytes]:
+            return [p for t, p, _, _ in home.messages[mark:] if t == "camserver/porch/motion"]
+
+        await wait_for(lambda: states()[:2] == [b"ON", b"OFF"], 15, what="ON then OFF")
+        events = (await http.get("/api/events")).json()
+        assert len(events) == 1
+
+        # Switches work both ways: a command on MQTT changes the stream, the API shows it.
+        assert home.client is not None
+        await home.client.publish(
+            configs["homeassistant/switch/camserver_porch/recording/config"]["command_topic"],
+            b"OFF",
+            qos=1,
+        )
+
+        async def recording_off() -> bool:
+            r = await http.get("/api/streams/porch")
+            return bool(r.json()["recording"]["mode"] == "off")
+
+        await wait_for(recording_off, 5, what="recording off")
+        await wait_for(lambda: home.last("camserver/porch/recording") == b"OFF", 5, what="OFF")
+        await home.client.publish("camserver/porch/detection/set", b"OFF", qos=1)
+
+        async def detection_off() -> bool:
+            r = await http.get("/api/streams/porch")
+            return r.json()["motion"]["enabled"] is False
+
+        await wait_for(detection_off, 5, what="detection off")
+        # ... and the API's changes reach Home Assistant.
+        r = await http.patch("/api/streams/porch", json={"recording": {"mode": "events"}})
+        assert r.status_code == 200
+        await wait_for(lambda: home.last("camserver/porch/recording") == b"ON", 5, what="ON")
+        await home.client.publish("camserver/porch/recording/set", b"maybe", qos=1)
+        await home.client.publish("camserver/ghost/recording/set", b"ON", qos=1)
+
+        # The broker restarts (and forgets everything): camserver connects again by itself
+        # and announces everything again.
+        await home.close()
+        broker.kill()
+        await asyncio.sleep(1.5)
+        await broker.start()
+        home = HomeAssistant(broker)
+        await home.connect()
+        stack.push_async_callback(home.close)
+        await wait_for(lambda: len(home.configs()) == 4, 40, what="configs after a restart")
+        await wait_for(lambda: home.last("camserver/status") == b"online", 5, what="online")
+
+        # A stream deleted: its entities are removed (empty retained configs).
+        mark = len(home.messages)
+        assert (await http.delete("/api/streams/porch")).status_code == 204
+        await wait_for(
+            lambda: (
+                sum(1 for t, p, _, _ in home.messages[mark:] if t.endswith("/config") and not p)
+                == 4
+            ),
+            5,
+            what="the entities removed",
+        )
+
+        # camserver dies without a word: the broker says so for it (the last will).
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        await wait_for(
+            lambda: home.last("camserver/status") == b"offline", 60, what="the last will"
+        )
+    assert "ignored camserver/porch/recording/set" in server.output()
+
+
+def test_commands_and_configs_as_messages() -> None:
+    topics = ha.Topics()
+    assert ha.parse_command(topics, "camserver/porch/recording/set", b" on ") == ha.Command(
+        "porch", "recording", True
+    )
+    assert ha.parse_command(topics, "camserver/porch/detection/set", b"OFF") == ha.Command(
+        "porch", "detection", False
+    )
+    for topic, payload in [
+        ("camserver/porch/recording/set", b"toggle"),
+        ("camserver/porch/snapshot/set", b"ON"),
+        ("camserver/porch/recording", b"ON"),
+        ("other/porch/recording/set", b"ON"),
+        ("camserver/a/b/recording/set", b"ON"),
+    ]:
+        assert ha.parse_command(topics, topic, payload) is None, topic
+    cfg = StreamConfig.for_host("porch", "10.0.0.5")
+    states = ha.states(topics, cfg, moving=True)
+    assert states == {
+        "camserver/porch/motion": b"ON",
+        "camserver/porch/recording": b"OFF",
+        "camserver/porch/detection": b"OFF",
+    }
+    removal = ha.removal(topics, "porch")
+    assert set(ha.discovery(topics, "porch", "http://x")) <= set(removal)
+    assert all(p == b"" for p in removal.values())
