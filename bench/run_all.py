@@ -68,8 +68,8 @@ def main() -> None:
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),
-            "Recording (VGA cameras at 15 fps, with and without continuous recording)\n\n"
-            + recording.table(results["recording"]),
+            "Recording and motion detection (VGA cameras at 15 fps: nothing else, continuous "
+            "recording, motion detection at 5 fps)\n\n" + recording.table(results["recording"]),
             "Side by side with the peers (one VGA camera, 15 fps; medians of interleaved "
             "rounds)\n\n" + peers.table(results["peers"]),
             "Ratios (each against a baseline of this run)\n\n"

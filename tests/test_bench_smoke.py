@@ -90,13 +90,16 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         assert r["upstream"] == 1, r
         assert r["fps_median"] > 0, r
     assert "CPU vs camserver" in (tmp_path / "smoke.md").read_text()
-    # Recording: every camera's frames written, none dropped, viewers at full rate.
-    off, on = results["recording"]
-    assert (off["mode"], on["mode"]) == ("off", "continuous")
-    assert off["recorded_frames"] == 0
-    assert on["recorded_frames"] > 0
+    # Recording: every camera's frames written, none dropped, viewers at full rate; motion:
+    # frames analysed.
+    off, on, motion = results["recording"]
+    assert (off["mode"], on["mode"], motion["mode"]) == ("off", "continuous", "motion")
+    assert off["frames"] == 0
+    assert on["frames"] > 0
     assert on["dropped_frames"] == 0
     assert on["viewer_fps_min"] > 0
+    assert motion["frames"] > 0
+    assert motion["us_per_frame"] is not None
     ratios = "\n".join(results["ratios"])
     for what in ("vs (a)", "ceiling", "vs the raw relay", "cluster relay", "cluster scale-out"):
         assert what in ratios, ratios

@@ -26,6 +26,11 @@ __all__ = ["MotionCounters", "MotionWorker"]
 
 log = logging.getLogger(__name__)
 
+POLL = 0.1
+"""The thread looks for frames due this often. Waking it at every frame put a thread
+switch in the middle of the loop's fan-out each time: the live viewers' latency doubled
+(bench/recording.py, mode motion)."""
+
 OnAnalysis = Callable[[str, Analysis, HubFrame | None], None]
 """(stream, analysis, the frame analysed; None when an event ended with no frame)."""
 
@@ -90,8 +95,7 @@ class MotionWorker:
             w.next_due = max(w.next_due + interval, frame.ts + interval / 2)
             if w.pending is not None:
                 self.counters.skipped += 1
-            w.pending = frame
-            self._wake.set()
+            w.pending = frame  # (no wake-up: the thread looks every POLL seconds)
 
         w.stop = hub.listen(listener)
         with self._lock:
@@ -124,7 +128,7 @@ class MotionWorker:
 
     def _work(self) -> None:
         while not self._stopping:
-            self._wake.wait(0.5)
+            self._wake.wait(POLL)
             self._wake.clear()
             with self._lock:
                 watched = list(self._watched.items())
