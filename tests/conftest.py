@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from playwright.async_api import Browser, async_playwright
 
 from camserver.app import CamServerApp, create_app, uvicorn_options
 from camserver.config import Settings
@@ -265,8 +266,14 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         return p
 
     yield run
+    # SIGTERM first: a clean exit writes the process's coverage data (SIGKILL loses it).
     for p in procs:
         if p.proc.poll() is None:
+            p.proc.terminate()
+    for p in procs:
+        try:
+            p.proc.wait(5)
+        except subprocess.TimeoutExpired:
             p.proc.kill()
             p.proc.wait(10)
 
@@ -286,3 +293,27 @@ async def wait_healthy(p: Proc, timeout: float = 20.0) -> None:
                 return False
 
         await wait_for(ok, timeout, 0.1, what="/healthz")
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()

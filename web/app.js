@@ -7,6 +7,7 @@ const banner = document.getElementById("banner");
 const summary = document.getElementById("summary");
 const template = document.getElementById("tile-template");
 const tiles = new Map(); // name -> tile state
+let pageStream = null; // the camera whose page is open (camera.js), watched while it is
 
 // -- token (only when the server asks for one) --------------------------------------------
 
@@ -90,7 +91,11 @@ function renderStatus(tile) {
 function createTile(stream) {
   const el = template.content.firstElementChild.cloneNode(true);
   el.dataset.name = stream.name;
-  el.querySelector(".name").textContent = stream.name;
+  const link = Object.assign(document.createElement("a"), {
+    href: `#/streams/${encodeURIComponent(stream.name)}`, textContent: stream.name,
+  });
+  link.setAttribute("aria-label", `Open camera ${stream.name}`);
+  el.querySelector(".name").append(link);
   const img = el.querySelector(".picture");
   img.alt = `Live picture from camera ${stream.name}`;
   for (const btn of el.querySelectorAll("button")) {
@@ -101,8 +106,19 @@ function createTile(stream) {
   const tile = { stream, el, img, url: null, visible: false, joined: false };
   tiles.set(stream.name, tile);
   observer.observe(el);
+  el.draggable = true;
+  el.tabIndex = -1;
+  el.addEventListener("dragstart", (e) => { e.dataTransfer.setData("text/plain", stream.name); el.classList.add("dragging"); });
+  el.addEventListener("dragend", () => el.classList.remove("dragging"));
+  el.addEventListener("dragover", (e) => e.preventDefault());
+  el.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const moved = e.dataTransfer.getData("text/plain");
+    if (moved && moved !== stream.name) placeBefore(moved, stream.name);
+  });
   grid.appendChild(el);
   renderStatus(tile);
+  arrange();
   return tile;
 }
 
@@ -115,6 +131,80 @@ function removeTile(name) {
   tiles.delete(name);
   if (tile.joined) socket.emit("leave_stream", { name });
 }
+
+// -- layout, order and hidden cameras (remembered in this browser) ---------------------------
+
+const LAYOUT_KEY = "camserver.layout";
+const ORDER_KEY = "camserver.order";
+const HIDDEN_KEY = "camserver.hidden";
+const layoutSelect = document.getElementById("layout");
+const showHidden = document.getElementById("show-hidden");
+const stored = (key, fallback) => { try { return JSON.parse(localStorage.getItem(key)) ?? fallback; } catch { return fallback; } };
+let order = stored(ORDER_KEY, []);
+let hidden = new Set(stored(HIDDEN_KEY, []));
+
+function setLayout(value) {
+  layoutSelect.value = value;
+  grid.dataset.columns = value;
+  localStorage.setItem(LAYOUT_KEY, JSON.stringify(value));
+}
+setLayout(stored(LAYOUT_KEY, "auto"));
+layoutSelect.addEventListener("change", () => setLayout(layoutSelect.value));
+
+function arrange() {
+  // Known cameras in the remembered order, new ones after them in the server's order.
+  const names = [...tiles.keys()];
+  const rank = (n) => { const i = order.indexOf(n); return i < 0 ? order.length + names.indexOf(n) : i; };
+  for (const name of names.sort((a, b) => rank(a) - rank(b))) {
+    const tile = tiles.get(name);
+    tile.el.hidden = hidden.has(name);
+    grid.appendChild(tile.el);
+  }
+  const n = names.filter((x) => hidden.has(x)).length;
+  showHidden.hidden = n === 0;
+  showHidden.textContent = `Show ${n} hidden camera${n === 1 ? "" : "s"}`;
+}
+
+function saveOrder() {
+  order = [...grid.children].map((el) => el.dataset.name);
+  localStorage.setItem(ORDER_KEY, JSON.stringify(order));
+}
+
+function placeBefore(moved, target) {
+  const a = tiles.get(moved), b = tiles.get(target);
+  if (!a || !b) return;
+  grid.insertBefore(a.el, b.el);
+  saveOrder();
+}
+
+function move(name, step) {
+  const el = tiles.get(name)?.el;
+  const sibling = step < 0 ? el?.previousElementSibling : el?.nextElementSibling;
+  if (!sibling) return;
+  if (step < 0) grid.insertBefore(el, sibling); else grid.insertBefore(sibling, el);
+  saveOrder();
+  el.querySelector("a").focus();
+}
+
+function setHidden(name, hide) {
+  if (hide) hidden.add(name); else hidden.delete(name);
+  localStorage.setItem(HIDDEN_KEY, JSON.stringify([...hidden]));
+  arrange();
+  syncRooms();
+}
+
+showHidden.addEventListener("click", () => { hidden = new Set(); localStorage.setItem(HIDDEN_KEY, "[]"); arrange(); });
+
+document.addEventListener("keydown", (e) => {
+  const typing = e.target.closest && e.target.closest("input, select, textarea, dialog");
+  if (typing || e.ctrlKey || e.metaKey || pageStream) return;
+  if (!e.altKey && /^[0-4]$/.test(e.key)) { setLayout(e.key === "0" ? "auto" : e.key); return; }
+  const tileEl = e.target.closest && e.target.closest(".tile");
+  if (e.altKey && tileEl && (e.key === "ArrowLeft" || e.key === "ArrowRight")) {
+    e.preventDefault();
+    move(tileEl.dataset.name, e.key === "ArrowLeft" ? -1 : 1);
+  }
+});
 
 function updateSummary() {
   empty.hidden = tiles.size > 0;
@@ -154,7 +244,7 @@ const observer = new IntersectionObserver((entries) => {
 function syncRooms() {
   const active = socket.connected && document.visibilityState === "visible";
   for (const [name, tile] of tiles) {
-    const want = active && tile.visible;
+    const want = active && ((tile.visible && !hidden.has(name)) || name === pageStream);
     if (want && !tile.joined) {
       tile.joined = true;
       socket.emit("join_stream", { name }, (ack) => {
@@ -185,14 +275,23 @@ socket.on("connect_error", (err) => {
 });
 
 socket.on("frame", (msg) => {
+  if (msg.name === pageStream) pageFrame(msg);
   const tile = tiles.get(msg.name);
-  if (!tile || !tile.joined) return;
+  if (!tile || !tile.joined || !tile.visible) return;
   const url = URL.createObjectURL(new Blob([msg.data], { type: "image/jpeg" }));
   const old = tile.url;
   tile.url = url;
   tile.img.src = url;
   if (old) URL.revokeObjectURL(old); // keep memory flat: one object URL per tile
   tile.el.dataset.seq = msg.seq;
+});
+
+socket.on("motion", (msg) => {
+  const tile = tiles.get(msg.name);
+  if (!tile) return;
+  const on = msg.state === "start";
+  tile.el.dataset.motion = on ? "on" : "off";
+  tile.el.querySelector(".motion").hidden = !on;
 });
 
 socket.on("stream_status", (msg) => {
@@ -234,6 +333,8 @@ async function onAction(name, act) {
     const verb = tile.stream.enabled ? "stop" : "start";
     const { ok, data } = await api("POST", `/api/streams/${encodeURIComponent(name)}/${verb}`);
     if (ok) await refresh(); else if (data) alert(data.detail);
+  } else if (act === "hide") {
+    setHidden(name, true);
   } else if (act === "remove") {
     if (!confirm(`Remove camera "${name}"?`)) return;
     const { ok, data } = await api("DELETE", `/api/streams/${encodeURIComponent(name)}`);

@@ -15,11 +15,10 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.cluster.conftest import Cluster, ClusterFactory
-from tests.conftest import free_port, wait_for
-from tests.test_dashboard import CHROMIUM, Console, browser, tile_frame_seq
+from tests.conftest import CHROMIUM, free_port, wait_for
+from tests.test_dashboard import Console, tile_frame_seq
 
 pytestmark = pytest.mark.requires("redis-server", "haproxy", CHROMIUM)
-__all__ = ["browser"]  # the fixture, shared with tests/test_dashboard.py
 
 HAPROXY_CFG = Path(__file__).parents[2] / "deploy" / "cluster" / "haproxy.cfg"
 

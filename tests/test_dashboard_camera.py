@@ -1,0 +1,111 @@
+"""The dashboard's camera page (#/streams/<name>) in real headless Chromium, driven as a
+person would (click, keys, select) with the effect checked on the simulated camera and
+through the API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.conftest import CHROMIUM, CameraFactory, Server, wait_for
+from tests.test_dashboard import open_page
+
+pytestmark = pytest.mark.requires(CHROMIUM)
+
+
+async def test_camera_page_shows_live_stats_and_changes_the_camera(
+    server: Server, camera: CameraFactory, browser: Browser, output_dir: Path
+) -> None:
+    cam = await camera("porch", fps=10)
+    await server.add_camera("porch", cam)
+    await server.wait_state("porch", "streaming")
+    page, console = await open_page(browser, server)
+    await page.get_by_role("link", name="Open camera porch").click()
+    await expect(page).to_have_url(re.compile(r"#/streams/porch$"))
+    await expect(page.locator("#cam-title")).to_have_text("porch")
+    await expect(page.locator("#home")).to_be_hidden()
+    # Live: the big picture follows the camera; the stats follow the stream.
+    await expect(page.locator("#camera-page")).to_have_attribute("data-seq", re.compile(r"\d+"))
+    first = int(await page.locator("#camera-page").get_attribute("data-seq") or 0)
+
+    async def live() -> bool:
+        return await _seq(page) > first + 5
+
+    await wait_for(live, 10, what="live frames on the camera page")
+    await expect(page.locator('dd[data-key="State"]')).to_have_text("streaming")
+    await expect(page.locator('dd[data-key="Camera connections"]')).to_have_text("1")
+    await expect(page.locator('dd[data-key="Viewers"]')).not_to_have_text("0")
+
+    # Camera settings as controls, read from the camera, applied at once.
+    quality = page.get_by_label("JPEG quality (lower is finer)")
+    await expect(quality).to_have_value(str(cam.settings["quality"]))
+    await quality.focus()
+    await page.keyboard.press("Home")  # the slider to its finest
+    await wait_for(lambda: cam.settings["quality"] == 4, 5, what="quality 4 on the camera")
+    await expect(page.locator("#settings-state")).to_have_text(
+        "JPEG quality (lower is finer): set to 4."
+    )
+    await page.keyboard.press("ArrowRight")
+    await wait_for(lambda: cam.settings["quality"] == 5, 5, what="quality 5 on the camera")
+    await page.get_by_label("Resolution").select_option("6")
+    await wait_for(lambda: cam.settings["framesize"] == 6, 5, what="QVGA on the camera")
+    await page.get_by_label("Flip").check()
+    await wait_for(lambda: cam.settings["vflip"] == 1, 5, what="flipped")
+    brightness = page.get_by_label("Brightness")
+    await brightness.focus()
+    await page.keyboard.press("End")
+    await wait_for(lambda: cam.settings["brightness"] == 2, 5, what="brightness 2")
+    await page.screenshot(path=str(output_dir / "camera-page-desktop.png"))
+
+    # The stream's own settings: on-demand, and a login (the password is write-only).
+    edit = page.locator("#edit-form")
+    await edit.get_by_label("Connect only while watched").check()
+    await edit.get_by_label("Camera login").fill("admin")
+    await edit.get_by_label("Camera password").fill("s3cret")
+    await edit.get_by_role("button", name="Save").click()
+    await expect(page.locator("#err-edit-form")).to_have_text("Saved.")
+    r = await server.client.get("/api/streams/porch")
+    body = r.json()
+    assert body["on_demand"] is True
+    assert body["username"] == "admin"
+    assert body["has_password"] is True
+    assert "s3cret" not in r.text
+    await expect(edit.get_by_label("Camera password")).to_have_value("")
+    # A bad address: the error next to the field, nothing changed.
+    await edit.get_by_label("Address or MJPEG URL").fill("http://")
+    await edit.get_by_role("button", name="Save").click()
+    await expect(page.locator("#err-edit-source")).not_to_be_empty()
+
+    # Back to the grid.
+    await page.get_by_role("link", name="← All cameras").click()
+    await expect(page.locator("#home")).to_be_visible()
+    await expect(page.locator(".tile")).to_have_count(1)
+    # The 422 answer logs a failed request in the console (Chromium's own line); nothing
+    # else may.
+    assert [p for p in console.problems if "status of 422" not in p] == []
+
+
+async def test_a_camera_added_by_url_says_why_it_has_no_settings(
+    server: Server, camera: CameraFactory, browser: Browser
+) -> None:
+    cam = await camera("yard", fps=5)
+    r = await server.client.post(
+        "/api/streams",
+        json={"name": "yard", "stream_url": f"http://127.0.0.1:{cam.stream_port}/stream"},
+    )
+    assert r.status_code == 201, r.text
+    page, console = await open_page(browser, server)
+    await page.goto(server.url + "/#/streams/yard")
+    await expect(page.locator("#settings-why")).to_contain_text("added by URL")
+    await expect(page.locator("#cam-settings select, #cam-settings input")).to_have_count(0)
+    await page.goto(server.url + "/#/streams/ghost")
+    await expect(page.locator("#settings-why")).to_have_text('There is no camera named "ghost".')
+    # Chromium logs the 409 and 404 answers as failed requests; nothing else may be logged.
+    assert [p for p in console.problems if not re.search("status of (409|404)", p)] == []
+
+
+async def _seq(page: Page) -> int:
+    return int(await page.locator("#camera-page").get_attribute("data-seq") or 0)

@@ -1,0 +1,209 @@
+// camserver dashboard: the page of one camera (#/streams/<name>): big live view, live
+// stats, the ESP32's own settings as controls, and the stream's own settings.
+"use strict";
+
+const camPage = document.getElementById("camera-page");
+const homePage = document.getElementById("home");
+const camPicture = document.getElementById("cam-picture");
+const camStats = document.getElementById("cam-stats");
+const settingsForm = document.getElementById("cam-settings");
+const settingsWhy = document.getElementById("settings-why");
+const settingsState = document.getElementById("settings-state");
+const editForm = document.getElementById("edit-form");
+let camUrl = null;
+
+// esp32-camera's frame sizes (the numbering of current CameraWebServer builds).
+const FRAMESIZES = ["96x96", "QQVGA 160x120", "128x128", "QCIF 176x144", "HQVGA 240x176",
+  "240x240", "QVGA 320x240", "320x320", "CIF 400x296", "HVGA 480x320", "VGA 640x480",
+  "SVGA 800x600", "XGA 1024x768", "HD 1280x720", "SXGA 1280x1024", "UXGA 1600x1200"];
+const CONTROLS = [
+  { key: "framesize", label: "Resolution", kind: "select" },
+  { key: "quality", label: "JPEG quality (lower is finer)", kind: "range", min: 4, max: 63 },
+  { key: "brightness", label: "Brightness", kind: "range", min: -2, max: 2 },
+  { key: "contrast", label: "Contrast", kind: "range", min: -2, max: 2 },
+  { key: "saturation", label: "Saturation", kind: "range", min: -2, max: 2 },
+  { key: "led_intensity", label: "LED", kind: "range", min: 0, max: 255 },
+  { key: "hmirror", label: "Mirror", kind: "toggle" },
+  { key: "vflip", label: "Flip", kind: "toggle" },
+];
+
+const enc = encodeURIComponent;
+
+function route() {
+  const m = location.hash.match(/^#\/streams\/([^/]+)$/);
+  const name = m ? decodeURIComponent(m[1]) : null;
+  if (name === pageStream) return;
+  pageStream = name;
+  camPage.hidden = !name;
+  homePage.hidden = Boolean(name);
+  if (camUrl) { URL.revokeObjectURL(camUrl); camUrl = null; }
+  camPicture.removeAttribute("src");
+  syncRooms();
+  if (name) openCamera(name);
+}
+
+async function openCamera(name) {
+  document.getElementById("cam-title").textContent = name;
+  document.title = `${name} · camserver`;
+  camPicture.alt = `Live picture from camera ${name}`;
+  const { ok, status, data } = await api("GET", `/api/streams/${enc(name)}`);
+  if (name !== pageStream) return;
+  if (!ok) {
+    camStats.replaceChildren();
+    settingsForm.replaceChildren();
+    settingsWhy.hidden = false;
+    settingsWhy.textContent = status === 404 ? `There is no camera named "${name}".` : (data && data.detail) || `HTTP ${status}`;
+    return;
+  }
+  showStream(data);
+  fillEdit(data);
+  loadSettings(name);
+}
+
+// -- live view and stats --------------------------------------------------------------------
+
+function pageFrame(msg) {
+  const url = URL.createObjectURL(new Blob([msg.data], { type: "image/jpeg" }));
+  const old = camUrl;
+  camUrl = url;
+  camPicture.src = url;
+  camPage.dataset.seq = msg.seq;
+  if (old) URL.revokeObjectURL(old);
+}
+
+const bytes = (n) => n < 1e6 ? `${(n / 1e3).toFixed(0)} kB` : n < 1e9 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e9).toFixed(2)} GB`;
+const clock = (t) => t ? new Date(t * 1000).toLocaleTimeString() : "—";
+
+function showStatus(s) {
+  const badge = document.getElementById("cam-state");
+  badge.textContent = s.state;
+  badge.dataset.state = s.state;
+  const rows = [
+    ["State", s.state], ["Frames a second", s.fps.toFixed(1)], ["Frames", s.frames],
+    ["Received", bytes(s.bytes)], ["Bad frames", s.bad_frames],
+    ["Camera connections", s.upstream_connects], ["Viewers", s.viewers],
+    ["Last frame", clock(s.last_frame_at)],
+    ["Last error", s.last_error || "none"],
+  ];
+  if (s.node) rows.push(["Pulled by node", s.node]);
+  camStats.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = String(v);
+    dd.dataset.key = k;
+    return [dt, dd];
+  }));
+}
+
+function showStream(stream) {
+  showStatus(stream.status);
+}
+
+// -- the camera's own settings ----------------------------------------------------------------
+
+function control(spec, value, name) {
+  const id = `set-${spec.key}`;
+  const wrap = document.createElement("div");
+  wrap.className = spec.kind === "toggle" ? "field check" : "field";
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  label.textContent = spec.label;
+  let input;
+  if (spec.kind === "select") {
+    input = document.createElement("select");
+    FRAMESIZES.forEach((text, i) => input.append(new Option(text, String(i))));
+    input.value = String(value);
+  } else if (spec.kind === "range") {
+    input = Object.assign(document.createElement("input"), { type: "range", min: spec.min, max: spec.max, step: 1 });
+    input.value = String(value);
+  } else {
+    input = Object.assign(document.createElement("input"), { type: "checkbox", checked: Boolean(value) });
+  }
+  input.id = id;
+  input.name = spec.key;
+  const out = document.createElement("output");
+  out.htmlFor = id;
+  out.textContent = spec.kind === "range" ? input.value : "";
+  input.addEventListener("input", () => { if (spec.kind === "range") out.textContent = input.value; });
+  input.addEventListener("change", () => applySetting(name, spec, input));
+  if (spec.kind === "toggle") wrap.append(input, label); else wrap.append(label, input, out);
+  return wrap;
+}
+
+async function loadSettings(name) {
+  settingsState.textContent = "";
+  const { ok, status, data } = await api("GET", `/api/streams/${enc(name)}/settings`);
+  if (name !== pageStream) return;
+  settingsForm.replaceChildren();
+  settingsWhy.hidden = ok;
+  if (!ok) {
+    // 409: added by URL (not an ESP32 host); 502: the camera did not answer.
+    settingsWhy.textContent = `Camera settings are not available: ${(data && data.detail) || `HTTP ${status}`}`;
+    return;
+  }
+  for (const spec of CONTROLS) settingsForm.append(control(spec, data[spec.key] ?? 0, name));
+}
+
+async function applySetting(name, spec, input) {
+  const value = spec.kind === "toggle" ? (input.checked ? 1 : 0) : Number(input.value);
+  // (Not disabled meanwhile: a disabled control loses the keyboard focus.)
+  input.setAttribute("aria-busy", "true");
+  settingsState.textContent = `Setting ${spec.label.toLowerCase()}…`;
+  const { ok, data } = await api("PUT", `/api/streams/${enc(name)}/settings`, { [spec.key]: value });
+  input.removeAttribute("aria-busy");
+  const result = data && data.results && data.results[spec.key];
+  if (ok && data.ok) {
+    settingsState.textContent = `${spec.label}: set to ${spec.kind === "select" ? FRAMESIZES[value] : value}.`;
+  } else {
+    settingsState.textContent = `${spec.label}: ${(result && result.error) || (data && data.detail) || "refused"}`;
+  }
+}
+
+// -- the stream's settings ------------------------------------------------------------------
+
+function fillEdit(stream) {
+  editForm.elements.source.value = stream.host || stream.stream_url;
+  editForm.elements.on_demand.checked = stream.on_demand;
+  editForm.elements.username.value = stream.username || "";
+  editForm.elements.password.value = "";
+  editForm.elements.password.placeholder = stream.has_password ? "unchanged" : "none";
+  document.getElementById("err-edit-source").textContent = "";
+  document.getElementById("err-edit-form").textContent = "";
+}
+
+editForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = pageStream;
+  const f = editForm.elements;
+  const source = f.source.value.trim();
+  const body = { on_demand: f.on_demand.checked, username: f.username.value.trim() };
+  if (source.includes("://")) body.stream_url = source; else body.host = source;
+  if (f.password.value) body.password = f.password.value;
+  const { ok, status, data } = await api("PATCH", `/api/streams/${enc(name)}`, body);
+  const err = document.getElementById("err-edit-form");
+  const errSource = document.getElementById("err-edit-source");
+  err.textContent = errSource.textContent = "";
+  if (ok) {
+    fillEdit(data);
+    err.textContent = "Saved.";
+    loadSettings(name);
+    return;
+  }
+  const errors = (status === 422 && data && data.errors) || [{ field: null, message: (data && data.detail) || `HTTP ${status}` }];
+  for (const x of errors) {
+    const span = ["host", "stream_url", "snapshot_url"].includes(x.field) ? errSource : err;
+    span.textContent = span.textContent ? `${span.textContent}; ${x.message}` : x.message;
+  }
+});
+
+// -- wiring -----------------------------------------------------------------------------------
+
+socket.on("stream_status", (msg) => { if (msg.name === pageStream) showStatus(msg.status); });
+window.addEventListener("hashchange", route);
+setInterval(async () => {
+  if (!pageStream || document.visibilityState !== "visible") return;
+  const { ok, data } = await api("GET", `/api/streams/${enc(pageStream)}/status`).catch(() => ({ ok: false }));
+  if (ok && pageStream) showStatus(data);
+}, 2000);
+route();
