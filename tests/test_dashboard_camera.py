@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -109,3 +110,82 @@ async def test_a_camera_added_by_url_says_why_it_has_no_settings(
 
 async def _seq(page: Page) -> int:
     return int(await page.locator("#camera-page").get_attribute("data-seq") or 0)
+
+
+async def test_motion_zones_and_recording_are_set_on_the_camera_page(
+    server: Server, camera: CameraFactory, browser: Browser, output_dir: Path
+) -> None:
+    cam = await camera("porch", fps=10, scene={})
+    await server.add_camera("porch", cam)
+    page, console = await open_page(browser, server)
+    await page.goto(server.url + "/#/streams/porch")
+    motion = page.locator("#motion-form")
+    await motion.get_by_label("Detect motion").check()
+    await expect(page.locator("#motion-state")).to_have_text("Motion detection saved.")
+    await motion.get_by_label("Sensitivity threshold (lower is more sensitive)").focus()
+    await page.keyboard.press("End")
+    await motion.get_by_label("Minimum changed area (%)").fill("2.5")
+    await motion.get_by_label("Minimum changed area (%)").press("Tab")
+    await expect(page.locator("#motion-state")).to_have_text("Motion detection saved.")
+
+    async def stream() -> dict[str, Any]:
+        body: dict[str, Any] = (await server.client.get("/api/streams/porch")).json()
+        return body
+
+    async def motion_is(**want: Any) -> bool:
+        got = (await stream())["motion"]
+        return all(got[k] == v for k, v in want.items())
+
+    await wait_for(lambda: motion_is(enabled=True, threshold=100, min_area=2.5), 5, what="motion")
+
+    # A zone drawn over the live picture: four clicks, then Finish.
+    await page.get_by_role("button", name="Draw a zone").click()
+    overlay = page.locator("#zones")  # over the live picture
+    box = await overlay.bounding_box()
+    assert box is not None
+    corners = [(0.1, 0.2), (0.6, 0.2), (0.6, 0.7), (0.1, 0.7)]
+    for x, y in corners:
+        await overlay.click(position={"x": x * box["width"], "y": y * box["height"]})
+    await page.get_by_role("button", name="Finish the zone").click()
+    await expect(page.locator("#motion-state")).to_have_text("Zones saved.")
+    (zone,) = (await stream())["motion"]["zones"]
+    assert zone["kind"] == "exclude"
+    for (x, y), (zx, zy) in zip(corners, zone["points"], strict=True):
+        assert abs(x - zx) < 0.01
+        assert abs(y - zy) < 0.01
+    await expect(page.locator("#zones polygon.zone.exclude")).to_have_count(1)
+    await page.screenshot(path=str(output_dir / "camera-page-zones.png"))
+    await page.get_by_role("button", name="Remove zone 1").click()
+    await wait_for(lambda: motion_is(zones=[]), 5, what="the zone removed")
+    await expect(page.locator("#zones polygon")).to_have_count(0)
+    # Too few corners: said so, nothing stored.
+    await page.get_by_role("button", name="Draw a zone").click()
+    await overlay.click(position={"x": 10, "y": 10})
+    await page.get_by_role("button", name="Finish the zone").click()
+    await expect(page.locator("#motion-state")).to_have_text("A zone needs at least 3 corners.")
+
+    # Recording: mode and retention.
+    rec = page.locator("#rec-form")
+    await rec.get_by_label("Mode").select_option("events")
+    await rec.get_by_label("Keep at most (GB)").fill("1.5")
+    await rec.get_by_label("Keep at most (GB)").press("Tab")
+    await rec.get_by_label("Keep at most (hours)").fill("48")
+    await rec.get_by_label("Keep at most (hours)").press("Tab")
+
+    async def recording_is() -> bool:
+        r = (await stream())["recording"]
+        return bool(
+            r["mode"] == "events" and r["max_bytes"] == 1_500_000_000 and r["max_age_hours"] == 48
+        )
+
+    await wait_for(recording_is, 5, what="the recording settings")
+    await rec.get_by_label("Keep at most (hours)").fill("")
+    await rec.get_by_label("Keep at most (hours)").press("Tab")
+    await wait_for(
+        lambda: _is(stream, lambda s: s["recording"]["max_age_hours"] is None), 5, what="cleared"
+    )
+    assert console.problems == []
+
+
+async def _is(get: Any, check: Any) -> bool:
+    return bool(check(await get()))

@@ -98,6 +98,7 @@ function showStatus(s) {
 
 function showStream(stream) {
   showStatus(stream.status);
+  showSettings(stream); // settings.js
 }
 
 // -- the camera's own settings ----------------------------------------------------------------
