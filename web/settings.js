@@ -13,18 +13,26 @@ const SVG = "http://www.w3.org/2000/svg";
 let zones = []; // [{kind, points: [[x, y], ...]}], as stored
 let drawing = null; // the points of the zone being drawn
 
-async function patch(part, body, stateId, what) {
-  const state = document.getElementById(stateId);
-  state.textContent = `Saving ${what}…`;
-  const { ok, status, data } = await api("PATCH", `/api/streams/${enc(pageStream)}`, { [part]: body });
-  if (ok) {
-    state.textContent = `${what[0].toUpperCase()}${what.slice(1)} saved.`;
-    showSettings(data);
-  } else {
-    const errors = (status === 422 && data && data.errors) || [{ message: (data && data.detail) || `HTTP ${status}` }];
-    state.textContent = `Not saved: ${errors.map((e) => e.message).join("; ")}`;
-  }
-  return ok;
+let saving = Promise.resolve();
+
+function patch(part, body, stateId, what) {
+  // One change at a time, in order; the inputs keep what the person typed meanwhile.
+  const name = pageStream;
+  saving = saving.then(async () => {
+    const state = document.getElementById(stateId);
+    state.textContent = `Saving ${what}…`;
+    const { ok, status, data } = await api("PATCH", `/api/streams/${enc(name)}`, { [part]: body });
+    if (name !== pageStream) return;
+    if (ok) {
+      state.textContent = `${what[0].toUpperCase()}${what.slice(1)} saved.`;
+      zones = data.motion.zones.map((z) => ({ kind: z.kind, points: z.points }));
+      if (!drawing) drawZones();
+    } else {
+      const errors = (status === 422 && data && data.errors) || [{ message: (data && data.detail) || `HTTP ${status}` }];
+      state.textContent = `Not saved: ${errors.map((e) => e.message).join("; ")}`;
+    }
+  }).catch(() => {});
+  return saving;
 }
 
 function showSettings(stream) {
