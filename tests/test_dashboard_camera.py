@@ -4,14 +4,18 @@ through the API."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import CHROMIUM, CameraFactory, Server, wait_for
+from camserver.config import Settings
+from camserver.sim.frames import read_send_time
+from tests.conftest import CHROMIUM, CameraFactory, Server, start_server, wait_for
 from tests.test_dashboard import open_page
 
 pytestmark = pytest.mark.requires(CHROMIUM)
@@ -189,3 +193,64 @@ async def test_motion_zones_and_recording_are_set_on_the_camera_page(
 
 async def _is(get: Any, check: Any) -> bool:
     return bool(check(await get()))
+
+
+async def test_recordings_timeline_scrubs_plays_and_lists_events(
+    settings: Settings, camera: CameraFactory, browser: Browser, output_dir: Path
+) -> None:
+    settings = settings.model_copy(update={"recording_segment_seconds": 2.0})
+    cam = await camera("porch", fps=10, embed_time=True, scene={})
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera(
+            "porch",
+            cam,
+            recording={"mode": "continuous"},
+            motion={"enabled": True, "cooldown": 1.0},
+        )
+        await asyncio.sleep(2)
+        cam.set_scene({"moving_object": True, "object_speed": 1.0, "object_period": 1000})
+        await asyncio.sleep(5)
+        page, console = await open_page(browser, server)
+        await page.goto(server.url + "/#/streams/porch")
+        timeline = page.locator("#timeline")
+        await expect(timeline).to_have_attribute("data-segments", re.compile(r"[1-9]"))
+        await expect(page.locator("#event-list li")).to_have_count(1)
+        await expect(page.locator("#event-list img")).to_have_js_property("complete", True)
+        # The last minute, then a hover: the recorded frame at that time.
+        await page.get_by_label("Show").select_option("60")
+        await expect(timeline).to_have_attribute("data-span", "60")
+        start = float(await timeline.get_attribute("data-start") or 0)
+        box = await timeline.bounding_box()
+        assert box is not None
+        x = box["width"] * 0.9  # 54 s into the last minute: 6 s before the last frame
+        want = start + 60 * 0.9
+        async with page.expect_response(re.compile(r"frame\.jpeg\?t=")) as shown:
+            await timeline.hover(position={"x": x, "y": box["height"] / 2})
+        resp = await shown.value
+        assert resp.status == 200, await resp.text()
+        asked = float(resp.url.split("t=")[1].split("&")[0])
+        assert abs(asked - want) < 60 / box["width"] + 0.01
+        received = float((await resp.all_headers())["x-timestamp"])
+        assert asked - 0.2 <= received <= asked + 1e-6  # the frame at t or just before
+        sent = read_send_time(await resp.body())
+        assert sent is not None
+        assert sent <= received + 0.001
+        # A click plays from there (MJPEG replay at the chosen speed) in the page.
+        await page.get_by_label("Speed").select_option("2")
+        async with page.expect_request(re.compile(r"replay\.mjpeg\?start=")) as playing:
+            await timeline.click(position={"x": x, "y": box["height"] / 2})
+        url = (await playing.value).url
+        assert "speed=2" in url
+        assert abs(float(url.split("start=")[1].split("&")[0]) - asked) < 1.0
+        await expect(page.locator("#preview")).to_have_js_property("complete", True)
+        await page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+        await expect(page.locator("#play-state")).to_contain_text("Playing from")
+        await page.screenshot(path=str(output_dir / "camera-page-recordings.png"), full_page=True)
+        # Export: the clip around the click, as MP4 from the server.
+        async with page.expect_response(re.compile(r"clip\.mp4")) as clip:
+            await page.get_by_role("button", name="Export MP4").click()
+        assert (await clip.value).status in (200, 404)
+        await expect(page.locator("#clip-state")).not_to_have_text("Making the clip…")
+        # Chromium logs a 404 of a clip past the recording's end as a failed request.
+        assert [p for p in console.problems if "status of 404" not in p] == []

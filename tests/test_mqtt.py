@@ -148,7 +148,15 @@ async def test_home_assistant_discovers_follows_and_controls_a_camera(
     await wait_healthy(server)
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=server.url, headers=HEADERS, trust_env=False, timeout=10)
+            # A new connection per request: the test pauses longer than the server keeps an
+            # idle connection (5 s), and a request racing that close gets no answer.
+            httpx.AsyncClient(
+                base_url=server.url,
+                headers=HEADERS,
+                trust_env=False,
+                timeout=10,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
         )
         r = await http.post(
             "/api/streams",

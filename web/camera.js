@@ -38,6 +38,7 @@ function route() {
   homePage.hidden = Boolean(name);
   if (camUrl) { URL.revokeObjectURL(camUrl); camUrl = null; }
   camPicture.removeAttribute("src");
+  document.getElementById("preview").removeAttribute("src"); // ends a replay
   syncRooms();
   if (name) openCamera(name);
 }
@@ -58,6 +59,7 @@ async function openCamera(name) {
   showStream(data);
   fillEdit(data);
   loadSettings(name);
+  openPlayback(); // playback.js
 }
 
 // -- live view and stats --------------------------------------------------------------------
