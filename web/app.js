@@ -72,7 +72,16 @@ function describe(status) {
   const parts = [];
   if (status.state === "streaming") parts.push(`${status.fps.toFixed(1)} fps`);
   parts.push(`${status.viewers} viewer${status.viewers === 1 ? "" : "s"}`);
+  if (status.node) parts.push(`node ${status.node}`);
   return parts.join(" · ");
+}
+
+function why(status) {
+  // An unreachable camera says why, and when the next attempt is.
+  if (status.state === "streaming" || !status.last_error || !["retrying", "connecting"].includes(status.state)) return "";
+  const error = status.last_error.replace(/; retrying in [\d.]+ s$/, "");
+  const left = status.retry_at ? Math.max(0, Math.round(status.retry_at - Date.now() / 1000)) : null;
+  return left === null ? error : `${error} — next attempt in ${left} s`;
 }
 
 function renderStatus(tile) {
@@ -83,6 +92,9 @@ function renderStatus(tile) {
   badge.dataset.state = s.state;
   badge.title = s.last_error ? `Last error: ${s.last_error}` : "";
   el.querySelector(".stats").textContent = describe(s);
+  const reason = el.querySelector(".why");
+  reason.textContent = why(s);
+  reason.hidden = !reason.textContent;
   const toggle = el.querySelector('[data-act="toggle"]');
   toggle.textContent = stream.enabled ? "Stop" : "Start";
   toggle.setAttribute("aria-label", `${stream.enabled ? "Stop" : "Start"} ${stream.name}`);
@@ -206,8 +218,11 @@ document.addEventListener("keydown", (e) => {
   }
 });
 
+let loaded = false;
+
 function updateSummary() {
   empty.hidden = tiles.size > 0;
+  empty.textContent = loaded ? "No cameras yet. Add one below." : "Loading cameras…";
   const live = [...tiles.values()].filter((t) => t.stream.status.state === "streaming").length;
   summary.textContent = `${tiles.size} camera${tiles.size === 1 ? "" : "s"}, ${live} streaming`;
 }
@@ -215,6 +230,7 @@ function updateSummary() {
 async function refresh() {
   const { ok, data } = await api("GET", "/api/streams").catch(() => ({ ok: false }));
   if (!ok) return;
+  loaded = true;
   const seen = new Set();
   for (const stream of data) {
     seen.add(stream.name);
@@ -302,7 +318,34 @@ socket.on("stream_status", (msg) => {
   updateSummary();
 });
 
-setInterval(() => { if (document.visibilityState === "visible") refresh(); }, 3000);
+setInterval(() => {
+  if (document.visibilityState !== "visible") return;
+  refresh();
+  if (clusterMode) loadCluster();
+}, 3000);
+
+// -- cluster mode: the nodes and their health ------------------------------------------------
+
+const clusterPanel = document.getElementById("cluster");
+let clusterMode = false; // /healthz names the node in cluster mode (and /api/cluster is 404 else)
+async function loadCluster() {
+  const { ok, data } = await api("GET", "/api/cluster").catch(() => ({ ok: false }));
+  clusterPanel.hidden = !ok;
+  if (!ok) return;
+  const now = Date.now() / 1000;
+  const rows = data.nodes.map((n) => {
+    const tr = document.createElement("tr");
+    const beat = n.last_heartbeat ? `${Math.max(0, now - n.last_heartbeat).toFixed(1)} s ago` : "—";
+    const cells = [n.id + (n.id === data.node ? " (this page's)" : ""), n.address || "—",
+      n.cameras.join(", ") || "none", String(n.viewers), beat, n.pulls ? "yes" : "serves only"];
+    tr.append(...cells.map((text) => Object.assign(document.createElement("td"), { textContent: text })));
+    tr.dataset.node = n.id;
+    return tr;
+  });
+  document.getElementById("cluster-nodes").replaceChildren(...rows);
+  document.getElementById("cluster-redis").textContent = data.redis.reachable
+    ? `Redis ${data.redis.url} reachable` : `Redis ${data.redis.url} NOT reachable: ${data.redis.last_error || "?"}`;
+}
 
 // -- actions ------------------------------------------------------------------------------
 
@@ -459,5 +502,10 @@ form.addEventListener("submit", async (e) => {
   else showErrors([{ field: null, message: (data && data.detail) || `HTTP ${status}` }]);
 });
 
+updateSummary();
 refresh();
 loadFound();
+api("GET", "/healthz").then(({ data }) => {
+  clusterMode = Boolean(data && data.node);
+  if (clusterMode) loadCluster();
+}).catch(() => {});

@@ -85,8 +85,9 @@ function showStatus(s) {
     ["Received", bytes(s.bytes)], ["Bad frames", s.bad_frames],
     ["Camera connections", s.upstream_connects], ["Viewers", s.viewers],
     ["Last frame", clock(s.last_frame_at)],
-    ["Last error", s.last_error || "none"],
+    ["Last error", s.last_error ? `${s.last_error}${s.last_error_at ? ` (at ${clock(s.last_error_at)})` : ""}` : "none"],
   ];
+  if (s.retry_at) rows.push(["Next attempt", clock(s.retry_at)]);
   if (s.node) rows.push(["Pulled by node", s.node]);
   camStats.replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");

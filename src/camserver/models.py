@@ -56,6 +56,10 @@ class StreamStatus(BaseModel):
     bad_frames: int = 0
     last_frame_at: float | None = Field(None, description="Epoch seconds of the last frame.")
     last_error: str | None = None
+    last_error_at: float | None = Field(None, description="Epoch seconds of the last error.")
+    retry_at: float | None = Field(
+        None, description="While retrying: epoch seconds of the next attempt."
+    )
     upstream_connects: int = 0
     viewers: int = 0
     node: str | None = Field(

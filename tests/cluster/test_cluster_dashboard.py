@@ -78,6 +78,17 @@ async def test_dashboard_through_haproxy_shows_live_tiles_and_survives_its_node(
 
     seqs = {n: await tile_frame_seq(page, n) for n in ("cam0", "cam1", "cam2")}
     await wait_for(lambda: all_moving(seqs), 15, what="every tile updating")
+    # The cluster's nodes and their health; each tile says which node pulls its camera.
+    panel = page.locator("#cluster")
+    await expect(panel).to_be_visible(timeout=10_000)
+    await expect(panel.locator("tbody tr")).to_have_count(3)
+    await expect(page.locator("#cluster-redis")).to_contain_text("reachable")
+    holders = await c.holders()
+    for name, node in holders.items():
+        await expect(page.locator(f'.tile[data-name="{name}"] .stats')).to_contain_text(
+            f"node {node}"
+        )
+        await expect(panel.locator(f'tr[data-node="{node}"]')).to_contain_text(name)
     # Which node serves the page's one Socket.IO connection? Stop it (SIGTERM).
     counts = [await socketio_clients(c, i) for i in range(3)]
     assert sorted(counts) == [0, 0, 1], counts

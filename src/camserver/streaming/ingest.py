@@ -102,6 +102,8 @@ class IngestCounters:
     bad_frames: int = 0
     last_frame_at: float | None = None
     last_error: str | None = None
+    last_error_at: float | None = None
+    retry_at: float | None = None
     upstream_connects: int = 0
 
 
@@ -147,6 +149,8 @@ class Ingest:
             bad_frames=c.bad_frames,
             last_frame_at=c.last_frame_at,
             last_error=c.last_error,
+            last_error_at=c.last_error_at,
+            retry_at=c.retry_at,
             upstream_connects=c.upstream_connects,
             viewers=self.hub.viewers,
         )
@@ -170,11 +174,15 @@ class Ingest:
         if not self.running:
             self._set_state(state, None)
 
-    def _set_state(self, state: StreamState, error: str | None) -> None:
+    def _set_state(
+        self, state: StreamState, error: str | None, retry_in: float | None = None
+    ) -> None:
         changed = state is not self.status.state or error != self.status.last_error
         self.status.state = state
+        self.status.retry_at = None if retry_in is None else time.time() + retry_in
         if error is not None:  # kept after recovery: "what went wrong last"
             self.status.last_error = error
+            self.status.last_error_at = time.time()
         if state is not StreamState.STREAMING:
             self._fps.reset()
         if changed:
@@ -205,7 +213,7 @@ class Ingest:
                 attempt, self._timing.backoff_initial, self._timing.backoff_max, self._rng
             )
             attempt += 1
-            self._set_state(StreamState.RETRYING, f"{error}; retrying in {delay:.1f} s")
+            self._set_state(StreamState.RETRYING, f"{error}; retrying in {delay:.1f} s", delay)
             await asyncio.sleep(delay)
 
     async def _pull(self) -> None:
