@@ -39,6 +39,7 @@ function route() {
   if (camUrl) { URL.revokeObjectURL(camUrl); camUrl = null; }
   camPicture.removeAttribute("src");
   document.getElementById("preview").removeAttribute("src"); // ends a replay
+  fitted = ""; // settings.js: fit the zones to the next camera's picture
   syncRooms();
   if (name) openCamera(name);
 }

@@ -127,3 +127,24 @@ zoneFinish.addEventListener("click", async () => {
 });
 
 document.getElementById("zone-clear").addEventListener("click", () => saveZones([]));
+
+// The picture keeps its aspect ratio inside the 4:3 view (letterboxed for HD, 96x96...): the
+// zones are drawn over the picture itself, not over the bars.
+let fitted = "";
+function fitZones(e) {
+  const img = document.getElementById("cam-picture");
+  const w = img.naturalWidth, h = img.naturalHeight;
+  const key = `${w}x${h}`;
+  if (!w || !h || (e && e.type === "load" && key === fitted)) return; // (a load per frame)
+  const box = img.parentElement.getBoundingClientRect();
+  if (!box.width) return; // (hidden)
+  fitted = key;
+  const scale = Math.min(box.width / w, box.height / h);
+  const dw = w * scale, dh = h * scale;
+  Object.assign(zonesSvg.style, {
+    left: `${(box.width - dw) / 2}px`, top: `${(box.height - dh) / 2}px`,
+    width: `${dw}px`, height: `${dh}px`, inset: "auto",
+  });
+}
+document.getElementById("cam-picture").addEventListener("load", fitZones);
+window.addEventListener("resize", fitZones);

@@ -48,6 +48,8 @@ def frame_at(root: Path, r: Recording, t: float) -> RecordedFrame | None:
                 if packet.pts > target:
                     break
                 best = RecordedFrame(r.start + packet.pts / 1000, bytes(packet))
+    except av.EOFError:
+        pass  # the end of a segment still being written: what was read so far
     except (OSError, av.FFmpegError, IndexError) as exc:
         raise RecordingError(f"cannot read {r.path}: {exc}") from exc
     return best
@@ -65,6 +67,8 @@ def frames_from(root: Path, r: Recording, t: float) -> Generator[RecordedFrame, 
                 if packet.pts is None or packet.size == 0 or packet.pts < start:
                     continue
                 yield RecordedFrame(r.start + packet.pts / 1000, bytes(packet))
+    except av.EOFError:
+        return  # the end of a segment still being written (its last cluster is incomplete)
     except (OSError, av.FFmpegError, IndexError) as exc:
         raise RecordingError(f"cannot read {r.path}: {exc}") from exc
 
