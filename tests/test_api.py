@@ -132,11 +132,14 @@ async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraF
         "bad_frames",
         "last_frame_at",
         "last_error",
+        "last_error_at",
+        "retry_at",
         "upstream_connects",
         "viewers",
         "node",
     }
     assert st["node"] is None  # one node: no cluster
+    assert st["retry_at"] is None  # streaming: no attempt to wait for
 
     r = await server.client.post("/api/streams/c1/stop")
     assert r.status_code == 200
