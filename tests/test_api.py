@@ -20,6 +20,23 @@ async def test_healthz(server: Server) -> None:
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
+async def test_the_201_of_a_new_stream_tells_its_real_state(
+    server: Server, camera: CameraFactory
+) -> None:
+    cam = await camera("c1", fps=5)
+    r = await server.client.post("/api/streams", json={"name": "c1", "host": cam.address})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"]["state"] == "connecting"  # it was "stopped" (issue 19)
+    r = await server.client.post(
+        "/api/streams", json={"name": "c2", "host": cam.address, "on_demand": True}
+    )
+    assert r.json()["status"]["state"] == "idle"  # on-demand and unwatched
+    r = await server.client.post(
+        "/api/streams", json={"name": "c3", "host": cam.address, "enabled": False}
+    )
+    assert r.json()["status"]["state"] == "stopped"
+
+
 async def test_create_by_host_follows_the_firmware_rule(server: Server) -> None:
     r = await server.client.post(
         "/api/streams", json={"name": "porch", "host": "192.0.2.50", "enabled": False}

@@ -159,6 +159,9 @@ class Ingest:
         if self.running:
             return
         self._task = asyncio.create_task(self._run(), name=f"ingest:{self.name}")
+        # Connecting from now on, not when the task first runs: the 201 of POST
+        # /api/streams (made before that) said "stopped" for a stream that was starting.
+        self._set_state(StreamState.CONNECTING, None)
 
     async def stop(self, state: StreamState = StreamState.STOPPED) -> None:
         """Cancel the task (closing the camera connection) and show ``state``."""
