@@ -49,6 +49,10 @@ from bench.harness import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TICK = 0.01
+"""Seconds: the resolution of the CPU times psutil reads (the kernel's clock tick)."""
+
+
 @contextmanager
 def redis_server() -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
@@ -232,12 +236,14 @@ def scale_out(
             out.setdefault("cpu_s_by_window", []).append(
                 {w: {k: round(v, 3) for k, v in parts.items()} for w, parts in windows.items()}
             )
-    single = single_frames / single_cpu if single_cpu else 0.0
-    cluster = cluster_frames / cluster_cpu if cluster_cpu else 0.0
+    # CPU time comes in clock ticks (10 ms): a smoke run's short window can read 0 for a
+    # node that did work, so no total counts as less than one tick.
+    single = single_frames / max(single_cpu, TICK)
+    cluster = cluster_frames / max(cluster_cpu, TICK)
     out["fps_min"] = min(fps)
     out["single_frames_per_cpu_s"] = round(single)
     out["cluster_frames_per_cpu_s"] = round(cluster)
-    out["ratio_2_nodes"] = round(2 * cluster / single, 2) if single else None
+    out["ratio_2_nodes"] = round(2 * cluster / single, 2) if single_frames else None
     return out
 
 
