@@ -8,14 +8,13 @@ the streams.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from camserver.errors import MotionError
+from camserver.sqlite_table import LockedSQLite
 
 __all__ = ["EventStore", "MotionEvent", "SQLiteEvents"]
 
@@ -96,20 +95,8 @@ def _event(row: Any) -> MotionEvent:
 
 class SQLiteEvents:
     def __init__(self, db: Path) -> None:
-        try:
-            self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise MotionError(f"cannot open the motion events in {db}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        try:
-            with self._lock:
-                return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise MotionError(f"motion events: {exc}") from exc
+        self._sql = LockedSQLite(db, _SCHEMA, MotionError, "motion events")
+        self._run = self._sql.run
 
     def add(self, stream: str, start: float, peak_area: float) -> int:
         rows = self._run(
@@ -165,5 +152,4 @@ class SQLiteEvents:
         return [_event(r) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._sql.close()

@@ -9,12 +9,12 @@ cluster's Redis, where every node sees every node's recordings."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from camserver.errors import RecordingError
+from camserver.sqlite_table import LockedSQLite
 
 __all__ = ["Recording", "RecordingIndex", "RecordingKind", "SQLiteIndex"]
 
@@ -55,6 +55,12 @@ class Recording:
     """Bytes of files made from it that retention deletes with it (a day's timelapse MP4)."""
     node: str | None = None
     """Cluster mode: the node that wrote it (None on one node)."""
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(recordings)")}
+    if "derived" not in columns:  # an index from before timelapse MP4s were kept
+        db.execute("ALTER TABLE recordings ADD COLUMN derived INTEGER NOT NULL DEFAULT 0")
 
 
 def _recording(row: Any) -> Recording:
@@ -119,25 +125,8 @@ class SQLiteIndex:
     """The index of one node, in its SQLite database."""
 
     def __init__(self, db: Path) -> None:
-        try:
-            self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(recordings)")}
-            if "derived" not in columns:  # an index from before timelapse MP4s were kept
-                self._db.execute(
-                    "ALTER TABLE recordings ADD COLUMN derived INTEGER NOT NULL DEFAULT 0"
-                )
-        except sqlite3.Error as exc:
-            raise RecordingError(f"cannot open the recordings index in {db}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        try:
-            with self._lock:
-                return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise RecordingError(f"recordings index: {exc}") from exc
+        self._sql = LockedSQLite(db, _SCHEMA, RecordingError, "recordings index", _migrate)
+        self._run = self._sql.run
 
     def begin(self, stream: str, kind: RecordingKind, path: str, start: float) -> int:
         rows = self._run(
@@ -221,5 +210,4 @@ class SQLiteIndex:
         return True  # one node: nobody else
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._sql.close()
