@@ -119,22 +119,28 @@ class MotionService:
     async def _begin(self, name: str, live: _Live) -> None:
         try:
             live.id = await asyncio.to_thread(self.store.add, name, live.start, live.peak)
-            frame = live.peak_frame
-            live.snapshot = await asyncio.to_thread(self._snapshot, name, live.id, frame)
-            await asyncio.to_thread(
-                self.store.update, live.id, end=None, peak_area=live.peak, snapshot=live.snapshot
-            )
         except MotionError as exc:
             log.error("motion %s: %s", name, exc)
             return
-        log.info("motion %s: event %d started (%.1f %% changed)", name, live.id, live.peak)
-        self._tell(MotionEvent(live.id, name, live.start, None, live.peak, live.snapshot), "start")
+        if await self._save(name, live, None):
+            log.info("motion %s: event %d started (%.1f %% changed)", name, live.id, live.peak)
+            event = MotionEvent(live.id, name, live.start, None, live.peak, live.snapshot)
+            self._tell(event, "start")
 
     async def _finish(self, name: str, live: _Live, end: float) -> None:
         if live.begun is not None:
             await live.begun
         if live.id is None:
             return
+        if await self._save(name, live, end):
+            log.info("motion %s: event %d ended (peak %.1f %%)", name, live.id, live.peak)
+            event = MotionEvent(live.id, name, live.start, end, live.peak, live.snapshot)
+            self._tell(event, "end")
+
+    async def _save(self, name: str, live: _Live, end: float | None) -> bool:
+        """Write the snapshot at the peak so far and the event's row; False (logged) if
+        either fails."""
+        assert live.id is not None
         try:
             live.snapshot = await asyncio.to_thread(self._snapshot, name, live.id, live.peak_frame)
             await asyncio.to_thread(
@@ -142,9 +148,8 @@ class MotionService:
             )
         except MotionError as exc:
             log.error("motion %s: %s", name, exc)
-            return
-        log.info("motion %s: event %d ended (peak %.1f %%)", name, live.id, live.peak)
-        self._tell(MotionEvent(live.id, name, live.start, end, live.peak, live.snapshot), "end")
+            return False
+        return True
 
     def _snapshot(self, name: str, eid: int, frame: HubFrame) -> str:
         """Write the event's snapshot (worker thread); its path, relative to the root."""
