@@ -35,6 +35,7 @@ from camserver.api import (
 from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
 from camserver.api.events import Realtime
+from camserver.api.head import HeadAsGet
 from camserver.api.security import (
     AccessMiddleware,
     BodyLimitMiddleware,
@@ -171,7 +172,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     wrapper = CamServerApp(
         BrowserGuardMiddleware(
-            EngineIOGate(socketio.ASGIApp(realtime.sio, other_asgi_app=app), checker),
+            EngineIOGate(socketio.ASGIApp(realtime.sio, other_asgi_app=HeadAsGet(app)), checker),
             settings.allowed_host_list(),
         )
     )
