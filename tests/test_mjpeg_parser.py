@@ -329,3 +329,19 @@ def test_esp32_fast_path_gives_the_events_of_the_general_path(data: st.DataObjec
 def test_esp32_fast_path_keeps_the_camera_timestamp() -> None:
     events = feed(esp32_part(JPEGS[0], "7.000001") + esp32_part(JPEGS[1], "7.066668"), boundary=B)
     assert [e.camera_ts for e in events if isinstance(e, Frame)] == ["7.000001", "7.066668"]
+
+
+def test_camserver_keep_alive_parts_are_marked_resent() -> None:
+    # camserver's own re-stream (another camserver, the Python client) read back.
+    from camserver.streaming.hub import HubFrame
+    from camserver.streaming.restream import BOUNDARY, encode_part, encode_resent
+
+    one, two = HubFrame(1, 5.5, JPEGS[0]), HubFrame(2, 6.5, JPEGS[1])
+    stream = encode_part(one) + encode_resent(one) + encode_part(two) + b"--" + BOUNDARY.encode()
+    for chunks in (None, [1] * len(stream)):
+        got = [e for e in feed(stream, chunks, boundary=BOUNDARY.encode()) if isinstance(e, Frame)]
+        assert [(f.data, f.resent, f.camera_ts) for f in got] == [
+            (JPEGS[0], False, "5.500000"),
+            (JPEGS[0], True, "5.500000"),
+            (JPEGS[1], False, "6.500000"),
+        ]

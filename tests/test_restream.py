@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,9 +46,9 @@ async def _read(client: httpx.AsyncClient, url: str, viewer: MjpegViewer) -> Non
 
 
 @asynccontextmanager
-async def mjpeg_viewers(url: str, n: int) -> AsyncIterator[list[MjpegViewer]]:
+async def mjpeg_viewers(url: str, n: int, timeout: float = 30) -> AsyncIterator[list[MjpegViewer]]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
         viewers = [MjpegViewer() for _ in range(n)]
         for v in viewers:
             v.task = asyncio.create_task(_read(client, url, v))
@@ -222,6 +225,53 @@ async def test_disconnect_is_cleaned_up_at_once_and_fps_cap(
     r = await server.client.get("/api/streams/x/mjpeg", params={"fps": 0})
     assert r.status_code == 422
     assert (await server.client.get("/api/streams/nope/mjpeg")).status_code == 404
+
+
+async def test_mjpeg_viewers_with_a_read_timeout_survive_a_camera_outage(
+    server: Server, camera: CameraFactory, settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 19: during an outage the viewers got nothing, and readers with a read timeout
+    (17 in the soak) gave up. Now the last frame comes again every few seconds, marked."""
+    cam = await streaming_camera(server, camera, fps=10)
+    async with AsyncExitStack() as stack:
+        # The same camera through a server on uvicorn's own protocol: the per-viewer path.
+        plain = await start_server(
+            stack, settings.model_copy(update={"db": tmp_path / "plain.db"}), http="httptools"
+        )
+        cam2 = await camera("y", fps=10)  # an ESP32 serves one stream client
+        await plain.add_camera("x", cam2)
+        await plain.wait_state("x", "streaming")
+        urls = (f"{server.url}/api/streams/x/mjpeg", f"{plain.url}/api/streams/x/mjpeg")
+        async with (
+            mjpeg_viewers(urls[0], 1, timeout=8) as (direct,),
+            mjpeg_viewers(urls[1], 1, timeout=8) as (fallback,),
+        ):
+            viewers = (direct, fallback)
+            await wait_for(lambda: all(len(v.frames) >= 5 for v in viewers), what="frames")
+            # The cameras are gone for 18 s: more than two read timeouts.
+            await asyncio.gather(cam.set_faults(refuse=True), cam2.set_faults(refuse=True))
+            down = time.time()
+            await asyncio.sleep(18)
+            for v in viewers:
+                assert v.task is not None
+                assert not v.task.done(), v.task.exception()  # a ReadTimeout before issue 19
+                during = [(t, f) for t, f in v.frames if t > down + 1]
+                assert len(during) >= 2, len(during)
+                assert all(f.resent for _, f in during)
+                gaps = [b[0] - a[0] for a, b in itertools.pairwise(during)]
+                assert max(gaps, default=0) < 7, gaps  # every KEEPALIVE (5 s) or so
+            await asyncio.gather(cam.set_faults(refuse=False), cam2.set_faults(refuse=False))
+            back = len(direct.frames), len(fallback.frames)
+            await wait_for(
+                lambda: all(
+                    sum(not f.resent for _, f in v.frames[n:]) >= 5
+                    for v, n in zip(viewers, back, strict=True)
+                ),
+                30,
+                what="live frames again on the same connections",
+            )
+        metrics = (await server.client.get("/metrics")).text
+        assert re.search(r'camserver_mjpeg_frames_total\{outcome="resent"\} [1-9]', metrics)
 
 
 async def test_deleting_a_stream_ends_its_mjpeg_viewers(

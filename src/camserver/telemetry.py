@@ -96,12 +96,14 @@ class StateCollector(Collector):
         yield mjpeg
         out = CounterMetricFamily(
             "camserver_mjpeg_frames",
-            "Frames offered to MJPEG viewers, by outcome (sent; skipped: slow socket or ?fps=)",
+            "Frames offered to MJPEG viewers, by outcome (sent; skipped: slow socket or ?fps=; "
+            "resent: keep-alive while the camera sends nothing)",
             labels=["outcome"],
         )
         out.add_metric(["sent"], fanout.counters.sent)
         out.add_metric(["slow"], fanout.counters.skipped_slow)
         out.add_metric(["rate"], fanout.counters.skipped_rate)
+        out.add_metric(["resent"], fanout.counters.resent)
         yield out
         sio = GaugeMetricFamily("camserver_socketio_clients", "Connected Socket.IO clients")
         sio.add_metric([], rt.realtime.sockets.count())

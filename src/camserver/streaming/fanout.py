@@ -12,7 +12,10 @@ Guarantees kept from the per-task path:
   unsent bytes skips the frame (nothing is queued for it), so a stalled viewer costs one
   buffer-size check per frame and holds at most ``HIGH_WATER`` plus one part in memory;
 - ``?fps=``: a capped viewer gets the first frame at or after its turn;
-- a new viewer gets the latest frame at once, then every frame as it arrives.
+- a new viewer gets the latest frame at once, then every frame as it arrives;
+- keep-alive: a viewer that got nothing for :data:`KEEPALIVE` seconds (the camera is down or
+  stalled) gets the latest frame again, marked ``X-Resent: 1``, so clients with a read
+  timeout stay connected and see the camera again the moment it is back.
 
 The socket comes from the HTTP server (``camserver.connections`` hands uvicorn's transport
 over once the request has passed every check); this module only needs ``write``,
@@ -29,10 +32,15 @@ from typing import ClassVar, Final
 
 from camserver.streaming.hub import FrameHub, HubFrame
 
-__all__ = ["HIGH_WATER", "FanoutCounters", "MJPEGFanout", "Viewer", "counters"]
+__all__ = ["HIGH_WATER", "KEEPALIVE", "FanoutCounters", "MJPEGFanout", "Viewer", "counters"]
 
 HIGH_WATER: Final = 32 * 1024
 """Unsent bytes above which a viewer skips a frame (about one VGA frame in flight)."""
+KEEPALIVE: Final = 5.0
+"""Seconds without a part after which a viewer gets the latest frame again. Clients give up
+on a silent stream: OpenCV's FFmpeg backend after 30 s, and 17 of the soak's readers with a
+30 s read timeout did during a camera outage. A few seconds is well inside such timeouts."""
+_TICK: Final = 1.0
 
 
 @dataclass(slots=True)
@@ -44,6 +52,8 @@ class FanoutCounters:
     """The viewer's socket had more than HIGH_WATER bytes unsent."""
     skipped_rate: int = 0
     """The viewer asked for ``?fps=`` and it was not its turn."""
+    resent: int = 0
+    """Keep-alive: the latest frame sent again to a viewer that got nothing for a while."""
 
 
 counters = FanoutCounters()
@@ -52,13 +62,14 @@ counters = FanoutCounters()
 class Viewer:
     """One MJPEG client: its transport, its rate cap, and a future done when it ends."""
 
-    __slots__ = ("done", "interval", "last_seq", "next_at", "transport")
+    __slots__ = ("done", "interval", "last_seq", "last_write", "next_at", "transport")
 
     def __init__(self, transport: asyncio.WriteTransport, fps: float | None) -> None:
         self.transport = transport
         self.interval = 1.0 / fps if fps else 0.0
         self.next_at = 0.0
         self.last_seq = 0
+        self.last_write = time.monotonic()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def finish(self) -> None:
@@ -71,20 +82,32 @@ class MJPEGFanout:
 
     _active: ClassVar[dict[int, MJPEGFanout]] = {}  # id(hub) -> fan-out, only while it has viewers
 
-    __slots__ = ("_encode", "_hub", "_unlisten", "_viewers")
+    __slots__ = ("_encode", "_encode_resent", "_hub", "_tick", "_unlisten", "_viewers")
 
-    def __init__(self, hub: FrameHub, encode: Callable[[HubFrame], bytes]) -> None:
+    def __init__(
+        self,
+        hub: FrameHub,
+        encode: Callable[[HubFrame], bytes],
+        encode_resent: Callable[[HubFrame], bytes],
+    ) -> None:
         self._hub = hub
         self._encode = encode
+        self._encode_resent = encode_resent
         self._viewers: list[Viewer] = []
         self._unlisten: Callable[[], None] | None = None
+        self._tick: asyncio.TimerHandle | None = None
 
     @classmethod
-    def of(cls, hub: FrameHub, encode: Callable[[HubFrame], bytes]) -> MJPEGFanout:
+    def of(
+        cls,
+        hub: FrameHub,
+        encode: Callable[[HubFrame], bytes],
+        encode_resent: Callable[[HubFrame], bytes],
+    ) -> MJPEGFanout:
         """The hub's fan-out (one per hub while it has viewers)."""
         fanout = cls._active.get(id(hub))
         if fanout is None or fanout._hub is not hub:
-            fanout = cls._active[id(hub)] = cls(hub, encode)
+            fanout = cls._active[id(hub)] = cls(hub, encode, encode_resent)
         return fanout
 
     @property
@@ -99,6 +122,7 @@ class MJPEGFanout:
         if not self._viewers:
             self._unlisten = self._hub.listen(self.deliver)
             MJPEGFanout._active[id(self._hub)] = self
+            self._tick = asyncio.get_running_loop().call_later(_TICK, self.keep_alive)
         self._viewers.append(viewer)
         try:
             latest = self._hub.latest
@@ -108,6 +132,9 @@ class MJPEGFanout:
         finally:
             self._viewers.remove(viewer)
             if not self._viewers:
+                if self._tick is not None:
+                    self._tick.cancel()
+                    self._tick = None
                 if self._unlisten is not None:
                     self._unlisten()
                     self._unlisten = None
@@ -139,10 +166,32 @@ class MJPEGFanout:
                 part = self._part(frame)
             self._send(viewer, frame, part, now)
 
+    def keep_alive(self) -> None:
+        """Once a second: the latest frame to each viewer that got nothing for a while."""
+        self._tick = asyncio.get_running_loop().call_later(_TICK, self.keep_alive)
+        latest = self._hub.latest
+        if latest is None:
+            return  # nothing to show yet: the camera never sent a frame
+        now = time.monotonic()
+        for viewer in self._viewers:
+            # A capped viewer (``?fps=`` below 1/KEEPALIVE) waits for its own turn.
+            if now - viewer.last_write < max(KEEPALIVE, viewer.interval):
+                continue
+            transport = viewer.transport
+            if transport.is_closing() or transport.get_write_buffer_size() > HIGH_WATER:
+                continue
+            if viewer.last_seq == latest.seq:
+                transport.write(self._hub.encoded("mjpeg-resent", latest, self._encode_resent))
+                viewer.last_write = now
+                counters.resent += 1
+            else:  # a frame it skipped (slow socket, its rate) and the camera sent no other
+                self._send(viewer, latest, self._part(latest), now)
+
     @staticmethod
     def _send(viewer: Viewer, frame: HubFrame, part: bytes, now: float) -> None:
         viewer.transport.write(part)
         viewer.last_seq = frame.seq
+        viewer.last_write = now
         counters.sent += 1
         if viewer.interval:
             # Keep the average at the cap when the camera is faster; after a gap

@@ -331,6 +331,10 @@ class Ingest:
                     status.bad_frames += 1
                     log.debug("stream %s: skipped a part: %s", self.name, event.reason)
                     continue
+                if event.resent:
+                    # Another camserver's keep-alive (its camera is down): not a new frame,
+                    # and it must not hide that the upstream stalled.
+                    continue
                 frame = hub.publish(event.data, event.camera_ts)
                 status.frames += 1
                 status.bytes += len(event.data)

@@ -44,6 +44,7 @@ _BOUNDARY_TOKEN = re.compile(rb"[!-~]{1,200}")
 # Header lines; names in any case, blanks around the colon and value, CRLF or bare LF.
 _CONTENT_LENGTH = re.compile(rb"^[ \t]*content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 _TIMESTAMP = re.compile(rb"^[ \t]*x-timestamp[ \t]*:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
+_RESENT = re.compile(rb"^[ \t]*x-resent[ \t]*:[ \t]*1[ \t]*\r?$", re.I | re.M)
 _CT_BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|([^\s;,]+))""", re.IGNORECASE)
 
 
@@ -68,6 +69,8 @@ class Frame:
     data: bytes
     camera_ts: str | None = None
     """The part's ``X-Timestamp`` header, if any (ESP32: seconds since boot)."""
+    resent: bool = False
+    """The part says ``X-Resent: 1``: a camserver keep-alive, the previous frame again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class MJPEGParser:
         self._length = 0
         self._remaining = 0
         self._camera_ts: str | None = None
+        self._resent = False
         self._scan_from = -1  # BODY_JPEG: where to look for EOI next (-1: not at SOS yet)
 
     @classmethod
@@ -220,6 +224,7 @@ class MJPEGParser:
         self._state = _State.SEEK
         self._search_from = 0
         self._camera_ts = None
+        self._resent = False
         self._scan_from = -1
         self._length = self._remaining = 0
 
@@ -324,6 +329,7 @@ class MJPEGParser:
         length = int(m[1]) if m else None
         if (m := _TIMESTAMP.search(buf, 0, end)) is not None:
             self._camera_ts = m[1].decode("ascii", "replace")
+        self._resent = _RESENT.search(buf, 0, end) is not None
         del buf[: end + skip]
         self._begin_body(length)
         return None
@@ -349,7 +355,7 @@ class MJPEGParser:
         frame = None
         with memoryview(buf) as view, view[:n] as body:
             if jpeg.is_complete(body):
-                frame = Frame(body.tobytes(), self._camera_ts)
+                frame = Frame(body.tobytes(), self._camera_ts, self._resent)
         if frame is not None:
             del buf[:n]
             self._reset_part()
@@ -388,7 +394,7 @@ class MJPEGParser:
             self._reset_part()
             return BadPart("frame larger than the limit", end)
         with memoryview(buf) as view, view[:end] as body:
-            frame = Frame(bytes(body), self._camera_ts)
+            frame = Frame(bytes(body), self._camera_ts, self._resent)
         del buf[:end]
         self._reset_part()
         return frame

@@ -23,10 +23,18 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from camserver.connections import DIRECT, DirectWrite
-from camserver.streaming.fanout import MJPEGFanout, Viewer
+from camserver.streaming import fanout
+from camserver.streaming.fanout import KEEPALIVE, MJPEGFanout, Viewer
 from camserver.streaming.hub import FrameHub, HubFrame
 
-__all__ = ["BOUNDARY", "CONTENT_TYPE", "MJPEGResponse", "encode_part", "mjpeg_parts"]
+__all__ = [
+    "BOUNDARY",
+    "CONTENT_TYPE",
+    "MJPEGResponse",
+    "encode_part",
+    "encode_resent",
+    "mjpeg_parts",
+]
 
 BOUNDARY = "camserverframe"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
@@ -35,7 +43,17 @@ _HEAD = b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\nContent-Le
 
 def encode_part(frame: HubFrame) -> bytes:
     """One part: boundary, headers (``X-Timestamp`` = server receive time), JPEG, CRLF."""
-    head = _HEAD % len(frame.data) + b"X-Timestamp: %.6f\r\n\r\n" % frame.ts
+    return _encode(frame)
+
+
+def encode_resent(frame: HubFrame) -> bytes:
+    """A keep-alive part: the frame again, marked ``X-Resent: 1`` (its ``X-Timestamp`` is
+    still the time it was received, so a client can tell how old it is)."""
+    return _encode(frame, b"X-Resent: 1\r\n")
+
+
+def _encode(frame: HubFrame, marks: bytes = b"") -> bytes:
+    head = _HEAD % len(frame.data) + marks + b"X-Timestamp: %.6f\r\n\r\n" % frame.ts
     return b"".join((head, frame.data, b"\r\n"))
 
 
@@ -48,10 +66,13 @@ async def mjpeg_parts(
     next_at = 0.0
     with hub.viewer(kind, client):
         while True:
-            frame = await hub.next_frame(last, timeout=5.0)
+            frame = await hub.next_frame(last, timeout=max(KEEPALIVE, interval))
             if frame is None:
                 if hub.closed:
                     return
+                if hub.latest is not None:  # keep-alive, as MJPEGFanout does
+                    fanout.counters.resent += 1
+                    yield hub.encoded("mjpeg-resent", hub.latest, encode_resent)
                 continue
             if interval:
                 now = time.monotonic()
@@ -97,7 +118,7 @@ class MJPEGResponse(StreamingResponse):
             # GET bodies are read already: receive() now returns only at disconnect.
             watcher = asyncio.ensure_future(_finish_on_disconnect(receive, viewer))
             try:
-                await MJPEGFanout.of(self.hub, encode_part).serve(viewer)
+                await MJPEGFanout.of(self.hub, encode_part, encode_resent).serve(viewer)
             finally:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
