@@ -145,7 +145,7 @@ async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
             locked.url, transports=["websocket"], headers=auth(token), auth={"token": token}
         )
         ack = await sio.call("join_stream", {"name": "none"})
-        assert ack == {"ok": False, "error": "no stream named 'none'"}
+        assert ack == {"ok": False, "error": "no stream named 'none'", "status": 404}
         await sio.disconnect()
 
 
@@ -181,7 +181,7 @@ async def test_socketio_token_in_the_query_string(locked: Server) -> None:
         if admitted:
             await sio.connect(url, transports=["websocket"])
             ack = await sio.call("join_stream", {"name": "none"})
-            assert ack == {"ok": False, "error": "no stream named 'none'"}
+            assert ack == {"ok": False, "error": "no stream named 'none'", "status": 404}
             await sio.disconnect()
         else:  # refused at the Engine.IO handshake already
             async with aiohttp.ClientSession() as session:

@@ -64,7 +64,7 @@ async def viewer(server: Server) -> AsyncIterator[ViewerFactory]:
 
 async def test_join_errors(server: Server, viewer: ViewerFactory) -> None:
     v = await viewer()
-    assert await v.join("ghost") == {"ok": False, "error": "no stream named 'ghost'"}
+    assert await v.join("ghost") == {"ok": False, "error": "no stream named 'ghost'", "status": 404}
     ack = await v.sio.call("join_stream", "porch", timeout=5)
     assert ack["ok"] is False
     assert "name" in ack["error"]

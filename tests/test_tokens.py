@@ -147,7 +147,7 @@ async def test_a_scoped_token_over_socketio(two: Server) -> None:
         )
     assert (await scoped.call("join_stream", {"name": "a"}))["ok"] is True
     ack = await scoped.call("join_stream", {"name": "b"})
-    assert ack == {"ok": False, "error": "no stream named 'b'"}
+    assert ack == {"ok": False, "error": "no stream named 'b'", "status": 404}
     for name in ("b", "a"):  # state changes on both streams
         r = await two.client.post(f"/api/streams/{name}/start", headers=auth(ADMIN))
         assert r.status_code == 200

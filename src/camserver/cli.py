@@ -1,4 +1,4 @@
-"""The ``camserver`` command: ``serve`` and ``sim``."""
+"""The ``camserver`` command: ``serve``, ``config``, ``discover``, ``watch`` and ``sim``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from camserver import __version__
+from camserver.client import watch
 from camserver.config import Settings
 from camserver.errors import ConfigError
 from camserver.logs import setup_logging
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
     d.add_argument("--port", type=int, help="UDP port cameras listen on (default 8888)")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    w = sub.add_parser("watch", help="a stream's live frame rate and latency, a line a second")
+    watch.add_arguments(w)
 
     m = sub.add_parser("sim", help="run simulated ESP32-CAMs (Ctrl-C stops them)")
     m.add_argument("--count", type=int, default=1)
@@ -347,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"camserver discover: {exc}", file=sys.stderr)
             return 2
+    if args.command == "watch":
+        return watch.run(args)
     if args.command == "sim":
         setup_logging("info")
         try:

@@ -34,7 +34,7 @@ from camserver.errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["install_error_handlers"]
+__all__ = ["install_error_handlers", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,13 @@ _STATUS: list[tuple[type[CamServerError], int]] = [
 ]
 
 
+def status_for(exc: CamServerError) -> int:
+    """The HTTP status that answers ``exc`` (Socket.IO acks give it too)."""
+    return next((c for kind, c in _STATUS if isinstance(exc, kind)), 400)
+
+
 async def _camserver_error(request: Request, exc: Exception) -> JSONResponse:
-    code = next((c for kind, c in _STATUS if isinstance(exc, kind)), 400)
+    code = status_for(exc) if isinstance(exc, CamServerError) else 400
     if code >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=code)

@@ -1,7 +1,8 @@
 """Socket.IO: live frames by room, stream status and discovery events.
 
 Client → server: ``join_stream`` / ``leave_stream`` with ``{"name": ...}``, acknowledged
-with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``.
+with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}`` (a refused join
+adds ``"status"``: the HTTP status the same refusal gets, 404 or 503).
 
 Server → client: ``frame`` ``{"name", "seq", "ts", "token", "data": <binary JPEG>}`` (``token``:
 the cluster's fencing token of the node that pulled the frame, 0 on one node) to the room
@@ -36,6 +37,7 @@ from typing import Any
 
 import socketio
 
+from camserver.api.errors import status_for
 from camserver.api.security import TokenChecker, query_token
 from camserver.api.sio_adapter import EngineIOSockets
 from camserver.api.sio_wire import event_frames
@@ -259,7 +261,7 @@ class Realtime:
                 raise StreamNotFound(name)  # as if it did not exist: names do not leak
             hub = self.manager.admit(name, self._address.get(sid))
         except (StreamNotFound, TooManyViewers) as exc:
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": str(exc), "status": status_for(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
         self._count(name)
         task = self._broadcasters.get(name)

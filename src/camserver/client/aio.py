@@ -1,0 +1,265 @@
+"""The asyncio client: every REST call, and live frames over Socket.IO or MJPEG."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from camserver import __version__
+from camserver.client import live
+from camserver.client.errors import ServerUnreachable, error_for
+from camserver.client.frame import Frame
+
+__all__ = ["DEFAULT_URL", "JSON", "AsyncClient", "Time"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+JSON = dict[str, Any]
+Time = float | str
+"""Epoch seconds, or ISO 8601 (UTC if no zone is given)."""
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+class AsyncClient:
+    """camserver's API from asyncio.
+
+    ``base_url`` defaults to ``$CAMSERVER_URL`` or ``http://127.0.0.1:8000``; ``token`` to
+    ``$CAMSERVER_TOKEN`` (needed when the server sets ``CAMSERVER_API_TOKEN``). Use it as
+    ``async with AsyncClient() as client:`` or call :meth:`aclose`. Errors raise
+    :mod:`camserver.client.errors` types with the server's message.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("CAMSERVER_URL") or DEFAULT_URL).rstrip("/")
+        self.token = token if token is not None else os.environ.get("CAMSERVER_TOKEN") or None
+        self.timeout = timeout
+        headers = {
+            "User-Agent": f"camserver-client/{__version__}",
+            # The server's browser guard wants it on a POST without a JSON body.
+            "X-Requested-With": "camserver-client",
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.headers = headers
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, trust_env=False
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            r = await self._http.request(method, path, params=query, json=json)
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(f"{method} {self.base_url}{path}: {exc!r}") from exc
+        if r.status_code >= 400:
+            try:
+                body: object = r.json()
+            except ValueError:
+                body = r.text.strip()[:200]
+            raise error_for(r.status_code, body)
+        return r
+
+    async def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return (await self._request(method, path, **kw)).json()
+
+    async def _bytes(self, path: str, **kw: Any) -> bytes:
+        return (await self._request("GET", path, **kw)).content
+
+    # -- server -----------------------------------------------------------------------------
+
+    async def health(self) -> JSON:
+        """``/healthz``: ``{"status": "ok"}`` (a cluster node adds its node and Redis)."""
+        data: JSON = await self._json("GET", "/healthz")
+        return data
+
+    # -- streams ----------------------------------------------------------------------------
+
+    async def streams(self) -> list[JSON]:
+        """Every stream the token sees, each with its live ``status``."""
+        data: list[JSON] = await self._json("GET", "/api/streams")
+        return data
+
+    async def stream(self, name: str) -> JSON:
+        data: JSON = await self._json("GET", f"/api/streams/{_q(name)}")
+        return data
+
+    async def create_stream(
+        self, /, name: str, *, host: str | None = None, stream_url: str | None = None, **fields: Any
+    ) -> JSON:
+        """Add an ESP32-CAM by ``host`` (``ip`` or ``ip:port``) or any MJPEG source by
+        ``stream_url``; more fields as in ``POST /api/streams`` (``on_demand``, ``enabled``,
+        ``recording``, ``motion``, ...)."""
+        body = {"name": name, "host": host, "stream_url": stream_url, **fields}
+        data: JSON = await self._json(
+            "POST", "/api/streams", json={k: v for k, v in body.items() if v is not None}
+        )
+        return data
+
+    async def update_stream(self, /, name: str, **fields: Any) -> JSON:
+        """``PATCH``: change only the fields given (``recording={"mode": "continuous"}``,
+        ``motion={"enabled": True}``, ``on_demand=True``, ...)."""
+        data: JSON = await self._json("PATCH", f"/api/streams/{_q(name)}", json=fields)
+        return data
+
+    async def delete_stream(self, name: str) -> None:
+        await self._request("DELETE", f"/api/streams/{_q(name)}")
+
+    async def start(self, name: str) -> JSON:
+        """Start pulling the camera; returns the status."""
+        data: JSON = await self._json("POST", f"/api/streams/{_q(name)}/start")
+        return data
+
+    async def stop(self, name: str) -> JSON:
+        """Stop pulling the camera; returns the status."""
+        data: JSON = await self._json("POST", f"/api/streams/{_q(name)}/stop")
+        return data
+
+    async def status(self, name: str) -> JSON:
+        data: JSON = await self._json("GET", f"/api/streams/{_q(name)}/status")
+        return data
+
+    async def snapshot(self, name: str) -> bytes:
+        """The latest frame (JPEG) if it is recent, else one fetched from the camera."""
+        return await self._bytes(f"/api/streams/{_q(name)}/snapshot")
+
+    # -- the ESP32's own settings -----------------------------------------------------------
+
+    async def camera_settings(self, name: str) -> JSON:
+        """The camera's ``/status`` (framesize, quality, brightness, ...)."""
+        data: JSON = await self._json("GET", f"/api/streams/{_q(name)}/settings")
+        return data
+
+    async def set_camera_settings(self, /, name: str, **values: int) -> JSON:
+        """Set CameraWebServer variables (``quality=10, vflip=1``); returns each outcome."""
+        data: JSON = await self._json("PUT", f"/api/streams/{_q(name)}/settings", json=values)
+        return data
+
+    # -- discovery --------------------------------------------------------------------------
+
+    async def discovered(self) -> list[JSON]:
+        """Cameras found by UDP discovery since the server started."""
+        data: list[JSON] = await self._json("GET", "/api/discovery")
+        return data
+
+    async def scan(self, timeout: float = 2.0, interface: str | None = None) -> list[JSON]:
+        """Probe for cameras now (``interface``: some of the enabled ones, comma-separated)."""
+        params = {"timeout": timeout, "interface": interface}
+        data: list[JSON] = await self._json("POST", "/api/discovery/scan", params=params)
+        return data
+
+    async def add_discovered(self, camera: str, name: str | None = None) -> JSON:
+        """Add a discovered camera as a stream (under ``name``, else its own)."""
+        body = {"name": name} if name else None
+        data: JSON = await self._json("POST", f"/api/discovery/{_q(camera)}/add", json=body)
+        return data
+
+    # -- recordings -------------------------------------------------------------------------
+
+    async def recordings(
+        self, name: str, start: Time | None = None, end: Time | None = None
+    ) -> list[JSON]:
+        """Segments overlapping [start, end] (default: the last 24 hours)."""
+        params = {"start": start, "end": end}
+        data: list[JSON] = await self._json(
+            "GET", f"/api/streams/{_q(name)}/recordings", params=params
+        )
+        return data
+
+    async def recording(self, recording_id: int) -> JSON:
+        data: JSON = await self._json("GET", f"/api/recordings/{int(recording_id)}")
+        return data
+
+    async def recording_file(self, recording_id: int) -> bytes:
+        """The segment's Matroska file."""
+        return await self._bytes(f"/api/recordings/{int(recording_id)}/file")
+
+    async def delete_recording(self, recording_id: int) -> None:
+        await self._request("DELETE", f"/api/recordings/{int(recording_id)}")
+
+    async def recorded_frame(self, name: str, t: Time) -> bytes:
+        """The recorded JPEG received at ``t`` or just before."""
+        return await self._bytes(f"/api/streams/{_q(name)}/frame.jpeg", params={"t": t})
+
+    async def clip(self, name: str, start: Time, end: Time) -> bytes:
+        """Recorded frames from ``start`` to ``end`` as an H.264 MP4."""
+        params = {"start": start, "end": end}
+        return await self._bytes(f"/api/streams/{_q(name)}/clip.mp4", params=params)
+
+    async def mark_event(self, name: str, seconds: float = 10.0) -> JSON:
+        """Recording mode ``events``: record a clip around now (pre-roll to post-roll)."""
+        data: JSON = await self._json(
+            "POST", f"/api/streams/{_q(name)}/recordings/event", json={"seconds": seconds}
+        )
+        return data
+
+    # -- motion events ----------------------------------------------------------------------
+
+    async def events(
+        self,
+        stream: str | None = None,
+        start: Time | None = None,
+        end: Time | None = None,
+        limit: int = 100,
+    ) -> list[JSON]:
+        """Motion events overlapping [start, end] (default: the last 24 hours), newest first."""
+        params = {"stream": stream, "start": start, "end": end, "limit": limit}
+        data: list[JSON] = await self._json("GET", "/api/events", params=params)
+        return data
+
+    async def event(self, event_id: int) -> JSON:
+        data: JSON = await self._json("GET", f"/api/events/{int(event_id)}")
+        return data
+
+    async def event_snapshot(self, event_id: int) -> bytes:
+        """The JPEG at the event's peak."""
+        return await self._bytes(f"/api/events/{int(event_id)}/snapshot.jpg")
+
+    async def delete_event(self, event_id: int) -> None:
+        await self._request("DELETE", f"/api/events/{int(event_id)}")
+
+    # -- live -------------------------------------------------------------------------------
+
+    def frames(self, name: str, *, fps: float | None = None) -> AsyncIterator[Frame]:
+        """Live frames over Socket.IO (a WebSocket), reconnecting by itself; the newest
+        frame wins when the loop body is slower than the camera. ``fps`` caps the rate
+        (frames in between are skipped here). Ends with :class:`NotFound` if the stream is
+        deleted. ``async for frame in client.frames("porch"): ...``"""
+        return live.socketio_frames(self, name, fps)
+
+    def mjpeg(self, name: str, *, fps: float | None = None) -> AsyncIterator[Frame]:
+        """Live frames over the MJPEG path (``/api/streams/{name}/mjpeg``; ``fps`` capped by
+        the server), reconnecting after a broken connection."""
+        return live.mjpeg_frames(self, self._http, name, fps)
