@@ -234,13 +234,22 @@ class Proc:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
-    """Run ``camserver serve`` as a real process; killed at teardown."""
+    """Run ``camserver serve`` as a real process (by the test's Python unless ``python=``
+    names another, in ``cwd=`` if given); stopped at teardown."""
     procs: list[Proc] = []
 
-    def start(args: tuple[str, ...], port: int, env: dict[str, str] | None, log: Path) -> Proc:
+    def start(
+        args: tuple[str, ...],
+        port: int,
+        env: dict[str, str] | None,
+        log: Path,
+        python: str,
+        cwd: Path | None,
+    ) -> Proc:
         with log.open("w") as fh:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "camserver", "serve", "--port", str(port), *args],
+                [python, "-m", "camserver", "serve", "--port", str(port), *args],
+                cwd=cwd,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -252,13 +261,19 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
             )
         return Proc(proc, f"http://127.0.0.1:{port}", log)
 
-    def run(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
+    def run(
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        cwd: Path | None = None,
+    ) -> Proc:
         log = tmp_path / f"serve-{len(procs)}.log"
-        p = start(args, port or free_port(), env, log)
+        p = start(args, port or free_port(), env, log, python, cwd)
         if port is None:  # a free port can be taken before the server binds it
 
             def respawn() -> None:
-                fresh = start(args, free_port(), env, log)
+                fresh = start(args, free_port(), env, log, python, cwd)
                 p.proc, p.url = fresh.proc, fresh.url
 
             p.respawn = respawn
