@@ -21,9 +21,12 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
+import yaml
 
+from camserver.config import Settings
 from camserver.integrations import ha
 from camserver.models import StreamConfig
+from camserver.streaming.mjpeg import Frame, MJPEGParser
 from tests.conftest import CameraFactory, Proc, free_port, wait_for, wait_healthy
 
 pytestmark = pytest.mark.requires("mosquitto")
@@ -180,6 +183,10 @@ async def test_home_assistant_discovers_follows_and_controls_a_camera(
             assert CONFIG_TOPIC.match(topic), topic
             component = topic.split("/")[1]
             assert REQUIRED[component] in config, (topic, config)
+            # Home Assistant 2026.4 ignores "object_id": the entity id is this one.
+            assert "object_id" not in config
+            obj = topic.split("/")[3]
+            assert config["default_entity_id"] == f"{component}.porch_{obj}"
             unique.add(config["unique_id"])
             assert config["device"]["identifiers"] == ["camserver_porch"]
             assert config["device"]["name"] == "porch"
@@ -299,3 +306,103 @@ def test_commands_and_configs_as_messages() -> None:
     removal = ha.removal(topics, "porch")
     assert set(ha.discovery(topics, "porch", "http://x")) <= set(removal)
     assert all(p == b"" for p in removal.values())
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs/home-assistant.md"
+DOC_URL = "http://192.168.1.10:8000"
+
+
+async def test_the_home_assistant_docs_hold_against_a_real_server(
+    broker: Mosquitto, spawn: Callable[..., Proc], camera: CameraFactory, tmp_path: Path
+) -> None:
+    """Every block docs/home-assistant.md shows, against camserver (tokens on) and mosquitto:
+    the MJPEG camera's URLs answer, the entity ids and topics are the announced ones."""
+    text = DOCS.read_text()
+    form, card, automation, manual = [
+        yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+    ]
+    shell = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert shell is not None
+    for var in re.findall(r"(CAMSERVER_\w+)=", shell[1]):
+        assert var.removeprefix("CAMSERVER_").lower() in Settings.model_fields, var
+    admin, view = "admin-Secret-0001", "view-Secret-00002"
+    cam = await camera("porch", fps=10)
+    port = free_port()
+    server = spawn(
+        port=port,
+        env={
+            "CAMSERVER_DB": str(tmp_path / "docs.db"),
+            "CAMSERVER_API_TOKEN": admin,
+            "CAMSERVER_VIEW_TOKEN": view,
+            "CAMSERVER_MQTT_URL": broker.url,
+            "CAMSERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        },
+    )
+    await wait_healthy(server)
+    home = HomeAssistant(broker)
+    await home.connect()
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"Authorization": f"Bearer {admin}"}, trust_env=False
+        ) as http:
+            r = await http.post("/api/streams", json={"name": "porch", "host": cam.address})
+            assert r.status_code == 201, r.text
+        await wait_for(lambda: len(home.configs()) == 4, 10, what="4 discovery configs")
+        configs = list(home.configs().values())
+        ids = {c["default_entity_id"]: c for c in configs}
+
+        # The MJPEG IP Camera form: its fields, and URLs that work with the view token.
+        assert set(form) <= {"mjpeg_url", "still_image_url", "username", "password", "verify_ssl"}
+
+        def real(url: str) -> str:
+            return url.replace(DOC_URL, server.url).replace("YOUR_VIEW_TOKEN", view)
+
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+            still = await c.get(real(form["still_image_url"]))
+            assert (still.status_code, still.content[:2]) == (200, b"\xff\xd8")
+            for url in (real(form["mjpeg_url"]), real(form["mjpeg_url"]) + "&fps=5"):
+                async with c.stream("GET", url) as live:
+                    assert live.status_code == 200
+                    parser = MJPEGParser.from_content_type(live.headers["content-type"])
+                    async for chunk in live.aiter_raw():
+                        parser.receive_data(chunk)
+                        if isinstance(parser.next_event(), Frame):
+                            break
+            # The view token can watch, not change (what the docs promise).
+            r = await c.post(
+                real(f"{DOC_URL}/api/streams/porch/stop?token=YOUR_VIEW_TOKEN"), headers=HEADERS
+            )
+            assert r.status_code == 403
+
+        # The entity table, the card and the automation name announced entities.
+        rows = re.findall(r"^\| `(\w+\.\w+)` \| .*? \| `([\w/]+)` \|$", text, re.M)
+        assert {entity for entity, _ in rows} == set(ids)
+        for entity, topic in rows:
+            config = ids[entity]
+            assert topic == config.get(
+                "command_topic", config.get("state_topic", config.get("topic"))
+            )
+        assert {card["camera_image"], *card["entities"]} <= set(ids)
+        (trigger,) = automation["triggers"]
+        sensor = ids[trigger["entity_id"]]
+        # Home Assistant's binary sensor is "on" when the payload is payload_on.
+        assert (trigger["to"], sensor["payload_on"]) == ("on", "ON")
+        assert automation["actions"][0]["data"]["data"]["image"].endswith(card["camera_image"])
+
+        # Without discovery: each hand-written entity says what the announced one says.
+        assert len(manual["mqtt"]) == 4
+        for entry in manual["mqtt"]:
+            ((component, fields),) = entry.items()
+            assert REQUIRED[component] in fields
+            twin = next(
+                c
+                for e, c in ids.items()
+                if e.startswith(component + ".")
+                and c.get("state_topic", c.get("topic"))
+                == fields.get("state_topic", fields.get("topic"))
+            )
+            for key, value in fields.items():
+                if key not in ("name", "unique_id"):
+                    assert twin[key] == value, (component, key, value, twin.get(key))
+    finally:
+        await home.close()

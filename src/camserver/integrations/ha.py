@@ -18,7 +18,9 @@ Assistant has them again after its own restart.
 
 The keys follow Home Assistant's MQTT integration: ``state_topic`` (binary sensor),
 ``topic`` (camera) and ``command_topic`` (switch) are required; ``unique_id`` makes the
-entities editable in its UI; ``device`` groups them.
+entities editable in its UI; ``device`` groups them; ``default_entity_id`` gives the entity
+ids docs/home-assistant.md shows (``binary_sensor.<stream>_motion``, ``camera.<stream>_snapshot``,
+``switch.<stream>_recording``, ``switch.<stream>_detection``; ``-`` becomes ``_``).
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def discovery(topics: Topics, stream: str, base_url: str) -> dict[str, bytes]:
         config: dict[str, Any] = {
             "name": name,
             "unique_id": f"camserver_{stream}_{obj}",
-            "object_id": f"{stream}_{obj}",
+            # Home Assistant 2026.4 dropped "object_id" (deprecated since 2025.10) for this
+            # full entity id; entity ids allow no '-', stream names do.
+            "default_entity_id": f"{component}.{stream.replace('-', '_')}_{obj}",
             "availability_topic": topics.status,
             "payload_available": "online",
             "payload_not_available": "offline",
