@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import signal
 import sqlite3
 import subprocess
@@ -64,6 +66,15 @@ async def test_demo_cameras_stream_with_no_hardware(
             return [e["stream"] for e in r.json()] == ["demo-1"]
 
         await wait_for(moved, 20, what="a motion event of demo-1")
+    # What the README suggests next: watch a demo camera through the Python client.
+    watch = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "camserver", "watch", "demo-1", "--url", p.url),
+        *("--seconds", "2.5"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(watch.communicate(), 20)
+    assert watch.returncode == 0
+    assert re.search(rb"^demo-1: +[1-9][\d.]* fps  latency \d+ ms", out, re.M), out
     p.proc.send_signal(signal.SIGTERM)
     assert p.proc.wait(10) == 0
     assert "Traceback" not in p.output()
