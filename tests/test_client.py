@@ -163,6 +163,10 @@ async def _every_method(
     assert mp4[4:8] == b"ftyp"
     await _raises(Conflict, call("delete_recording", seg["id"]), "being written")
     await _raises(Conflict, call("mark_event", "c1"), "events")
+    await call("update_stream", "c1", recording={"mode": "events"})
+    window = await call("mark_event", "c1", seconds=2)
+    assert window["stream"] == "c1"
+    assert window["start"] < time.time() < window["end"]
     await _raises(NotFound, call("recording", 987654))
     await _raises(Invalid, call("recordings", "c1", start="not a time"), "start")
 
@@ -353,3 +357,11 @@ def test_frame_decodes_to_pillow_and_numpy() -> None:
     assert rgb.shape == (6, 8, 3)
     assert rgb[0, 0, 0] > 200 > rgb[0, 0, 2]
     assert bgr[0, 0, 2] > 200 > bgr[0, 0, 0]
+
+
+def test_the_blocking_client_has_every_method_of_the_async_one() -> None:
+    def public(cls: type) -> set[str]:
+        return {n for n in vars(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+    assert public(AsyncClient) - {"aclose"} == public(Client) - {"close"}
+    assert Client.snapshot.__doc__ == AsyncClient.snapshot.__doc__
