@@ -9,19 +9,15 @@ is away (a :class:`~camserver.errors.MotionError`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import redis
-from redis.exceptions import RedisError
-
+from camserver.cluster.redis_table import RedisTable
 from camserver.cluster.wire import Keys
 from camserver.errors import MotionError
 from camserver.motion.events import MotionEvent
 
 __all__ = ["RedisEvents"]
-
-T = TypeVar("T")
 
 LONGEST = 86400.0
 """How far before a range ``between`` looks for events still overlapping it."""
@@ -47,39 +43,18 @@ class RedisEvents:
 
     def __init__(self, url: str, keys: Keys, node: str) -> None:
         self.node = node
-        self._node_key = keys.node
-        self._p = keys.prefix + "ev:"
-        self._r = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, protocol=2
+        self._t = RedisTable(
+            url, keys, node, name="ev", row=_event, error=MotionError, what="motion events"
         )
 
-    def _run(self, step: Callable[[], T]) -> T:
-        try:
-            return step()
-        except (RedisError, OSError) as exc:
-            raise MotionError(f"motion events (Redis): {exc}") from exc
-
-    def _load(self, raw: Iterable[Any]) -> list[MotionEvent]:
-        ids = [int(i) for i in raw]
-        if not ids:
-            return []
-
-        def read() -> list[Any]:
-            pipe = self._r.pipeline(transaction=False)
-            for eid in ids:
-                pipe.hgetall(f"{self._p}{eid}")
-            return pipe.execute()
-
-        rows = self._run(read)
-        return [e for eid, h in zip(ids, rows, strict=True) if (e := _event(eid, h))]
-
     def add(self, stream: str, start: float, peak_area: float) -> int:
-        eid = int(self._run(lambda: self._r.incr(f"{self._p}id")))
+        t = self._t
+        eid = t.next_id()
 
         def write() -> None:
-            pipe = self._r.pipeline(transaction=True)
+            pipe = t.redis.pipeline(transaction=True)
             pipe.hset(
-                f"{self._p}{eid}",
+                t.key(eid),
                 mapping={
                     "stream": stream,
                     "start": repr(start),
@@ -87,22 +62,23 @@ class RedisEvents:
                     "node": self.node,
                 },
             )
-            pipe.zadd(f"{self._p}all", {str(eid): start})
-            pipe.zadd(f"{self._p}s:{stream}", {str(eid): start})
-            pipe.sadd(f"{self._p}open", eid)
+            pipe.zadd(t.key("all"), {str(eid): start})
+            pipe.zadd(t.key(f"s:{stream}"), {str(eid): start})
+            pipe.sadd(t.key("open"), eid)
             pipe.execute()
 
-        self._run(write)
+        t.run(write)
         return eid
 
     def update(
         self, eid: int, *, end: float | None, peak_area: float, snapshot: str | None
     ) -> None:
+        t = self._t
+
         def write() -> None:
-            pipe = self._r.pipeline(transaction=True)
-            key = f"{self._p}{eid}"
+            pipe = t.redis.pipeline(transaction=True)
             pipe.hset(
-                key,
+                t.key(eid),
                 mapping={
                     "end": "" if end is None else repr(end),
                     "peak_area": repr(peak_area),
@@ -110,28 +86,29 @@ class RedisEvents:
                 },
             )
             if end is not None:
-                pipe.srem(f"{self._p}open", eid)
+                pipe.srem(t.key("open"), eid)
             pipe.execute()
 
-        if self._run(lambda: self._r.exists(f"{self._p}{eid}")):
-            self._run(write)
+        if t.run(lambda: t.redis.exists(t.key(eid))):
+            t.run(write)
 
     def get(self, eid: int) -> MotionEvent | None:
-        found = self._load([eid])
+        found = self._t.load([eid])
         return found[0] if found else None
 
     def between(
         self, streams: Sequence[str] | None, start: float, end: float, limit: int
     ) -> list[MotionEvent]:
-        keys = [f"{self._p}all"] if streams is None else [f"{self._p}s:{s}" for s in streams]
+        t = self._t
+        keys = [t.key("all")] if streams is None else [t.key(f"s:{s}") for s in streams]
         found: list[MotionEvent] = []
         for key in keys:
-            ids = self._run(
-                lambda key=key: self._r.zrevrangebyscore(  # type: ignore[misc]
+            ids = t.run(
+                lambda key=key: t.redis.zrevrangebyscore(  # type: ignore[misc]
                     key, end, start - LONGEST, start=0, num=limit * 4 + 50
                 )
             )
-            found += [e for e in self._load(ids) if e.end is None or e.end >= start]
+            found += [e for e in t.load(ids) if e.end is None or e.end >= start]
         found.sort(key=lambda e: (e.start, e.id), reverse=True)
         return found[:limit]
 
@@ -139,46 +116,37 @@ class RedisEvents:
         found = self.get(eid)
         if found is None:
             return
+        t = self._t
 
         def remove() -> None:
-            pipe = self._r.pipeline(transaction=True)
-            pipe.delete(f"{self._p}{eid}")
-            pipe.zrem(f"{self._p}all", eid)
-            pipe.zrem(f"{self._p}s:{found.stream}", eid)
-            pipe.srem(f"{self._p}open", eid)
+            pipe = t.redis.pipeline(transaction=True)
+            pipe.delete(t.key(eid))
+            pipe.zrem(t.key("all"), eid)
+            pipe.zrem(t.key(f"s:{found.stream}"), eid)
+            pipe.srem(t.key("open"), eid)
             pipe.execute()
 
-        self._run(remove)
+        t.run(remove)
 
     def older_than(self, before: float, limit: int) -> list[MotionEvent]:
-        ids = self._run(
-            lambda: self._r.zrangebyscore(f"{self._p}all", "-inf", before, start=0, num=limit)
-        )
-        return [e for e in self._load(ids) if e.end is not None and e.end < before]
+        t = self._t
+        ids = t.run(lambda: t.redis.zrangebyscore(t.key("all"), "-inf", before, start=0, num=limit))
+        return [e for e in t.load(ids) if e.end is not None and e.end < before]
 
     def unfinished(self, *, own: bool) -> list[MotionEvent]:
-        ids = [int(i) for i in self._run(lambda: self._r.smembers(f"{self._p}open"))]
+        t = self._t
+        ids = sorted(int(i) for i in t.run(lambda: t.redis.smembers(t.key("open"))))
         if not ids:
             return []
 
         def read() -> list[Any]:
-            pipe = self._r.pipeline(transaction=False)
+            pipe = t.redis.pipeline(transaction=False)
             for eid in ids:
-                pipe.hget(f"{self._p}{eid}", "node")
+                pipe.hget(t.key(eid), "node")
             return pipe.execute()
 
-        nodes = {eid: (n or b"").decode() for eid, n in zip(ids, self._run(read), strict=True)}
-        others = sorted({n for n in nodes.values() if n and n != self.node})
-        alive: dict[str, Any] = {}
-        if others:
-            beats = self._run(lambda: self._r.mget([self._node_key(n) for n in others]))
-            alive = dict(zip(others, beats, strict=True))
-        gone = [
-            eid
-            for eid, n in nodes.items()
-            if (n == self.node and own) or (n != self.node and not alive.get(n))
-        ]
-        return self._load(sorted(gone))
+        nodes = [(eid, (n or b"").decode()) for eid, n in zip(ids, t.run(read), strict=True)]
+        return t.load(t.orphaned(nodes, own=own))
 
     def close(self) -> None:
-        self._r.close()
+        self._t.close()

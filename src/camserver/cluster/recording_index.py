@@ -11,8 +11,8 @@ Keys (under the cluster's prefix, ``cs:`` by default):
 - ``rec:claim:<job>``: one node's claim on a repair or a day's MP4 (expires by itself).
 
 The recorder's worker and the API's threads call it, so it uses redis-py's blocking client
-(its own small pool). Commands fail within a second when Redis is away: the recorder keeps
-writing files and logs that the index could not be told.
+(``cluster.redis_table``). Commands fail within a second when Redis is away: the recorder
+keeps writing files and logs that the index could not be told.
 """
 
 from __future__ import annotations
@@ -20,18 +20,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
 
-import redis
-from redis.exceptions import RedisError
-
+from camserver.cluster.redis_table import RedisTable
 from camserver.cluster.wire import Keys
 from camserver.errors import RecordingError
 from camserver.recording.index import Recording, RecordingKind
 
 __all__ = ["RedisIndex"]
-
-T = TypeVar("T")
 
 KINDS: tuple[RecordingKind, ...] = ("continuous", "timelapse", "event")
 """The order in which retention deletes."""
@@ -102,14 +97,22 @@ class RedisIndex:
 
     def __init__(self, url: str, keys: Keys, node: str) -> None:
         self.node = node
-        self._p = keys.prefix + "rec:"
-        self._node_key = keys.node
-        self._r = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, protocol=2
+        t = self._t = RedisTable(
+            url,
+            keys,
+            node,
+            name="rec",
+            row=_recording,
+            error=RecordingError,
+            what="recordings index",
         )
-        self._update = self._r.register_script(UPDATE)
-        self._set_derived = self._r.register_script(SET_DERIVED)
-        self._delete = self._r.register_script(DELETE)
+        self._p = t.prefix
+        self._r = t.redis
+        self._update = t.redis.register_script(UPDATE)
+        self._set_derived = t.redis.register_script(SET_DERIVED)
+        self._delete = t.redis.register_script(DELETE)
+        self._run = t.run
+        self._load = t.load
 
     # -- keys --------------------------------------------------------------------------
 
@@ -123,26 +126,6 @@ class RedisIndex:
         return f"{self._p}k:{kind}"
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _run(self, step: Callable[[], T]) -> T:
-        try:
-            return step()
-        except (RedisError, OSError) as exc:
-            raise RecordingError(f"recordings index (Redis): {exc}") from exc
-
-    def _load(self, raw: Iterable[Any]) -> list[Recording]:
-        ids = [int(i) for i in raw]
-        if not ids:
-            return []
-
-        def read() -> list[Any]:
-            pipe = self._r.pipeline(transaction=False)
-            for rid in ids:
-                pipe.hgetall(self._row(rid))
-            return pipe.execute()
-
-        rows = self._run(read)
-        return [r for rid, h in zip(ids, rows, strict=True) if (r := _recording(rid, h))]
 
     def _scan(
         self, key: str, lo: float | str, hi: float | str, keep: Callable[[Recording], bool]
@@ -162,7 +145,7 @@ class RedisIndex:
     # -- RecordingIndex --------------------------------------------------------------------
 
     def begin(self, stream: str, kind: RecordingKind, path: str, start: float) -> int:
-        rid = int(self._run(lambda: self._r.incr(f"{self._p}id")))
+        rid = self._t.next_id()
 
         def write() -> None:
             pipe = self._r.pipeline(transaction=True)
@@ -251,18 +234,8 @@ class RedisIndex:
 
     def unfinished(self, *, own: bool) -> list[Recording]:
         rows = self._load(self._run(lambda: self._r.smembers(f"{self._p}open")))
-        others = sorted({r.node for r in rows if r.node and r.node != self.node})
-        alive: dict[str, Any] = {}
-        if others:
-            beats = self._run(lambda: self._r.mget([self._node_key(n) for n in others]))
-            alive = dict(zip(others, beats, strict=True))
-
-        def nobody_writes(r: Recording) -> bool:
-            if r.node == self.node:
-                return own  # this node's, from before a restart (at start-up only)
-            return not alive.get(r.node or "")  # a node that is gone
-
-        return sorted((r for r in rows if nobody_writes(r)), key=lambda r: r.id)
+        orphans = self._t.orphaned([(r, r.node) for r in rows], own=own)
+        return sorted(orphans, key=lambda r: r.id)
 
     def claim(self, job: str, seconds: float) -> bool:
         key = f"{self._p}claim:{job}"
@@ -270,4 +243,4 @@ class RedisIndex:
         return bool(self._run(lambda: self._r.set(key, self.node, nx=True, px=ms)))
 
     def close(self) -> None:
-        self._r.close()
+        self._t.close()
