@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -146,6 +146,21 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+T = TypeVar("T")
+
+
+async def local_or_redis(
+    request: pytest.FixtureRequest, local: Callable[[], T], cluster: Callable[[str], T]
+) -> T:
+    """For a fixture with ``params=["sqlite", "redis"]``: the single-node store, or the
+    cluster's on a real redis-server (one contract, two implementations)."""
+    if request.param == "sqlite":
+        return local()
+    server: RedisServer = request.getfixturevalue("redis_server")
+    await server.ready()
+    return cluster(server.url)
 
 
 ClusterFactory = Callable[..., Any]

@@ -13,7 +13,7 @@ from camserver.cluster.motion_events import RedisEvents
 from camserver.cluster.wire import Keys
 from camserver.errors import MotionError
 from camserver.motion.events import EventStore, SQLiteEvents
-from tests.cluster.conftest import RedisServer
+from tests.cluster.conftest import RedisServer, local_or_redis
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.requires("redis-server")
@@ -21,12 +21,9 @@ pytestmark = pytest.mark.requires("redis-server")
 
 @pytest.fixture(params=["sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
-    if request.param == "sqlite":
-        events: EventStore = SQLiteEvents(tmp_path / "db")
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        await server.ready()
-        events = RedisEvents(server.url, Keys(), "n1")
+    events: EventStore = await local_or_redis(
+        request, lambda: SQLiteEvents(tmp_path / "db"), lambda url: RedisEvents(url, Keys(), "n1")
+    )
     yield events
     events.close()
 

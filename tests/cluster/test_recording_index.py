@@ -13,7 +13,7 @@ from camserver.cluster.recording_index import RedisIndex
 from camserver.cluster.wire import Keys
 from camserver.errors import RecordingError
 from camserver.recording.index import RecordingIndex, SQLiteIndex
-from tests.cluster.conftest import RedisServer
+from tests.cluster.conftest import RedisServer, local_or_redis
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.requires("redis-server")
@@ -21,12 +21,9 @@ pytestmark = pytest.mark.requires("redis-server")
 
 @pytest.fixture(params=["sqlite", "redis"])
 async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecordingIndex]:
-    if request.param == "sqlite":
-        idx: RecordingIndex = SQLiteIndex(tmp_path / "db")
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        await server.ready()
-        idx = RedisIndex(server.url, Keys(), "n1")
+    idx: RecordingIndex = await local_or_redis(
+        request, lambda: SQLiteIndex(tmp_path / "db"), lambda url: RedisIndex(url, Keys(), "n1")
+    )
     yield idx
     idx.close()
 
