@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -142,6 +143,34 @@ async def test_stream_port_serves_one_client_at_a_time(camera: CameraFactory) ->
     w2.close()
     # Port 80 stays responsive meanwhile.
     assert (await raw_get(cam.http_port, "/status", 0.3)).startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_two_readers_at_once_count_and_one_that_closed_does_not(
+    camera: CameraFactory,
+) -> None:
+    """``max_stream_clients`` (the cluster tests' "never two readers") counts readers that
+    overlap, not one that closed before this busy loop ran its handler."""
+    cam = await camera("c1", fps=20)
+    request = b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+    address = ("127.0.0.1", cam.stream_port)
+    first = socket.create_connection(address)
+    first.sendall(request)
+    await wait_for(lambda: cam.active_streams == 1, what="the first reader served")
+    # Closed, then another reader at once: no await between, so the simulator has not
+    # run the first one's handler yet when it accepts the second.
+    first.close()
+    second = socket.create_connection(address)
+    second.sendall(request)
+    try:
+        await wait_for(lambda: cam.stream_connections == 2, what="the second reader served")
+        assert cam.max_stream_clients == 1
+        third = socket.create_connection(address)  # while the second is open: two at once
+        third.sendall(request)
+        await wait_for(lambda: cam.stream_clients == 2, what="the third one waiting")
+        assert cam.max_stream_clients == 2
+        third.close()
+    finally:
+        second.close()
 
 
 async def test_fault_http_500_and_refuse(camera: CameraFactory) -> None:

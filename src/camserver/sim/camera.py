@@ -444,7 +444,10 @@ class SimCamera:
         self.tcp_connections += 1
         self._stream_writers.add(writer)
         self.stream_clients += 1
-        self.max_stream_clients = max(self.max_stream_clients, self.stream_clients)
+        # A client whose close (FIN) is already in the kernel is gone, even if this busy
+        # loop has not run its handler yet: it does not count against the new one.
+        others = sum(1 for w in self._stream_writers if w is not writer and not _peer_closed(w))
+        self.max_stream_clients = max(self.max_stream_clients, others + 1)
         try:
             # One client at a time: the next one waits here, accepted but unanswered.
             async with self._stream_lock:
@@ -562,3 +565,17 @@ async def _until_closed(reader: asyncio.StreamReader) -> None:
     with contextlib.suppress(ConnectionError):
         while await reader.read(4096):
             pass
+
+
+def _peer_closed(writer: asyncio.StreamWriter) -> bool:
+    """The peer has closed its side: its FIN (or a reset) waits in the kernel (a peek)."""
+    transport_socket = writer.get_extra_info("socket")
+    if transport_socket is None:
+        return True
+    try:
+        with socket.socket(fileno=os.dup(transport_socket.fileno())) as sock:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # open, nothing to read
+    except OSError:
+        return True
