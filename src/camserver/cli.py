@@ -30,7 +30,9 @@ log = logging.getLogger("camserver")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="camserver", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="camserver", description="Self-hosted ESP32-CAM server: one upstream per camera."
+    )
     p.add_argument("--version", action="version", version=f"camserver {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
