@@ -237,6 +237,9 @@ class Realtime:
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is not None:
+            self.sockets.release(eio_sid)
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
         self._direct.pop(sid, None)

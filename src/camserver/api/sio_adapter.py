@@ -3,7 +3,8 @@
 python-socketio has no public way to ask how many packets wait for a client, and camserver
 needs that to skip a slow viewer for a frame instead of queueing without bound. The
 state lives on ``AsyncServer.eio.sockets`` (Engine.IO session id → socket) and each
-socket's ``queue`` (an ``asyncio.Queue`` of outgoing packets), as of python-engineio 4.x.
+socket's ``queue`` (an ``asyncio.Queue`` of outgoing packets), as of python-engineio 4.x;
+:meth:`EngineIOSockets.release` also puts a packet there.
 :meth:`EngineIOSockets.verify` checks those shapes and fails loudly when an upgrade
 changes them; ``tests/test_socketio.py`` calls it against a live server with a client.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import engineio.packet
 import socketio
 
 __all__ = ["EngineIOInternalsChanged", "EngineIOSockets"]
@@ -36,12 +38,13 @@ class EngineIOSockets:
         return sockets
 
     def verify(self) -> None:
-        """Raise EngineIOInternalsChanged unless every connected socket has a queue."""
+        """Raise EngineIOInternalsChanged unless every connected socket has a queue that
+        this adapter can read and add to."""
         for sock in self._sockets().values():
             queue = getattr(sock, "queue", None)
-            if not callable(getattr(queue, "qsize", None)):
+            if not all(callable(getattr(queue, m, None)) for m in ("qsize", "put_nowait")):
                 raise EngineIOInternalsChanged(
-                    "python-engineio's socket has no 'queue' with qsize() any more: "
+                    "python-engineio's socket has no 'queue' with qsize() and put_nowait(): "
                     "camserver.api.sio_adapter needs updating for this version"
                 )
 
@@ -57,3 +60,16 @@ class EngineIOSockets:
     def queue_sizes(self) -> dict[str, int]:
         """Packets waiting, for every connected client."""
         return {sid: int(sock.queue.qsize()) for sid, sock in self._sockets().items()}
+
+    def release(self, eio_sid: str) -> None:
+        """End the long-poll GET that a closing session's client may still be waiting on.
+
+        Quirk (python-engineio 4.x): on a polling client's CLOSE packet the server closes
+        the session without answering that client's pending GET, which then waits for
+        packets that never come until a timeout: python-engineio's own client waits for
+        it, so its ``disconnect()`` took 30 s, and the server held the request 45 s. A
+        NOOP packet answers the poll as any packet would (engine.io's own "nothing").
+        """
+        sock = self._sockets().get(eio_sid)
+        if sock is not None:
+            sock.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
