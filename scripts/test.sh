@@ -18,7 +18,8 @@ source scripts/lib.sh
 # motion: baseline (b) of the benchmarks' smoke run.
 # redis-server, haproxy: cluster mode runs on real ones (tests/cluster/).
 # mosquitto: the MQTT broker of the Home Assistant tests.
-apt_need iproute2 chromium ffmpeg motion redis-server haproxy mosquitto
+# wget, curl: the uptime checks' HEAD requests (tests/test_head.py).
+apt_need iproute2 chromium ffmpeg motion redis-server haproxy mosquitto wget curl
 # nodejs, npm: the Node.js peers of bench/peers.py (smoke run); a Node.js installed some
 # other way will do.
 command -v node >/dev/null && command -v npm >/dev/null || apt_need nodejs npm

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.conftest import CameraFactory, Server
 
@@ -74,3 +75,28 @@ async def test_head_over_a_raw_socket_gets_headers_and_nothing_else(server: Serv
     assert head.startswith(b"HTTP/1.1 200"), head
     assert re.search(rb"(?i)content-length: 15\r\n", head), head  # {"status":"ok"}
     assert body == b""
+
+
+@pytest.mark.requires("wget", "curl")
+async def test_wget_spider_and_curl_head_see_the_server_up(
+    server: Server, camera: CameraFactory
+) -> None:
+    """What uptime checks run: ``wget --spider`` (a HEAD) and ``curl -I``."""
+    cam = await camera("c1", fps=10)
+    await server.add_camera("c1", cam)
+    for url in (f"{server.url}/healthz", f"{server.url}/api/streams/c1/mjpeg"):
+        wget = await asyncio.create_subprocess_exec(
+            *("wget", "--spider", "--tries=1", "--timeout=5", "--no-proxy", url),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(wget.communicate(), 15)
+        assert wget.returncode == 0, err.decode()
+        assert b"200 OK" in err, err.decode()
+        curl = await asyncio.create_subprocess_exec(
+            *("curl", "-sS", "-I", "--max-time", "5", "--noproxy", "*", url),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(curl.communicate(), 15)
+        assert curl.returncode == 0
+        assert out.startswith(b"HTTP/1.1 200"), out
