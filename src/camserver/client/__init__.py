@@ -13,7 +13,7 @@
 :class:`AsyncClient` has the same methods for asyncio (``async for frame in
 client.frames("porch")``). Errors are :mod:`camserver.client.errors` types with the
 server's message; see docs/client.md. The client needs httpx and python-socketio only
-(numpy for ``Frame.to_numpy``); it does not import the server.
+(Pillow and numpy for ``Frame.to_pil`` and ``Frame.to_numpy``); it does not import the server.
 """
 
 from __future__ import annotations
