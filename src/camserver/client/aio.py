@@ -12,7 +12,7 @@ import httpx
 
 from camserver import __version__
 from camserver.client import live
-from camserver.client.errors import ServerUnreachable, error_for
+from camserver.client.errors import ServerUnreachable, raise_for_status
 from camserver.client.frame import Frame
 
 __all__ = ["DEFAULT_URL", "JSON", "AsyncClient", "Time"]
@@ -84,12 +84,7 @@ class AsyncClient:
             r = await self._http.request(method, path, params=query, json=json)
         except httpx.HTTPError as exc:
             raise ServerUnreachable(f"{method} {self.base_url}{path}: {exc!r}") from exc
-        if r.status_code >= 400:
-            try:
-                body: object = r.json()
-            except ValueError:
-                body = r.text.strip()[:200]
-            raise error_for(r.status_code, body)
+        raise_for_status(r)
         return r
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:

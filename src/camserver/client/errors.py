@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from camserver.errors import CamServerError
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "error_for",
+    "raise_for_status",
 ]
 
 
@@ -114,3 +117,14 @@ def error_for(status: int, body: object) -> APIError:
         detail = f"HTTP {status}" + (f": {detail}" if detail else "")
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else APIError)
     return cls(status, detail, errors)
+
+
+def raise_for_status(r: httpx.Response) -> None:
+    """Raise the exception for ``r`` if it is an error answer (its body must be read)."""
+    if r.status_code < 400:
+        return
+    try:
+        body: object = r.json()
+    except ValueError:
+        body = r.text.strip()[:200]
+    raise error_for(r.status_code, body)

@@ -17,7 +17,13 @@ from urllib.parse import quote
 import httpx
 import socketio
 
-from camserver.client.errors import APIError, NotFound, ServerUnreachable, error_for
+from camserver.client.errors import (
+    APIError,
+    NotFound,
+    ServerUnreachable,
+    error_for,
+    raise_for_status,
+)
 from camserver.client.frame import Frame
 from camserver.streaming.mjpeg import END, NEED_DATA, MJPEGParser
 from camserver.streaming.mjpeg import Frame as Part
@@ -147,11 +153,7 @@ async def mjpeg_frames(
             async with http.stream("GET", path, params=params, timeout=timeout) as r:
                 if r.status_code >= 400:
                     await r.aread()
-                    try:
-                        body: object = r.json()
-                    except ValueError:
-                        body = r.text[:200]
-                    raise error_for(r.status_code, body)
+                    raise_for_status(r)
                 connected, delay = True, 0.5
                 parser = MJPEGParser.from_content_type(r.headers.get("content-type"))
                 async for chunk in r.aiter_raw():
