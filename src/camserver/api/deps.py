@@ -6,14 +6,16 @@ lifespan state (``request.state.runtime``).
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Protocol, TypeVar
 
 import httpx
 from fastapi import Depends, Request
 
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
-from camserver.errors import DiscoveryUnavailable, NotPermitted, StreamNotFound
+from camserver.errors import CamServerError, DiscoveryUnavailable, NotPermitted, StreamNotFound
 from camserver.motion.service import MotionService
 from camserver.recording.service import RecordingService
 from camserver.runtime import Runtime
@@ -32,6 +34,7 @@ __all__ = [
     "Unscoped",
     "VisibleName",
     "visible_name",
+    "visible_row",
 ]
 
 # All ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread on every
@@ -87,6 +90,26 @@ async def visible_name(name: str, grant: GrantDep) -> str:
     if not grant.sees(name):
         raise StreamNotFound(name)
     return name
+
+
+class _OfAStream(Protocol):
+    @property
+    def stream(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=_OfAStream)
+
+
+async def visible_row(
+    load: Callable[[int], Row | None], row_id: int, grant: Grant, missing: CamServerError
+) -> Row:
+    """Row ``row_id`` of a stream (a recording, a motion event), read in a worker thread;
+    ``missing`` (a 404) when there is none or the token may not see its stream, so that
+    ids tell nothing about streams a token may not see."""
+    found = await asyncio.to_thread(load, row_id)
+    if found is None or not grant.sees(found.stream):
+        raise missing
+    return found
 
 
 async def unscoped(grant: GrantDep) -> None:

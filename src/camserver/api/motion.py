@@ -15,7 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
-from camserver.api.deps import GrantDep, MotionDep
+from camserver.api.deps import GrantDep, MotionDep, visible_row
 from camserver.api.recordings import TimeQuery, parse_time, unprocessable
 from camserver.errors import EventNotFound, StreamNotFound
 from camserver.motion.events import MotionEvent
@@ -71,10 +71,7 @@ async def list_events(
 
 
 async def _get(eid: int, motion: MotionDep, grant: GrantDep) -> MotionEvent:
-    found = await asyncio.to_thread(motion.store.get, eid)
-    if found is None or not grant.sees(found.stream):
-        raise EventNotFound(f"no motion event {eid}")
-    return found
+    return await visible_row(motion.store.get, eid, grant, EventNotFound(f"no motion event {eid}"))
 
 
 @router.get("/api/events/{event_id}", responses=_NOT_FOUND)

@@ -21,7 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName
+from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName, visible_row
 from camserver.errors import NotRecording, RecordingNotFound
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingKind
@@ -119,10 +119,8 @@ RecordingId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="A record
 
 
 async def _get(rid: int, recording: RecordingDep, grant: GrantDep) -> Recording:
-    found = await asyncio.to_thread(recording.index.get, rid)
-    if found is None or not grant.sees(found.stream):
-        raise RecordingNotFound(f"no recording {rid}")
-    return found
+    missing = RecordingNotFound(f"no recording {rid}")
+    return await visible_row(recording.index.get, rid, grant, missing)
 
 
 @router.get("/api/recordings/{recording_id}", responses=_NOT_FOUND)
