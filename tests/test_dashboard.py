@@ -141,7 +141,7 @@ async def test_discovered_camera_added_by_click(
     listen = server.discovery.listen_port
     await camera("garden", announce_to=("127.255.255.255", listen), fps=15)
     item = page.locator('#found li[data-name="garden"]')
-    await expect(item).to_be_visible(timeout=5_000)  # pushed live by camera_discovered
+    await expect(item).to_be_visible(timeout=15_000)  # pushed live by camera_discovered
     await page.get_by_role("button", name="Add discovered camera garden").click()
     tile = page.locator('.tile[data-name="garden"]')
     await expect(tile.locator(".badge")).to_have_text("streaming", timeout=10_000)

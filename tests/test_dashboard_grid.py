@@ -124,6 +124,10 @@ async def test_sixteen_cameras_hold_their_rate_in_every_tile_and_the_page_stays_
     for i in range(16):
         await server.wait_state(f"cam{i:02d}", "streaming")
     await page.wait_for_timeout(2000)  # every tile joined and warm
+    # Every tile joined with flow control (frame_ack): the page never falls seconds behind.
+    realtime = server.state.realtime
+    assert sorted(realtime._acking) == [f"cam{i:02d}" for i in range(16)]
+    assert all(len(viewers) == 1 for viewers in realtime._acking.values())
 
     async def seqs() -> dict[str, int]:
         got: dict[str, int] = await page.evaluate(

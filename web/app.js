@@ -66,6 +66,22 @@ async function api(method, path, body) {
   return { ok: resp.ok, status: resp.status, data, resp };
 }
 
+// A GET whose answer replaces what the page shows: socket events and timers start them
+// while one may still be out, and on a busy server two can finish out of order. The older
+// answer then arrives last and would undo the newer one (a camera just announced vanishes
+// from the list): an answer older than one already used comes back as stale.
+function latestOnly(path) {
+  let issued = 0;
+  let used = 0;
+  return async () => {
+    const mine = ++issued;
+    const answer = await api("GET", path).catch(() => ({ ok: false }));
+    if (mine < used) return { ok: false, stale: true };
+    used = mine;
+    return answer;
+  };
+}
+
 // -- tiles ------------------------------------------------------------------------------
 
 function describe(status) {
@@ -227,8 +243,10 @@ function updateSummary() {
   summary.textContent = `${tiles.size} camera${tiles.size === 1 ? "" : "s"}, ${live} streaming`;
 }
 
+const getStreams = latestOnly("/api/streams");
+
 async function refresh() {
-  const { ok, data } = await api("GET", "/api/streams").catch(() => ({ ok: false }));
+  const { ok, data } = await getStreams();
   if (!ok) return;
   loaded = true;
   const seen = new Set();
@@ -263,7 +281,8 @@ function syncRooms() {
     const want = active && ((tile.visible && !hidden.has(name)) || name === pageStream);
     if (want && !tile.joined) {
       tile.joined = true;
-      socket.emit("join_stream", { name }, (ack) => {
+      // ack: the server holds frames back while we are behind (see frame_ack below).
+      socket.emit("join_stream", { name, ack: true }, (ack) => {
         if (!ack || !ack.ok) tile.joined = false;
       });
     } else if (!want && tile.joined && socket.connected) {
@@ -290,7 +309,23 @@ socket.on("connect_error", (err) => {
   banner.hidden = false;
 });
 
+// Flow control: tell the server, five times a second, the newest frame of each stream this
+// page got. A page that falls behind (a slow phone, many tiles) would otherwise have seconds
+// of frames queued in socket buffers and show them late; the server holds frames back while
+// one it sent goes unacknowledged for half a second.
+const unacked = {};
+let ackTimer = null;
+function ackFrame(name, seq) {
+  unacked[name] = seq;
+  ackTimer ??= setTimeout(() => {
+    ackTimer = null;
+    if (socket.connected) socket.emit("frame_ack", { ...unacked });
+    for (const key of Object.keys(unacked)) delete unacked[key];
+  }, 200);
+}
+
 socket.on("frame", (msg) => {
+  ackFrame(msg.name, msg.seq);
   if (msg.name === pageStream) pageFrame(msg);
   const tile = tiles.get(msg.name);
   if (!tile || !tile.joined || !tile.visible) return;
@@ -438,8 +473,10 @@ function renderFound() {
   foundEmpty.hidden = found.size > 0;
 }
 
+const getFound = latestOnly("/api/discovery");
+
 async function loadFound() {
-  const { ok, status, data } = await api("GET", "/api/discovery").catch(() => ({ ok: false }));
+  const { ok, status, data } = await getFound();
   if (ok) {
     found.clear();
     for (const cam of data) found.set(where(cam), cam);

@@ -111,11 +111,13 @@ class StateCollector(Collector):
         direct = CounterMetricFamily(
             "camserver_socketio_direct_frames",
             "Frames written straight to Socket.IO viewers' WebSockets, by outcome "
-            "(sent; slow: skipped, socket still full)",
+            "(sent; slow: skipped, socket still full; unacked: skipped, the viewer had not "
+            "acknowledged an earlier frame in time)",
             labels=["outcome"],
         )
         direct.add_metric(["sent"], rt.realtime.counters.sent)
         direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
+        direct.add_metric(["unacked"], rt.realtime.counters.skipped_unacked)
         yield direct
         yield from _recording_metrics(rt.recording)
         yield from _motion_metrics(rt.motion)

@@ -2,7 +2,10 @@
 
 Client → server: ``join_stream`` / ``leave_stream`` with ``{"name": ...}``, acknowledged
 with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}`` (a refused join
-adds ``"status"``: the HTTP status the same refusal gets, 404 or 503).
+adds ``"status"``: the HTTP status the same refusal gets, 404 or 503). A join with
+``"ack": true`` asks for flow control: the client sends ``frame_ack`` ``{name: seq, ...}``
+with the newest frame it showed of each stream, and gets no frames of a stream while one sent
+to it went unacknowledged too long (``camserver.api.frame_acks``).
 
 Server → client: ``frame`` ``{"name", "seq", "ts", "token", "data": <binary JPEG>}`` (``token``:
 the cluster's fencing token of the node that pulled the frame, 0 on one node) to the room
@@ -32,12 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
 import socketio
 
 from camserver.api.errors import status_for
+from camserver.api.frame_acks import Unacked
 from camserver.api.security import TokenChecker, query_token
 from camserver.api.sio_adapter import EngineIOSockets
 from camserver.api.sio_wire import event_frames
@@ -105,13 +110,17 @@ class Realtime:
         """Socket.IO sid → what its token allows."""
         self._direct: dict[str, DirectWebSocket] = {}
         """Socket.IO sid → its WebSocket's socket, when frames may be written to it."""
+        self._acking: dict[str, dict[str, Unacked]] = {}
+        """Stream name → Socket.IO sid → frames sent to it and not acknowledged yet, for
+        viewers that joined with ``"ack": true``."""
         self.counters = FanoutCounters()
-        """Frames per viewer written directly (sent) or skipped (slow socket)."""
+        """Frames per viewer written directly (sent) or skipped (slow socket, unacked)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("join_stream", self._join)
         self.sio.on("leave_stream", self._leave)
+        self.sio.on("frame_ack", self._frame_ack)
 
     def attach(self, manager: StreamManager) -> None:
         self._manager = manager
@@ -154,15 +163,24 @@ class Realtime:
         emit must skip (written to, slow, or backlogged), or all of them."""
         queued = self.sockets.queue_size
         direct = self._direct
+        acking = self._acking.get(name)
+        now = time.monotonic() if acking else 0.0
         skip: list[str] = []
         wire: bytes | None = None
         for sid, eio_sid in members:
             if queued(eio_sid) >= MAX_BACKLOG:
                 skip.append(sid)
                 continue
+            window = acking.get(sid) if acking else None
+            if window is not None and window.blocked(now):
+                skip.append(sid)
+                self.counters.skipped_unacked += 1
+                continue
             ws = direct.get(sid)
             transport = None if ws is None else ws.transport()
             if transport is None:
+                if window is not None:
+                    window.sent(frame.seq, now)
                 continue  # polling or upgraded: emit
             skip.append(sid)
             if transport.get_write_buffer_size() > HIGH_WATER:
@@ -172,6 +190,8 @@ class Realtime:
                 wire = self._wire(name, frame)
             transport.write(wire)
             self.counters.sent += 1
+            if window is not None:
+                window.sent(frame.seq, now)
         return skip
 
     def _wire(self, name: str, frame: HubFrame) -> bytes:
@@ -243,6 +263,8 @@ class Realtime:
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
         self._direct.pop(sid, None)
+        for name in list(self._acking):
+            self._forget_acks(sid, name)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
             if room.startswith(prefix):
@@ -267,6 +289,11 @@ class Realtime:
             return {"ok": False, "error": str(exc), "status": status_for(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
         self._count(name)
+        window: Unacked | None = None
+        if data.get("ack") is True:  # a join again starts afresh
+            window = self._acking.setdefault(name, {})[sid] = Unacked()
+        else:
+            self._forget_acks(sid, name)
         task = self._broadcasters.get(name)
         if task is None or task.done():
             self._broadcasters[name] = asyncio.create_task(
@@ -283,6 +310,8 @@ class Realtime:
             else:
                 payload = self._payload(name, frame)
                 self.spawn(self.sio.emit("frame", payload, to=sid, ignore_queue=True))
+            if window is not None:
+                window.sent(frame.seq, time.monotonic())
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
@@ -290,11 +319,30 @@ class Realtime:
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         await self.sio.leave_room(sid, room_for(name), namespace=NAMESPACE)
+        self._forget_acks(sid, name)
         try:
             self._count(name)
             return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
         except StreamNotFound as exc:
             return {"ok": False, "error": str(exc)}
+
+    def _forget_acks(self, sid: str, name: str) -> None:
+        windows = self._acking.get(name)
+        if windows is not None:
+            windows.pop(sid, None)
+            if not windows:
+                del self._acking[name]
+
+    async def _frame_ack(self, sid: str, data: Any = None) -> None:
+        """``{name: seq, ...}``: the newest frame of each stream the client showed."""
+        if not isinstance(data, dict):
+            log.debug("socket.io client %s: frame_ack expects {name: seq}, got %r", sid, data)
+            return
+        for name, seq in data.items():
+            windows = self._acking.get(name) if isinstance(name, str) else None
+            window = None if windows is None else windows.get(sid)
+            if window is not None and isinstance(seq, int) and not isinstance(seq, bool):
+                window.ack(seq, time.monotonic())
 
     @staticmethod
     def _payload(name: str, frame: Any) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class FanoutCounters:
     """The viewer asked for ``?fps=`` and it was not its turn."""
     resent: int = 0
     """Keep-alive: the latest frame sent again to a viewer that got nothing for a while."""
+    skipped_unacked: int = 0
+    """Socket.IO: the viewer asked for flow control and left a frame unacknowledged too long
+    (``camserver.api.frame_acks``)."""
 
 
 counters = FanoutCounters()
