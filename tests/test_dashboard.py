@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Route, expect
 
 from camserver.config import Settings
 from tests.conftest import CHROMIUM, CameraFactory, Server, start_server, wait_for
@@ -152,6 +153,40 @@ async def test_discovered_camera_added_by_click(
     await page.get_by_role("button", name="Scan").click()
     await expect(page.locator('#found li[data-name="shy"]')).to_be_visible(timeout=5_000)
     await expect(page.locator("#scan-state")).to_contain_text("answered")
+    assert console.problems == []
+
+
+async def test_an_answer_that_comes_late_does_not_undo_a_newer_one(
+    server: Server, camera: CameraFactory, browser: Browser
+) -> None:
+    # The page asks for the discovered cameras at load, on connect and on each
+    # camera_discovered; on a busy server the first answer can come last. Here it is held
+    # back (fetched before the camera announced itself) until a newer one shows the camera.
+    page = await browser.new_page()
+    console = Console(page)
+    fetched, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_first(route: Route) -> None:
+        if fetched.is_set():
+            await route.continue_()
+            return
+        response = await route.fetch()  # no camera yet
+        fetched.set()
+        await release.wait()
+        await route.fulfill(response=response)
+
+    await page.route("**/api/discovery", hold_the_first)
+    await page.goto(server.url + "/")
+    await asyncio.wait_for(fetched.wait(), 10)
+    listen = server.discovery.listen_port
+    await camera("garden", announce_to=("127.255.255.255", listen), fps=15)
+    item = page.locator('#found li[data-name="garden"]')
+    await expect(item).to_be_visible(timeout=15_000)
+    async with page.expect_response("**/api/discovery") as stale:
+        release.set()
+    assert await (await stale.value).json() == []
+    await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
+    await expect(item).to_be_visible(timeout=1_000)
     assert console.problems == []
 
 
