@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ import websockets
 
 from camserver.api.frame_acks import MAX_UNACKED, MIN_IN_FLIGHT, Unacked
 from tests.conftest import CameraFactory, Server, wait_for
+from tests.test_socketio import raw_viewer
 
 
 def test_unacked_blocks_on_an_old_frame_and_opens_on_its_ack() -> None:
@@ -78,20 +78,9 @@ class RawViewer:
 
     @classmethod
     async def join(cls, url: str, name: str, ack: bool) -> RawViewer:
-        host, port = url.removeprefix("http://").split(":")
-        sock = socket.socket()
-        # The same, ample buffer for both viewers (Linux grows them to this much and more).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        ws_url = f"ws://{host}:{port}/socket.io/?EIO=4&transport=websocket"
-        ws = await websockets.connect(ws_url, sock=sock, max_queue=1, max_size=None)
-        assert str(await ws.recv()).startswith("0")  # Engine.IO open
-        await ws.send("40")
-        assert str(await ws.recv()).startswith("40")  # Socket.IO connect
         join: dict[str, Any] = {"name": name, "ack": True} if ack else {"name": name}
-        await ws.send("421" + json.dumps(["join_stream", join]))
-        return cls(ws, ack)
+        # The same, ample buffer for both viewers (Linux grows them to this much and more).
+        return cls(await raw_viewer(url, join, rcvbuf=1 << 20), ack)
 
     async def watch(self, name: str, delay: float, seconds: float) -> None:
         end = time.monotonic() + seconds

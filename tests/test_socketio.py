@@ -156,12 +156,12 @@ async def test_stream_status_events(
     assert v.changes == expected
 
 
-async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:
-    """An Engine.IO/Socket.IO client that joins a room, then never reads again."""
+async def raw_viewer(url: str, join: dict[str, Any], rcvbuf: int) -> websockets.ClientConnection:
+    """A Socket.IO client on a bare WebSocket (receive buffer ``rcvbuf`` bytes, websockets
+    reading one message ahead) that has sent ``join_stream`` with ``join``."""
     ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-    # A tiny receive buffer, so the server feels the backpressure within a second or two.
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     host, port = url.removeprefix("http://").split(":")
     await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
@@ -169,8 +169,14 @@ async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:
     assert str(await ws.recv()).startswith("0")  # Engine.IO open
     await ws.send("40")
     assert str(await ws.recv()).startswith("40")  # Socket.IO connect
-    await ws.send("421" + json.dumps(["join_stream", {"name": name}]))
+    await ws.send("421" + json.dumps(["join_stream", join]))
     return ws
+
+
+async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:
+    """An Engine.IO/Socket.IO client that joins a room, then never reads again."""
+    # A tiny receive buffer, so the server feels the backpressure within a second or two.
+    return await raw_viewer(url, {"name": name}, rcvbuf=4096)
 
 
 async def stalled_polling_viewer(server: Server, name: str) -> str:

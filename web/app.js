@@ -313,14 +313,14 @@ socket.on("connect_error", (err) => {
 // page got. A page that falls behind (a slow phone, many tiles) would otherwise have seconds
 // of frames queued in socket buffers and show them late; the server holds frames back while
 // one it sent goes unacknowledged for half a second.
-const unacked = {};
+let unacked = {};
 let ackTimer = null;
 function ackFrame(name, seq) {
   unacked[name] = seq;
   ackTimer ??= setTimeout(() => {
     ackTimer = null;
-    if (socket.connected) socket.emit("frame_ack", { ...unacked });
-    for (const key of Object.keys(unacked)) delete unacked[key];
+    if (socket.connected) socket.emit("frame_ack", unacked);
+    unacked = {};
   }, 200);
 }
 

@@ -263,12 +263,12 @@ class Realtime:
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
         self._direct.pop(sid, None)
-        for name in list(self._acking):
-            self._forget_acks(sid, name)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
             if room.startswith(prefix):
-                self._count(room.removeprefix(prefix), leaving=sid)
+                name = room.removeprefix(prefix)
+                self._count(name, leaving=sid)
+                self._forget_acks(sid, name)  # a window lives only while its room does
 
     @staticmethod
     def _name_of(data: Any) -> str | None:
@@ -338,9 +338,8 @@ class Realtime:
         if not isinstance(data, dict):
             log.debug("socket.io client %s: frame_ack expects {name: seq}, got %r", sid, data)
             return
-        for name, seq in data.items():
-            windows = self._acking.get(name) if isinstance(name, str) else None
-            window = None if windows is None else windows.get(sid)
+        for name, seq in data.items():  # JSON: the names are strings
+            window = self._acking.get(name, {}).get(sid)
             if window is not None and isinstance(seq, int) and not isinstance(seq, bool):
                 window.ack(seq, time.monotonic())
 
