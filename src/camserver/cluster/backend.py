@@ -290,7 +290,8 @@ class Subscription:
     async def _run(self) -> None:
         attempt = 0
         while not self._closing:
-            pubsub = self._backend.redis.pubsub()
+            # (Any: redis-py 8.2 typed PubSub.aclose, older releases did not.)
+            pubsub: Any = self._backend.redis.pubsub()
             try:
                 await self._serve(pubsub)
             except asyncio.CancelledError:
@@ -307,7 +308,7 @@ class Subscription:
                 await asyncio.sleep(delay)
             finally:
                 try:
-                    await asyncio.wait_for(pubsub.aclose(), 2)  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), 2)
                 except Exception:
                     log.debug("closing a lost subscription failed", exc_info=True)
 
