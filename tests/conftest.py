@@ -151,7 +151,7 @@ async def start_server(
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     app = create_app(settings)
-    options = uvicorn_options(settings) | uvicorn_overrides
+    options = uvicorn_options(app) | uvicorn_overrides
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
 

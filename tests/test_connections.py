@@ -7,7 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+import httpx
 import pytest
+import socketio
+import websockets
 
 from camserver.config import Settings
 from tests.conftest import CameraFactory, Server, start_server, wait_for
@@ -100,3 +103,50 @@ async def test_connections_per_client_address_are_capped(strict: Server) -> None
         return answer.startswith(b"HTTP/1.1 200")
 
     await wait_for(served_again, 10, what="a new connection served once the others left")
+
+
+async def _connections_of(server: Server, address: str) -> tuple[float, float]:
+    """(all counted connections, those of ``address``) from /metrics, read over a fresh
+    connection from 127.0.0.2 so that the reading does not count toward ``address``."""
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=server.url, transport=transport) as c:
+        text = (await c.get("/metrics", headers={"Connection": "close"})).text
+    total = mine = 0.0
+    for line in text.splitlines():
+        if line.startswith("camserver_http_connections "):
+            total = float(line.split()[1])
+        elif line.startswith(f'camserver_http_connections_by_address{{address="{address}"}}'):
+            mine = float(line.split()[1])
+    return total, mine
+
+
+async def test_websocket_upgrades_give_their_connection_slot_back(server: Server) -> None:
+    """H1: uvicorn hands an upgraded socket to its WebSocket protocol and never calls the
+    HTTP protocol's connection_lost, so each upgrade kept one of the address's 256 slots:
+    after 256 dashboard loads the address was locked out. 1,000 Socket.IO sessions and
+    1,000 raw upgrades from one address later, it is served and holds no slot."""
+    ws_url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+
+    async def sessions(count: int) -> None:
+        for i in range(count):
+            # Half of them upgrade from long-polling, as browsers do; half go straight in.
+            transports = ["polling", "websocket"] if i % 2 else ["websocket"]
+            sio = socketio.AsyncClient(reconnection=False)
+            await sio.connect(server.url, transports=transports, wait_timeout=10)
+            await sio.disconnect()
+
+    async def upgrades(count: int) -> None:
+        for _ in range(count):
+            async with websockets.connect(ws_url) as ws:
+                assert str(await ws.recv()).startswith("0")  # Engine.IO open
+
+    await asyncio.gather(*(sessions(125) for _ in range(8)), *(upgrades(125) for _ in range(8)))
+
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        assert (await c.get("/healthz", headers={"Connection": "close"})).status_code == 200
+
+    async def released() -> bool:
+        total, mine = await _connections_of(server, "127.0.0.1")
+        return mine == 0 and total <= 1  # (1: the reading's own connection)
+
+    await wait_for(released, 10, what="every slot of 127.0.0.1 given back")

@@ -6,6 +6,7 @@ thing; requests reach it through the lifespan state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import WS_PROTOCOLS
+from uvicorn.importer import import_from_string
 
 from camserver import __version__
 from camserver.api import (
@@ -43,9 +46,15 @@ from camserver.api.security import (
     TokenChecker,
 )
 from camserver.config import Settings
-from camserver.connections import ConnectionLimits, DirectWebSocketsProtocol, limited_protocol
+from camserver.connections import (
+    ConnectionLimits,
+    DirectWebSocketsProtocol,
+    counted_ws_protocol,
+    limited_protocol,
+)
 from camserver.logs import CollapseHandlerErrors, RedactTokens
 from camserver.runtime import Runtime
+from camserver.telemetry import ConnectionCollector
 
 __all__ = ["WEB_DIR", "CamServerApp", "create_app", "uvicorn_options"]
 
@@ -62,9 +71,17 @@ WEB_DIR = next(
 class CamServerApp:
     """The ASGI application, with the :class:`Runtime` it runs while it runs."""
 
-    def __init__(self, asgi: ASGIApp) -> None:
+    def __init__(self, asgi: ASGIApp, settings: Settings) -> None:
         self._asgi = asgi
+        self.settings = settings
         self.runtime: Runtime | None = None
+        self.limits = ConnectionLimits(
+            max_header_bytes=settings.max_header_bytes,
+            idle_timeout=settings.idle_timeout,
+            request_timeout=settings.request_timeout,
+            max_per_client=settings.max_connections_per_client,
+        )
+        """Counted by the uvicorn protocols of :func:`uvicorn_options`, shown in /metrics."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._asgi(scope, receive, send)
@@ -75,24 +92,21 @@ class CamServerApp:
             self.runtime.begin_shutdown()
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How uvicorn must serve camserver (``camserver serve`` and the tests alike)."""
-    limits = ConnectionLimits(
-        max_header_bytes=settings.max_header_bytes,
-        idle_timeout=settings.idle_timeout,
-        request_timeout=settings.request_timeout,
-        max_per_client=settings.max_connections_per_client,
+def uvicorn_options(app: CamServerApp) -> dict[str, Any]:
+    """How uvicorn must serve ``app`` (``camserver serve`` and the tests alike)."""
+    settings = app.settings
+    # "auto" is websockets' sans-I/O protocol when websockets is installed (it is a
+    # dependency); camserver's subclass lets Socket.IO frames skip the ASGI path.
+    ws: type[asyncio.Protocol] = (
+        DirectWebSocketsProtocol
+        if settings.websocket in ("auto", "websockets-sansio")
+        else import_from_string(WS_PROTOCOLS[settings.websocket])
     )
     return {
-        "http": limited_protocol(limits),
+        "http": limited_protocol(app.limits),
         "loop": settings.event_loop,
-        # "auto" is websockets' sans-I/O protocol when websockets is installed (it is a
-        # dependency); camserver's subclass lets Socket.IO frames skip the ASGI path.
-        "ws": (
-            DirectWebSocketsProtocol
-            if settings.websocket in ("auto", "websockets-sansio")
-            else settings.websocket
-        ),
+        # Whichever it is, it releases its socket's slot in app.limits when it closes.
+        "ws": counted_ws_protocol(app.limits, ws),
         # Browsers (Chromium, Firefox) offer permessage-deflate and uvicorn accepts it by
         # default: every JPEG, which does not compress, would be deflated once per viewer.
         "ws_per_message_deflate": False,
@@ -129,6 +143,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
         async with Runtime.running(settings, realtime, checker) as runtime:
             wrapper.runtime = runtime
+            runtime.metrics.register(ConnectionCollector(wrapper.limits))
             try:
                 yield {"runtime": runtime}  # request.state.runtime (api/deps.py)
             finally:
@@ -174,6 +189,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
         BrowserGuardMiddleware(
             EngineIOGate(socketio.ASGIApp(realtime.sio, other_asgi_app=HeadAsGet(app)), checker),
             settings.allowed_host_list(),
-        )
+        ),
+        settings,
     )
     return wrapper

@@ -206,7 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         log_level=settings.log_level,
-        **uvicorn_options(settings),
+        **uvicorn_options(app),
     )
 
     class Server(uvicorn.Server):

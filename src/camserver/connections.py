@@ -10,7 +10,11 @@ connections exhausted the file descriptors. So:
   than ``request_timeout`` to send one whole request (a slowloris dripping bytes), is
   closed; a response that is flowing (MJPEG) or an upgraded WebSocket is never cut;
 - one client address holds at most ``max_per_client`` connections; more are closed at
-  once (503).
+  once (503). A connection is counted by its socket, from the moment it opens until the
+  socket closes, whichever protocol owns it then: uvicorn hands an upgraded socket to a
+  WebSocket protocol and never tells the HTTP protocol that it closed, so the WebSocket
+  protocol releases it (:func:`counted_ws_protocol`). Counting in the HTTP protocol alone
+  kept one slot per WebSocket upgrade forever: 256 dashboard loads locked an address out.
 
 It also lets an endless response write to its socket directly (:class:`DirectWrite`, in
 ``scope["extensions"]["camserver.direct"]``): MJPEG viewers are served in one pass per
@@ -36,6 +40,7 @@ __all__ = [
     "DirectWebSocket",
     "DirectWebSocketsProtocol",
     "DirectWrite",
+    "counted_ws_protocol",
     "limited_protocol",
 ]
 
@@ -90,6 +95,34 @@ class ConnectionLimits:
         self.request_timeout = request_timeout
         self.max_per_client = max_per_client
         self.per_client: dict[str, int] = {}
+        """Open sockets by client address (an address with none is not a key)."""
+        self._held: dict[asyncio.BaseTransport, str] = {}
+
+    def admit(self, transport: asyncio.BaseTransport, address: str) -> bool:
+        """Count ``transport`` against ``address``; False (and not counted) when that
+        address already holds ``max_per_client`` sockets."""
+        count = self.per_client.get(address, 0)
+        if count >= self.max_per_client:
+            return False
+        self.per_client[address] = count + 1
+        self._held[transport] = address
+        return True
+
+    def release(self, transport: asyncio.BaseTransport) -> None:
+        """``transport`` closed (any number of calls count once)."""
+        address = self._held.pop(transport, None)
+        if address is None:
+            return
+        left = self.per_client.get(address, 1) - 1
+        if left > 0:
+            self.per_client[address] = left
+        else:
+            self.per_client.pop(address, None)
+
+    @property
+    def open(self) -> int:
+        """Sockets counted now."""
+        return len(self._held)
 
 
 DIRECT_WS = "camserver.ws"
@@ -128,6 +161,26 @@ class DirectWebSocketsProtocol(WebSocketsSansIOProtocol):
             extensions[DIRECT_WS] = DirectWebSocket(self)
 
 
+def counted_ws_protocol(
+    limits: ConnectionLimits, base: type[asyncio.Protocol]
+) -> type[asyncio.Protocol]:
+    """``base`` (a uvicorn WebSocket protocol class) that releases its socket's count in
+    ``limits`` when the socket closes (pass it as ``uvicorn.Config(ws=…)``)."""
+
+    def connection_made(self: asyncio.Protocol, transport: asyncio.BaseTransport) -> None:
+        self._camserver_socket = transport  # type: ignore[attr-defined]
+        base.connection_made(self, transport)
+
+    def connection_lost(self: asyncio.Protocol, exc: Exception | None) -> None:
+        try:
+            base.connection_lost(self, exc)
+        finally:
+            limits.release(self._camserver_socket)  # type: ignore[attr-defined]
+
+    namespace = {"connection_made": connection_made, "connection_lost": connection_lost}
+    return type(f"Counted{base.__name__}", (base,), namespace)
+
+
 def _close_with(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:
     if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
         transport.write(
@@ -144,7 +197,6 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         _timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
         _in_headers = False
-        _address: str | None = None
 
         def _arm(self, seconds: float) -> None:
             self._disarm()
@@ -160,25 +212,14 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if self.client is not None:
-                address = self.client[0]
-                count = limits.per_client.get(address, 0)
-                if count >= limits.max_per_client:
-                    _close_with(transport, b"503 Service Unavailable", b"too many connections")
-                    return
-                limits.per_client[address] = count + 1
-                self._address = address
+            if self.client is not None and not limits.admit(transport, self.client[0]):
+                _close_with(transport, b"503 Service Unavailable", b"too many connections")
+                return
             self._arm(limits.idle_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
-            if self._address is not None:
-                left = limits.per_client.get(self._address, 1) - 1
-                if left > 0:
-                    limits.per_client[self._address] = left
-                else:
-                    limits.per_client.pop(self._address, None)
-                self._address = None
+            limits.release(self.transport)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:

@@ -17,11 +17,12 @@ from camserver.streaming import fanout
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
+    from camserver.connections import ConnectionLimits
     from camserver.motion.service import MotionService
     from camserver.recording.service import RecordingService
     from camserver.runtime import Runtime
 
-__all__ = ["LoopLagMonitor", "StateCollector"]
+__all__ = ["ConnectionCollector", "LoopLagMonitor", "StateCollector"]
 
 
 class LoopLagMonitor:
@@ -39,6 +40,41 @@ class LoopLagMonitor:
             await asyncio.sleep(self.interval)
             self.last = max(0.0, loop.time() - start - self.interval)
             self.max = max(self.max, self.last)
+
+
+class ConnectionCollector(Collector):
+    """Open client connections as the per-address limit counts them (server-wide only:
+    a scoped token's /metrics does not include it)."""
+
+    busiest = 10
+    """Addresses shown by name, the ones with the most connections."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        per_client = self.limits.per_client
+        total = GaugeMetricFamily(
+            "camserver_http_connections",
+            "Open client connections (HTTP, MJPEG and WebSocket), as counted for the "
+            "per-address limit",
+        )
+        total.add_metric([], self.limits.open)
+        yield total
+        addresses = GaugeMetricFamily(
+            "camserver_http_connection_addresses", "Client addresses with an open connection"
+        )
+        addresses.add_metric([], len(per_client))
+        yield addresses
+        by_address = GaugeMetricFamily(
+            "camserver_http_connections_by_address",
+            f"Open connections of the {self.busiest} busiest client addresses",
+            labels=["address"],
+        )
+        top = sorted(per_client.items(), key=lambda item: item[1], reverse=True)
+        for address, count in top[: self.busiest]:
+            by_address.add_metric([address], count)
+        yield by_address
 
 
 class StateCollector(Collector):
