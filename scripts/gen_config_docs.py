@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
 
 from camserver.cli import FLAGS
@@ -39,7 +40,7 @@ def _default(name: str) -> str:
     value = field.default
     if value is PydanticUndefined or value is None:
         return "(not set)"
-    if value == "":
+    if value == "" or (isinstance(value, SecretStr) and not value.get_secret_value()):
         return "(empty)"
     return f"`{value}`"
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import socketio
 from aiohttp import web
+from pydantic import SecretStr
 
 from camserver.config import Settings
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
@@ -52,7 +53,7 @@ async def test_motion_settings_are_patched_shown_persisted_and_checked(
             "enabled": True,
             "threshold": 25,
             "zones": [{**ZONE, "points": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0]]}],
-            "webhook_url": "http://127.0.0.1:9/hook",
+            "webhook_url": "http://127.0.0.1:9/***",  # a secret: shown masked
         }
         assert r.json()["motion"] == want
         bad: list[dict[str, Any]] = [
@@ -208,7 +209,7 @@ async def test_webhooks_get_each_event_and_a_hanging_or_failing_receiver_delays_
         port = free_port()
         settings = settings.model_copy(
             update={
-                "webhook_urls": f"{hangs.url},{fails.url},{good.url}",
+                "webhook_urls": SecretStr(f"{hangs.url},{fails.url},{good.url}"),
                 "webhook_timeout": 1.0,
                 "public_url": f"http://127.0.0.1:{port}",
             }

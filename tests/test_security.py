@@ -461,3 +461,60 @@ async def _every_kind_refused(server: Server, words: str) -> None:
 
 async def _viewers(server: Server, n: int) -> bool:
     return bool((await server.status("c1"))["viewers"] == n)
+
+
+async def test_webhook_urls_are_secrets_like_camera_passwords(
+    locked: Server, camera: CameraFactory, tmp_path: Path
+) -> None:
+    """M5: GET /api/streams showed motion.webhook_url whole to view and scoped tokens (a
+    Home Assistant webhook's id is a secret) and `camserver config` printed
+    CAMSERVER_WEBHOOK_URLS with its password and key."""
+    cam = await camera("c1")
+    hook = "http://127.0.0.1:8123/api/webhook/secret-hook-id?key=k3y"
+    body = {"name": "c1", "host": cam.address, "motion": {"webhook_url": hook}}
+    assert (await locked.client.post("/api/streams", json=body, headers=auth(ADMIN))).is_success
+    scoped = await locked.client.post(
+        "/api/tokens", json={"name": "c1 only", "streams": ["c1"]}, headers=auth(ADMIN)
+    )
+    assert scoped.status_code == 201, scoped.text
+    for token in (ADMIN, VIEW, scoped.json()["token"]):
+        for path in ("/api/streams", "/api/streams/c1"):
+            r = await locked.client.get(path, headers=auth(token))
+            assert r.status_code == 200
+            assert "secret-hook-id" not in r.text, r.text
+            assert "k3y" not in r.text
+            assert "http://127.0.0.1:8123/***" in r.text
+    # The dashboard saves the motion form whole: the masked value sent back keeps the URL.
+    shown = (await locked.client.get("/api/streams/c1", headers=auth(ADMIN))).json()
+    r = await locked.client.patch(
+        "/api/streams/c1", json={"motion": shown["motion"] | {"cooldown": 7}}, headers=auth(ADMIN)
+    )
+    assert r.status_code == 200, r.text
+    assert locked.state.manager.config("c1").motion.webhook_url == hook
+    assert locked.state.manager.config("c1").motion.cooldown == 7
+    # camserver config: which receivers, not their secrets; an invalid one likewise.
+    env = {
+        **os.environ,
+        "CAMSERVER_WEBHOOK_URLS": f"{hook},http://ha:hook-pass@h:1/x?token=t0ken",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "camserver", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "http://127.0.0.1:8123/***, http://h:1/***" in out.stdout
+    env["CAMSERVER_WEBHOOK_URLS"] = "ftp://u:ftp-pass@h/x"
+    out = subprocess.run(
+        [sys.executable, "-m", "camserver", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "URL 1 (ftp://h/***) is not an http(s) URL" in out.stderr
+    for secret in ("secret-hook-id", "hook-pass", "k3y", "t0ken", "ftp-pass"):
+        assert secret not in out.stdout + out.stderr

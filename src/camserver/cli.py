@@ -22,7 +22,7 @@ from camserver import __version__
 from camserver.client import watch
 from camserver.config import Settings
 from camserver.errors import ConfigError
-from camserver.logs import setup_logging
+from camserver.logs import mask_url, setup_logging
 
 __all__ = ["main"]
 
@@ -153,7 +153,12 @@ def _settings(args: argparse.Namespace) -> Settings | None:
     try:
         return Settings(**_overrides(args))
     except ValidationError as exc:
-        print(f"camserver: invalid setting: {exc}", file=sys.stderr)
+        # Each error's field and message, never the value given: it may be a secret
+        # (a token, a Redis or webhook URL with its password), and pydantic's own text
+        # repeats it.
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"camserver: invalid setting {where}: {error['msg']}", file=sys.stderr)
         return None
 
 
@@ -173,7 +178,9 @@ def _config(args: argparse.Namespace) -> int:
             source = f"env {env}"
         else:
             source = "default"
-        if isinstance(value, SecretStr):
+        if name == "webhook_urls":  # which receivers, not their secrets
+            shown = ", ".join(mask_url(url) for url in settings.webhook_list()) or "(empty)"
+        elif isinstance(value, SecretStr):
             shown = "*** (set)"
         elif value is None:
             shown = "(not set)"

@@ -12,6 +12,8 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from camserver.logs import mask_url
+
 __all__ = ["MIN_TOKEN_LENGTH", "Settings", "default_db_path"]
 
 MIN_TOKEN_LENGTH = 16
@@ -54,11 +56,11 @@ class Settings(BaseSettings):
         description="How others reach this server (e.g. http://camserver.lan:8000), for links "
         "in webhooks and MQTT (default: http://<host name>:<port>).",
     )
-    webhook_urls: str = Field(
-        "",
+    webhook_urls: SecretStr = Field(
+        SecretStr(""),
         max_length=4000,
         description="Comma-separated URLs that get a JSON POST at every motion event's start "
-        "and end (streams can add their own: motion.webhook_url).",
+        "and end (streams can add their own: motion.webhook_url). Secret: shown masked.",
     )
     webhook_timeout: float = Field(5.0, gt=0, le=60, description="Seconds per webhook attempt.")
     mqtt_url: SecretStr | None = Field(
@@ -232,11 +234,17 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_urls")
     @classmethod
-    def _check_webhooks(cls, v: str) -> str:
-        for url in (u.strip() for u in v.split(",")):
-            parts = urlsplit(url)
-            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
-                raise ValueError(f"CAMSERVER_WEBHOOK_URLS: {url!r} is not an http(s) URL")
+    def _check_webhooks(cls, v: SecretStr) -> SecretStr:
+        for i, url in enumerate((u.strip() for u in v.get_secret_value().split(",")), 1):
+            try:
+                parts = urlsplit(url)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                ok = False
+            if url and not ok:
+                raise ValueError(
+                    f"CAMSERVER_WEBHOOK_URLS: URL {i} ({mask_url(url)}) is not an http(s) URL"
+                )
         return v
 
     @property
@@ -244,7 +252,7 @@ class Settings(BaseSettings):
         return self.redis_url is not None
 
     def webhook_list(self) -> list[str]:
-        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+        return [u.strip() for u in self.webhook_urls.get_secret_value().split(",") if u.strip()]
 
     def base_url(self) -> str:
         """``public_url``, or http://<host name>:<port> (the bound address if specific)."""

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from camserver.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
+from camserver.logs import mask_url
 
 __all__ = [
     "NAME_PATTERN",
@@ -327,7 +328,10 @@ class MotionSettings(BaseModel):
     )
     zones: list[MotionZone] = Field(default_factory=list, max_length=16)
     webhook_url: str | None = Field(
-        None, max_length=MAX_URL_LENGTH, description="Also POST this stream's events here."
+        None,
+        max_length=MAX_URL_LENGTH,
+        description="Also POST this stream's events here. A secret: answers show it masked "
+        "(scheme, host and port), and sending the masked form back keeps it.",
     )
 
     @field_validator("webhook_url")
@@ -367,6 +371,10 @@ class MotionPatch(BaseModel):
         update = {k: getattr(self, k) for k in self.model_fields_set}
         if "webhook_url" in update and not update["webhook_url"]:
             update["webhook_url"] = None
+        elif current.webhook_url and update.get("webhook_url") == mask_url(current.webhook_url):
+            # What GET shows (masked) sent back unchanged, as a form that saves every
+            # field does: keep the URL it stands for.
+            del update["webhook_url"]
         return MotionSettings.model_validate({**current.model_dump(), **update})
 
 

@@ -29,6 +29,7 @@ from camserver.errors import (
     UpstreamConnectError,
     UpstreamError,
 )
+from camserver.logs import mask_url
 from camserver.models import (
     StreamConfig,
     StreamOut,
@@ -284,11 +285,10 @@ class StreamManager:
 
     def get(self, name: str) -> StreamOut:
         s = self._get(name)
-        return StreamOut(
-            **s.cfg.model_dump(),
-            has_password=s.cfg.password is not None,
-            status=self.status(name),
-        )
+        out = s.cfg.model_dump()
+        if s.cfg.motion.webhook_url is not None:  # a secret, like the password (issue 26 M5)
+            out["motion"]["webhook_url"] = mask_url(s.cfg.motion.webhook_url)
+        return StreamOut(**out, has_password=s.cfg.password is not None, status=self.status(name))
 
     def ingest_running(self, name: str) -> bool:
         return self._get(name).ingest.running
