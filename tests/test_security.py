@@ -113,32 +113,38 @@ async def _streaming(server: Server) -> bool:
 
 
 async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
-    # The Engine.IO handshake itself needs the token: no session without one.
-    r = await locked.client.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
-    assert r.status_code == 401
-    assert "token is required" in r.json()["detail"]
+    # A wrong token in the Engine.IO handshake is refused at once.
     r = await locked.client.get(
         "/socket.io/", params={"EIO": "4", "transport": "polling", "token": "wrong"}
     )
     assert r.status_code == 401
     # A parameter that merely ends in "sid" does not make a handshake a session.
     r = await locked.client.get(
-        "/socket.io/", params={"EIO": "4", "transport": "polling", "xsid": "1"}
+        "/socket.io/", params={"EIO": "4", "transport": "polling", "xsid": "1", "token": "x"}
     )
     assert r.status_code == 401
-    async with aiohttp.ClientSession() as session:  # closed here even though refused
-        sio = socketio.AsyncClient(reconnection=False, http_session=session)
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            await sio.connect(locked.url, transports=["websocket"], auth={"token": ADMIN})
-    # With the token in the handshake, the CONNECT packet's token is checked too.
-    sio = socketio.AsyncClient(reconnection=False)
-    refusals: list[Any] = []
-    sio.on("connect_error", refusals.append)
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(
-            locked.url, transports=["websocket"], headers=auth(VIEW), auth={"token": "bad"}
-        )
-    assert "invalid token" in str(refusals[0]), refusals
+    # The CONNECT packet's token alone is enough (Socket.IO's own way), over both
+    # transports; with a token in the handshake too, the CONNECT packet's is checked.
+    for transports in (["websocket"], ["polling", "websocket"]):
+        async with aiohttp.ClientSession() as session:
+            sio = socketio.AsyncClient(reconnection=False, http_session=session)
+            await sio.connect(locked.url, transports=transports, auth={"token": VIEW})
+            ack = await sio.call("join_stream", {"name": "none"})
+            assert ack == {"ok": False, "error": "no stream named 'none'", "status": 404}
+            await sio.disconnect()
+    for handshake, connect in ((None, None), (None, "bad"), (auth(VIEW), "bad")):
+        async with aiohttp.ClientSession() as session:
+            sio = socketio.AsyncClient(reconnection=False, http_session=session)
+            refusals: list[Any] = []
+            sio.on("connect_error", refusals.append)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await sio.connect(
+                    locked.url,
+                    transports=["websocket"],
+                    headers=handshake or {},
+                    auth={"token": connect} if connect else None,
+                )
+        assert "a valid token is required" in str(refusals[0]), refusals
     for token in (ADMIN, VIEW):
         sio = socketio.AsyncClient(reconnection=False)
         await sio.connect(
@@ -147,6 +153,51 @@ async def test_socketio_checks_the_token_at_connect(locked: Server) -> None:
         ack = await sio.call("join_stream", {"name": "none"})
         assert ack == {"ok": False, "error": "no stream named 'none'", "status": 404}
         await sio.disconnect()
+
+
+TOKENLESS = {"socketio_connect_timeout": 1.5, "max_tokenless_sessions_per_client": 4}
+
+
+async def test_sessions_without_a_token_are_few_and_short(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    """A handshake without a token opens a session that must CONNECT with one in time; an
+    address holds a few such sessions at most. M2: ``/socket.io`` without the trailing
+    slash (python-engineio adds it) skipped the gate: 3,000 sessions in 4 s."""
+    tokens = {"api_token": SecretStr(ADMIN), "view_token": SecretStr(VIEW), **TOKENLESS}
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update=tokens))
+        tokenless = server.state.realtime.tokenless
+        handshakes = []
+        for path in ("/socket.io", "/socket.io/", "/socket.io", "/socket.io/", "/socket.io"):
+            r = await server.client.get(path, params={"EIO": "4", "transport": "polling"})
+            handshakes.append(r)
+        assert [r.status_code for r in handshakes] == [200, 200, 200, 200, 429]
+        assert "too many Socket.IO sessions without a token" in handshakes[-1].json()["detail"]
+        assert tokenless.waiting("127.0.0.1") == 4
+        # A raw WebSocket likewise; meanwhile a client with a token is never held back.
+        ws_url = server.url.replace("http://", "ws://") + "/socket.io?EIO=4&transport=websocket"
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(ws_url)
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(server.url, transports=["websocket"], headers=auth(VIEW))
+        await sio.disconnect()
+        # The deadline ends the waiting sessions: a poll on one gets 400 (unknown session).
+        sid = json.loads(handshakes[0].text[1:])["sid"]
+        await wait_for(lambda: tokenless.waiting() == 0, 10, what="the waiting sessions ended")
+        r = await server.client.get(
+            "/socket.io/", params={"EIO": "4", "transport": "polling", "sid": sid}
+        )
+        assert r.status_code == 400
+        # Room again: a raw WebSocket that connects with the token in CONNECT stays.
+        async with websockets.connect(ws_url) as ws:
+            assert str(await ws.recv()).startswith("0{")
+            await ws.send("40" + json.dumps({"token": VIEW}))
+            assert str(await ws.recv()).startswith("40")
+            assert tokenless.waiting() == 0
+            await asyncio.sleep(TOKENLESS["socketio_connect_timeout"] + 0.5)
+            await ws.send('421["join_stream", {"name": "none"}]')
+            assert str(await ws.recv()).startswith("431")
 
 
 async def test_malformed_packets_log_one_line_not_a_traceback_each(

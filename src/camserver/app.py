@@ -44,6 +44,7 @@ from camserver.api.security import (
     BodyLimitMiddleware,
     EngineIOGate,
     TokenChecker,
+    TokenlessSessions,
 )
 from camserver.config import Settings
 from camserver.connections import (
@@ -131,7 +132,10 @@ def _sio_manager(settings: Settings) -> Any:
 def create_app(settings: Settings | None = None) -> CamServerApp:
     settings = settings or Settings()
     checker = TokenChecker(settings.api_token, settings.view_token)
-    realtime = Realtime(checker, settings.cors_list(), _sio_manager(settings))
+    tokenless = TokenlessSessions(
+        settings.max_tokenless_sessions_per_client, settings.socketio_connect_timeout
+    )
+    realtime = Realtime(checker, settings.cors_list(), _sio_manager(settings), tokenless)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):
         access_log.addFilter(RedactTokens())
@@ -187,7 +191,9 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     wrapper = CamServerApp(
         BrowserGuardMiddleware(
-            EngineIOGate(socketio.ASGIApp(realtime.sio, other_asgi_app=HeadAsGet(app)), checker),
+            EngineIOGate(
+                socketio.ASGIApp(realtime.sio, other_asgi_app=HeadAsGet(app)), checker, tokenless
+            ),
             settings.allowed_host_list(),
         ),
         settings,

@@ -179,6 +179,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
+    socketio_connect_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="With tokens on: seconds a Socket.IO session opened without a token has "
+        "to connect with one (auth: {token}) before it is closed.",
+    )
+    max_tokenless_sessions_per_client: int = Field(
+        16,
+        ge=1,
+        description="With tokens on: most Socket.IO sessions one client address may hold "
+        "open while they wait to connect with a token (429 beyond).",
+    )
 
     forwarded_allow_ips: str = Field(
         "127.0.0.1",

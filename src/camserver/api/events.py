@@ -43,7 +43,12 @@ import socketio
 
 from camserver.api.errors import status_for
 from camserver.api.frame_acks import Unacked
-from camserver.api.security import TokenChecker, query_token
+from camserver.api.security import (
+    TokenChecker,
+    TokenlessSessions,
+    bearer_token,
+    query_token,
+)
 from camserver.api.sio_adapter import EngineIOSockets
 from camserver.api.sio_wire import event_frames
 from camserver.connections import DIRECT_WS, DirectWebSocket
@@ -85,6 +90,7 @@ class Realtime:
         checker: TokenChecker | None = None,
         cors_origins: list[str] | None = None,
         client_manager: Any = None,
+        tokenless: TokenlessSessions | None = None,
     ) -> None:
         cluster: dict[str, Any] = {}
         if client_manager is not None:
@@ -102,6 +108,9 @@ class Realtime:
         )
         self.sockets = EngineIOSockets(self.sio)
         self._checker = checker or TokenChecker(None, None)
+        self.tokenless = tokenless or TokenlessSessions()
+        """Sessions opened without a token in the handshake (``EngineIOGate``)."""
+        self.tokenless.expire = self._drop_session
         self._manager: StreamManager | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._address: dict[str, str] = {}
@@ -228,16 +237,23 @@ class Realtime:
     # -- handlers -----------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        # The CONNECT packet's auth.token, else the handshake's (?token= or header).
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str):
-            token = query_token(environ.get("QUERY_STRING", ""))
+            token = query_token(environ.get("QUERY_STRING", "")) or bearer_token(
+                environ.get("HTTP_AUTHORIZATION", "")
+            )
         grant = self._checker.grant(token)
         if grant is None:
+            # (Its session, if it came without a token, ends at its deadline.)
             raise socketio.exceptions.ConnectionRefusedError(
-                "invalid token"
+                "a valid token is required: this one is not valid"
                 if token
-                else 'a token is required: connect with auth {"token": ...}'
+                else 'a valid token is required: connect with auth {"token": ...}'
             )
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is not None:
+            self.tokenless.connected(eio_sid)
         self._grants[sid] = grant
         # Status and discovery events go to rooms: a scoped token hears only its streams.
         if grant.streams is None:
@@ -254,6 +270,11 @@ class Realtime:
         if isinstance(direct, DirectWebSocket):
             self._direct[sid] = direct
         log.debug("socket.io client %s connected", sid)
+
+    def _drop_session(self, eio_sid: str) -> None:
+        """End an Engine.IO session that did not connect with a valid token in time."""
+        log.info("socket.io session %s: no valid token in time; closed", eio_sid)
+        self.spawn(self.sio.eio.disconnect(eio_sid))
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.

@@ -11,10 +11,12 @@ MJPEG streams and the static files alike).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
@@ -27,6 +29,8 @@ __all__ = [
     "BodyLimitMiddleware",
     "EngineIOGate",
     "TokenChecker",
+    "TokenlessSessions",
+    "bearer_token",
     "query_token",
     "send_error",
     "token_from",
@@ -90,11 +94,17 @@ def token_from(scope: Scope) -> str | None:
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            token = bearer_token(value.decode("latin-1"))
+            if token:
+                return token
     query: bytes = scope.get("query_string", b"")
     return query_token(query.decode("latin-1"))
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header's value, if any."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def query_token(query: str) -> str | None:
@@ -154,33 +164,135 @@ def _in_session(scope: Scope) -> bool:
     return any(key == "sid" for key, _ in parse_qsl(query.decode("latin-1")))
 
 
-class EngineIOGate:
-    """With tokens on, an Engine.IO session is opened only with a valid token in the
-    handshake (``?token=`` or ``Authorization``). Checking the Socket.IO CONNECT packet
-    alone let anyone open sessions (20,000 cost 175 MB until they timed out) and feed them
-    packets."""
+class TokenlessSessions:
+    """Engine.IO sessions opened without a token, each waiting for a Socket.IO CONNECT that
+    carries one (``auth: {token}``, the way every Socket.IO front end passes it).
 
-    def __init__(self, app: ASGIApp, checker: TokenChecker) -> None:
+    Such a session costs memory before anyone is known (20,000 of them once cost 175 MB),
+    so an address may hold ``per_address`` at a time and each has ``deadline`` seconds to
+    connect with a valid token; :attr:`expire` (set by the Socket.IO side) then ends it.
+    """
+
+    def __init__(self, per_address: int = 16, deadline: float = 10.0) -> None:
+        self.per_address = per_address
+        self.deadline = deadline
+        self.expire: Callable[[str], None] = lambda eio_sid: None
+        """Ends an Engine.IO session (it did not connect with a token in time)."""
+        self._sessions: dict[str, tuple[str, asyncio.TimerHandle]] = {}
+        self._by_address: dict[str, int] = {}
+
+    def room_for(self, address: str) -> bool:
+        """``address`` may open one more."""
+        return self._by_address.get(address, 0) < self.per_address
+
+    def opened(self, eio_sid: str, address: str) -> None:
+        timer = asyncio.get_running_loop().call_later(self.deadline, self._expired, eio_sid)
+        self._sessions[eio_sid] = (address, timer)
+        self._by_address[address] = self._by_address.get(address, 0) + 1
+
+    def connected(self, eio_sid: str) -> None:
+        """``eio_sid`` connected with a valid token (a no-op for other sessions)."""
+        self._forget(eio_sid)
+
+    def waiting(self, address: str | None = None) -> int:
+        """Sessions still waiting (of ``address``, or of everyone)."""
+        if address is None:
+            return len(self._sessions)
+        return self._by_address.get(address, 0)
+
+    def _forget(self, eio_sid: str) -> bool:
+        entry = self._sessions.pop(eio_sid, None)
+        if entry is None:
+            return False
+        address, timer = entry
+        timer.cancel()
+        left = self._by_address.get(address, 1) - 1
+        if left > 0:
+            self._by_address[address] = left
+        else:
+            self._by_address.pop(address, None)
+        return True
+
+    def _expired(self, eio_sid: str) -> None:
+        if self._forget(eio_sid):
+            self.expire(eio_sid)
+
+
+def _engineio_path(path: str) -> bool:
+    """``path`` is python-engineio's: it adds the trailing slash before matching, so
+    ``/socket.io`` is served too (and once skipped the gate)."""
+    return (path if path.endswith("/") else path + "/").startswith("/socket.io/")
+
+
+def _open_packet_sid(text: str | bytes | None) -> str | None:
+    """The session id of an Engine.IO OPEN packet (``0{"sid": ...}``), else None."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if not text or text[0] != "0":
+        return None
+    try:
+        sid = json.loads(text[1:]).get("sid")
+    except (ValueError, AttributeError):
+        return None
+    return sid if isinstance(sid, str) else None
+
+
+class EngineIOGate:
+    """With tokens on, an Engine.IO handshake (a request without ``sid``) is let through
+    with a valid token (``?token=`` or ``Authorization``), or without any token as one of
+    :class:`TokenlessSessions` (the Socket.IO CONNECT packet must then bring it); a wrong
+    token is refused at once. Checking the CONNECT packet alone, with no bound, let anyone
+    open sessions (20,000 cost 175 MB until they timed out) and feed them packets."""
+
+    def __init__(self, app: ASGIApp, checker: TokenChecker, tokenless: TokenlessSessions) -> None:
         self.app = app
         self.checker = checker
+        self.tokenless = tokenless
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] in ("http", "websocket")
-            and self.checker.enabled
-            and scope["path"].startswith("/socket.io/")
-            and not _in_session(scope)
-            and self.checker.grant(token_from(scope)) is None
+            scope["type"] not in ("http", "websocket")
+            or not self.checker.enabled
+            or not _engineio_path(scope["path"])
+            or _in_session(scope)
         ):
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-            else:
-                detail = (
-                    "a token is required: connect with ?token=<token> or an Authorization header"
-                )
-                await send_error(send, 401, detail, _CHALLENGE)
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        token = token_from(scope)
+        if token is not None:
+            if self.checker.grant(token) is not None:
+                await self.app(scope, receive, send)
+            else:
+                await self._refuse(scope, send, 401, "invalid token")
+            return
+        address = str((scope.get("client") or ("",))[0])
+        if not self.tokenless.room_for(address):
+            detail = (
+                f"too many Socket.IO sessions without a token from {address}: connect "
+                'with auth {"token": ...} within '
+                f"{self.tokenless.deadline:g} s, or pass ?token=<token>"
+            )
+            await self._refuse(scope, send, 429, detail)
+            return
+        seen = False
+
+        async def watch(message: Message) -> None:
+            nonlocal seen
+            if not seen and message["type"] in ("http.response.body", "websocket.send"):
+                seen = True
+                sid = _open_packet_sid(message.get("body") or message.get("text"))
+                if sid is not None:
+                    self.tokenless.opened(sid, address)
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, status: int, detail: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+        else:
+            await send_error(send, status, detail, _CHALLENGE if status == 401 else [])
 
 
 class BodyLimitMiddleware:
