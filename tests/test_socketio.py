@@ -316,3 +316,34 @@ async def test_engineio_internals_are_what_the_adapter_reads(
     assert sockets.queue_size("gone") == 0
     await v.sio.disconnect()
     await wait_for(lambda: sockets.count() == 0, what="the client gone")
+
+
+async def test_joining_again_and_again_without_reading_holds_a_bounded_backlog(
+    server: Server, camera: CameraFactory
+) -> None:
+    """M3 (issue 26): each join_stream wrote the latest frame with no high-water check, so
+    a client repeating it without reading grew the server's memory without bound (+98 MB
+    in 24 s). Every write to a viewer now goes through the same bound, on both transports."""
+    cam = await camera("c1", fps=5, framesize=10, replay=5)  # UXGA-ish frames: big
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    realtime = server.state.realtime
+    hub = server.state.manager.hub("c1")
+    await wait_for(lambda: hub.latest is not None, 10, what="a first frame")
+    assert hub.latest is not None
+    size = len(hub.latest.data)
+    ws = await raw_viewer(server.url, {"name": "c1"}, rcvbuf=4096)
+    polling = await stalled_polling_viewer(server, "c1")
+    join = "42" + json.dumps(["join_stream", {"name": "c1"}])
+    path = f"/socket.io/?EIO=4&transport=polling&sid={polling}"
+    for _ in range(200):
+        await ws.send(join)
+        await server.client.post(path, content=join)
+    (direct,) = [d.transport() for d in realtime._direct.values()]
+    assert direct is not None
+    await asyncio.sleep(0.5)  # the last joins handled
+    # One frame past the high-water mark at most (old code: 5 MB after 300 joins).
+    assert direct.get_write_buffer_size() <= HIGH_WATER + 2 * size + 1000
+    assert realtime.sockets.queue_size(polling) <= MAX_BACKLOG + 2
+    ws.transport.abort()
+    await ws.wait_closed()
