@@ -210,3 +210,86 @@ async def test_tokens_and_their_last_use_survive_a_restart(settings: Settings) -
         assert r.status_code == 404  # scoped to "a", which does not exist here: still 404
         r = await second.client.get("/api/streams", headers=auth(made["token"]))
         assert r.status_code == 200
+
+
+async def _open_with(server: Server, token: str, stack: AsyncExitStack) -> dict[str, Any]:
+    """A Socket.IO session that joined "a", a direct MJPEG response and a per-viewer one
+    (``?fps=``, uvicorn's own path), all opened with ``token``; what they got is counted."""
+    got: dict[str, Any] = {"frames": 0, "disconnected": asyncio.Event(), "mjpeg": []}
+    sio = socketio.AsyncClient(reconnection=False)
+
+    def on_frame(data: Any) -> None:
+        got["frames"] += 1
+
+    def on_disconnect(*_: Any) -> None:
+        got["disconnected"].set()
+
+    sio.on("frame", on_frame)
+    sio.on("disconnect", on_disconnect)
+    await sio.connect(server.url, transports=["websocket"], auth={"token": token})
+    stack.push_async_callback(sio.disconnect)
+    assert (await sio.call("join_stream", {"name": "a"}))["ok"]
+    got["sio"] = sio
+    client = await stack.enter_async_context(httpx.AsyncClient(base_url=server.url, timeout=10))
+    for path in ("/api/streams/a/mjpeg", "/api/streams/a/mjpeg?fps=5"):
+        done = asyncio.Event()
+        parts = {"n": 0}
+
+        async def read(path: str = path, done: asyncio.Event = done, parts: Any = parts) -> None:
+            try:
+                async with client.stream("GET", path, headers=auth(token)) as r:
+                    assert r.status_code == 200
+                    async for chunk in r.aiter_raw():
+                        parts["n"] += chunk.count(b"--camserverframe")
+            except httpx.HTTPError:
+                pass  # cut off: what a revocation does
+            finally:
+                done.set()
+
+        task = asyncio.create_task(read())
+        stack.callback(task.cancel)
+        got["mjpeg"].append((done, parts))
+    await wait_for(
+        lambda: got["frames"] >= 2 and all(p["n"] >= 2 for _, p in got["mjpeg"]),
+        10,
+        what="frames on every way in",
+    )
+    return got
+
+
+async def _all_ended(got: dict[str, Any], within: float) -> None:
+    start = time.monotonic()
+    await asyncio.wait_for(got["disconnected"].wait(), within)
+    for done, _ in got["mjpeg"]:
+        await asyncio.wait_for(done.wait(), max(0.01, within - (time.monotonic() - start)))
+
+
+async def test_revoking_or_expiry_ends_what_the_token_opened(two: Server) -> None:
+    """M1 (issue 26): an open Socket.IO session kept receiving frames and could still
+    join; open MJPEG responses kept flowing after the token was revoked or expired."""
+    revoked = await _token(two, name="revoked")
+    expiring = await _token(two, name="expiring", expires_in=3)
+    kept = await _token(two, name="kept", streams=["a"])
+    async with AsyncExitStack() as stack:
+        by_token = {
+            name: await _open_with(two, t["token"], stack)
+            for name, t in (("revoked", revoked), ("expiring", expiring), ("kept", kept))
+        }
+        r = await two.client.delete(f"/api/tokens/{revoked['id']}", headers=auth(ADMIN))
+        assert r.status_code == 204
+        await _all_ended(by_token["revoked"], 1.5)  # "within a second", with a margin
+        # Expiry: at its time, whoever is watching.
+        wait = expiring["expires_at"] - time.time()
+        assert wait > 0.5, "the test was too slow to see the token before it expired"
+        await asyncio.sleep(wait)
+        await _all_ended(by_token["expiring"], 1.5)
+        # The other token's viewers are untouched and still get frames.
+        kept_got = by_token["kept"]
+        assert not kept_got["disconnected"].is_set()
+        before = [kept_got["frames"], *(p["n"] for _, p in kept_got["mjpeg"])]
+        await asyncio.sleep(1.0)
+        after = [kept_got["frames"], *(p["n"] for _, p in kept_got["mjpeg"])]
+        assert all(b > a for a, b in zip(before, after, strict=True)), (before, after)
+        assert not any(done.is_set() for done, _ in kept_got["mjpeg"])
+    held = two.state.checker.held
+    await wait_for(lambda: len(held) == 0, 10, what="nothing left held once the clients left")

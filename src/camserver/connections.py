@@ -74,6 +74,11 @@ class DirectWrite:
         cycle.keep_alive = False
         return self._protocol.transport
 
+    def abort(self) -> None:
+        """Cut the connection now, whoever writes to it (the response's right to flow
+        ended: its token was revoked)."""
+        self._protocol.transport.abort()
+
     def release(self) -> None:
         """The body is over. A client that stopped reading is dropped at once: uvicorn
         would otherwise wait for it to drain before completing the response."""

@@ -157,6 +157,7 @@ class Runtime:
                 runtime.loop_lag.run(),
                 runtime.housekeeper.run(),
                 _save_last_used_often(checker, store, saved),
+                checker.held.run(),  # ends what revoked or expired tokens opened
             )
             for job in jobs:
                 stack.callback(asyncio.create_task(job).cancel)

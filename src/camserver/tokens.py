@@ -49,6 +49,8 @@ class Grant:
     admin: bool
     streams: frozenset[str] | None = None
     """None: every stream."""
+    token: str | None = None
+    """The managed token's hash (it can be revoked or expire); None for the environment's."""
 
     def sees(self, name: str) -> bool:
         return self.streams is None or name in self.streams
@@ -116,7 +118,7 @@ class ManagedToken:
         if self.expires_at is not None and now >= self.expires_at:
             return None
         streams = frozenset(self.streams) if self.streams is not None else None
-        return Grant(admin=self.role == "admin", streams=streams)
+        return Grant(admin=self.role == "admin", streams=streams, token=self.hash)
 
     def out(self) -> TokenOut:
         return TokenOut(

@@ -117,6 +117,8 @@ class Realtime:
         """Socket.IO sid → client address (viewers per client are capped)."""
         self._grants: dict[str, Grant] = {}
         """Socket.IO sid → what its token allows."""
+        self._held: dict[str, int | None] = {}
+        """Socket.IO sid → its key in ``checker.held``."""
         self._direct: dict[str, DirectWebSocket] = {}
         """Socket.IO sid → its WebSocket's socket, when frames may be written to it."""
         self._acking: dict[str, dict[str, Unacked]] = {}
@@ -255,6 +257,8 @@ class Realtime:
         if eio_sid is not None:
             self.tokenless.connected(eio_sid)
         self._grants[sid] = grant
+        # Revoked or expired, the token ends the session (on every node).
+        self._held[sid] = self._checker.held.hold(grant, lambda: self._end_session(sid))
         # Status and discovery events go to rooms: a scoped token hears only its streams.
         if grant.streams is None:
             await self.sio.enter_room(sid, EVERYTHING, namespace=NAMESPACE)
@@ -271,6 +275,10 @@ class Realtime:
             self._direct[sid] = direct
         log.debug("socket.io client %s connected", sid)
 
+    def _end_session(self, sid: str) -> None:
+        log.info("socket.io client %s: its token was revoked or expired; disconnected", sid)
+        self.spawn(self.sio.disconnect(sid, namespace=NAMESPACE))
+
     def _drop_session(self, eio_sid: str) -> None:
         """End an Engine.IO session that did not connect with a valid token in time."""
         log.info("socket.io session %s: no valid token in time; closed", eio_sid)
@@ -283,6 +291,7 @@ class Realtime:
             self.sockets.release(eio_sid)
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
+        self._checker.held.release(self._held.pop(sid, None))
         self._direct.pop(sid, None)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
@@ -303,16 +312,15 @@ class Realtime:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         grant = self._grants.get(sid)
         try:
-            if grant is None or not grant.sees(name):
+            if grant is None or not grant.sees(name) or not self._checker.valid(grant):
                 raise StreamNotFound(name)  # as if it did not exist: names do not leak
             hub = self.manager.admit(name, self._address.get(sid))
         except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc), "status": status_for(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
         self._count(name)
-        window: Unacked | None = None
         if data.get("ack") is True:  # a join again starts afresh
-            window = self._acking.setdefault(name, {})[sid] = Unacked()
+            self._acking.setdefault(name, {})[sid] = Unacked()
         else:
             self._forget_acks(sid, name)
         task = self._broadcasters.get(name)
@@ -322,14 +330,18 @@ class Realtime:
             )
         frame = hub.latest
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        if frame is not None and eio_sid is not None:  # a picture at once, not on the next
-            # The way the next frames will go (so they cannot overtake it), within the same
-            # bounds: joining again and again without reading once grew memory without
-            # end (+98 MB in 24 s), the first frame being written with no check.
-            if not self._write_direct(name, frame, [(sid, eio_sid)]):
-                payload = self._payload(name, frame)
-                # Awaited, so the next join's backlog check sees what it queued.
-                await self.sio.emit("frame", payload, to=sid, ignore_queue=True)
+        # A picture at once, not on the next frame, the way the next frames will go (so
+        # they cannot overtake it) and within the same bounds: joining again and again
+        # without reading grew memory without end (+98 MB in 24 s) while this first frame
+        # was written with no check.
+        if (
+            frame is not None
+            and eio_sid is not None
+            and not self._write_direct(name, frame, [(sid, eio_sid)])
+        ):
+            payload = self._payload(name, frame)
+            # Awaited, so the next join's backlog check sees what it queued.
+            await self.sio.emit("frame", payload, to=sid, ignore_queue=True)
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:

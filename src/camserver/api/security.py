@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -22,12 +23,14 @@ from urllib.parse import parse_qsl
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from camserver.connections import DIRECT, DirectWrite
 from camserver.tokens import ALL, Grant, ManagedToken, hash_token
 
 __all__ = [
     "AccessMiddleware",
     "BodyLimitMiddleware",
     "EngineIOGate",
+    "HeldGrants",
     "TokenChecker",
     "TokenlessSessions",
     "bearer_token",
@@ -43,6 +46,8 @@ _PUBLIC = re.compile(
     r"/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|docs\.js"
     r"|openapi\.json)?"
 )
+log = logging.getLogger(__name__)
+
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="camserver"')]
 
@@ -61,6 +66,8 @@ class TokenChecker:
         self._view = view_token.get_secret_value().encode() if view_token else None
         self.managed: dict[str, ManagedToken] = {}
         """Managed tokens by hash."""
+        self.held = HeldGrants(self)
+        """What is open with a managed token (ended when it is revoked or expires)."""
 
     @property
     def enabled(self) -> bool:
@@ -88,6 +95,15 @@ class TokenChecker:
         if found is not None:
             record.last_used = now
         return found
+
+    def valid(self, grant: Grant, now: float | None = None) -> bool:
+        """``grant`` still holds: an environment token's always does, a managed token's
+        until it is revoked (on any node: the cluster's feed replaces ``managed``) or
+        expires."""
+        if grant.token is None:
+            return True
+        record = self.managed.get(grant.token)
+        return record is not None and record.grant(time.time() if now is None else now) is not None
 
 
 def token_from(scope: Scope) -> str | None:
@@ -131,6 +147,53 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+class HeldGrants:
+    """Everything open with a managed token (an MJPEG response, a Socket.IO session, a
+    replay) and how to end it. :meth:`sweep`, run every ``interval`` seconds by
+    :meth:`run`, ends those whose token was revoked or expired: a revocation used to stop
+    only new requests, while open streams and sessions went on."""
+
+    def __init__(self, checker: TokenChecker, interval: float = 0.25) -> None:
+        self._checker = checker
+        self.interval = interval
+        self._held: dict[int, tuple[Grant, Callable[[], None]]] = {}
+        self._next = 0
+
+    def hold(self, grant: Grant, end: Callable[[], None]) -> int | None:
+        """Watch ``grant`` while something is open with it; a key for :meth:`release`
+        (None for an environment token's grant: nothing to watch)."""
+        if grant.token is None:
+            return None
+        self._next += 1
+        self._held[self._next] = (grant, end)
+        return self._next
+
+    def release(self, key: int | None) -> None:
+        if key is not None:
+            self._held.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def sweep(self) -> int:
+        """End what was opened with a token that no longer holds; how many."""
+        now = time.time()
+        gone = [k for k, (g, _) in self._held.items() if not self._checker.valid(g, now)]
+        for key in gone:
+            _, end = self._held.pop(key)
+            try:
+                end()
+            except Exception:
+                log.exception("ending what a revoked token opened failed")
+        return len(gone)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if self._held:
+                self.sweep()
+
+
 class AccessMiddleware:
     def __init__(self, app: ASGIApp, checker: TokenChecker) -> None:
         self.app = app
@@ -154,7 +217,30 @@ class AccessMiddleware:
             await send_error(send, 403, "this token is read-only: changes need the API token")
             return
         scope.setdefault("state", {})["grant"] = grant
-        await self.app(scope, receive, send)
+        if grant.token is None:
+            await self.app(scope, receive, send)
+            return
+        # A managed token can be revoked or expire while the response flows (MJPEG, a
+        # replay): then the connection is cut, whoever writes to it.
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            ended = True
+            direct = scope.get("extensions", {}).get(DIRECT)
+            if isinstance(direct, DirectWrite):
+                direct.abort()
+
+        async def guarded(message: Message) -> None:
+            if ended:
+                raise OSError("the token of this request was revoked or expired")
+            await send(message)
+
+        key = self.checker.held.hold(grant, end)
+        try:
+            await self.app(scope, receive, guarded)
+        finally:
+            self.checker.held.release(key)
 
 
 def _in_session(scope: Scope) -> bool:
