@@ -552,3 +552,38 @@ async def test_a_finished_days_timelapse_becomes_mp4_in_the_background_at_low_pr
         assert not mkv.exists()
         r = await server.client.get("/api/streams/c1/timelapse.mp4", params={"day": yesterday})
         assert r.status_code == 404, r.text
+
+
+async def test_a_segment_still_being_written_downloads_whole_as_far_as_it_was(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    """The file of an open segment was cut short when it grew during the download
+    (FileResponse declared the length it saw and read to the end: more than declared, and
+    uvicorn closed the connection). Found by the client test under CI load."""
+    cam = await camera("c1", fps=30, framesize=13, replay=5)  # big frames, fast growth
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam, recording={"mode": "continuous"})
+        await server.wait_state("c1", "streaming")
+
+        segment: dict[str, Any] = {}
+
+        async def big_open_segment() -> bool:
+            # Larger than what the kernel's socket buffers take at once (a few MB).
+            rows = (await server.client.get("/api/streams/c1/recordings")).json()
+            open_ = [r for r in rows if not r["closed"] and r["bytes"] > 12 * 1024 * 1024]
+            segment.update(open_[0] if open_ else {})
+            return bool(open_)
+
+        await wait_for(big_open_segment, 60, what="an open segment of 12 MB")
+        data = bytearray()
+        async with server.client.stream("GET", segment["file_url"]) as r:
+            assert r.status_code == 200
+            length = int(r.headers["content-length"])
+            async for chunk in r.aiter_bytes(64 * 1024):  # slowly: the file grows meanwhile
+                data += chunk
+                await asyncio.sleep(0.02)
+        assert len(data) == length
+        assert data[:4] == b"\x1a\x45\xdf\xa3"  # Matroska
+        grown = (await server.client.get(f"/api/recordings/{segment['id']}")).json()
+        assert grown["bytes"] > length or grown["closed"]

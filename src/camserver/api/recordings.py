@@ -137,7 +137,7 @@ async def get_recording(
 )
 async def recording_file(
     recording_id: RecordingId, recording: RecordingDep, grant: GrantDep
-) -> FileResponse:
+) -> Response:
     """The segment as Matroska (MJPEG stream-copied); range requests work, so players
     can seek. VLC, ffmpeg and mpv play it."""
     found = await _get(recording_id, recording, grant)
@@ -150,11 +150,43 @@ async def recording_file(
                 "CAMSERVER_RECORDINGS_DIR)"
             )
         raise RecordingNotFound(f"recording {recording_id}: its file is gone")
+    name = f"{found.stream}-{found.path.rsplit('/', 1)[-1]}"
+    if not found.closed:
+        return _growing_file(path, name)
     return FileResponse(
         path,
         media_type="video/x-matroska",
-        filename=f"{found.stream}-{found.path.rsplit('/', 1)[-1]}",
+        filename=name,
         headers={"Cache-Control": "no-store"},
+    )
+
+
+def _growing_file(path: os.PathLike[str], filename: str) -> StreamingResponse:
+    """A segment still being written, as far as it is written now. Starlette's
+    FileResponse declares the length it saw, then reads to the end of the file: a segment
+    that grew meanwhile made it send more than it declared, and uvicorn cut the download
+    short (found under CI load). No range requests here: the file ends somewhere else a
+    second later."""
+    size = os.stat(path).st_size
+
+    async def body() -> AsyncIterator[bytes]:
+        with open(path, "rb") as f:  # noqa: ASYNC230 - local disk, 64 KiB at a time
+            left = size
+            while left > 0:
+                chunk = await asyncio.to_thread(f.read, min(64 * 1024, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type="video/x-matroska",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
