@@ -150,3 +150,31 @@ async def test_websocket_upgrades_give_their_connection_slot_back(server: Server
         return mine == 0 and total <= 1  # (1: the reading's own connection)
 
     await wait_for(released, 10, what="every slot of 127.0.0.1 given back")
+
+
+@pytest.mark.parametrize("kib", [70, 150])
+async def test_a_huge_head_in_one_write_gets_431(server: Server, kib: int) -> None:
+    """L1 (issue 26): the 64 KiB cap counted from the second read, so 70 and 150 KiB of
+    headers sent in one write went through."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    head += b"X-Junk: " + b"a" * (kib * 1024) + b"\r\n\r\n"
+    reader, writer = await _open(server)
+    writer.write(head)
+    answer = await _closed(reader)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    writer.close()
+    # A request after another's body in the same write is counted too (pipelining), and
+    # a body, however close to its own limit, never counts as head.
+    body = b"{" + b" " * 60_000 + b"}"
+    post = (
+        b"POST /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"X-Requested-With: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    reader, writer = await _open(server)
+    writer.write(post + head)
+    answer = await _closed(reader)
+    assert answer.startswith(b"HTTP/1.1 422"), answer[:80]  # the POST itself was read
+    assert b"HTTP/1.1 431" in answer, answer[-300:]
+    assert answer.count(b"HTTP/1.1 ") == 2, answer
+    writer.close()
+    assert (await server.client.get("/healthz")).status_code == 200

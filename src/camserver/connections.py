@@ -44,6 +44,10 @@ __all__ = [
     "limited_protocol",
 ]
 
+LINGER = 2.0
+"""Seconds a refused connection is still read (and what comes thrown away) before it
+closes, so that the client reads the answer."""
+
 DIRECT = "camserver.direct"
 """The ASGI scope extension under which a :class:`DirectWrite` is offered."""
 
@@ -200,8 +204,12 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _timer: asyncio.TimerHandle | None = None
-        _header_bytes = 0
-        _in_headers = False
+        _head_bytes = 0
+        """Bytes of the request head (line and headers) being received."""
+        _parsed = 0
+        """Bytes of the head's parts the parser reported."""
+        _in_body = False
+        _refused = False
 
         def _arm(self, seconds: float) -> None:
             self._disarm()
@@ -227,27 +235,66 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             limits.release(self.transport)
             super().connection_lost(exc)
 
+        def _refuse_if(self, too_big: bool) -> bool:
+            """Answer 431 once when ``too_big``; True once refused."""
+            if too_big and not self._refused:
+                self._refused = True
+                self._disarm()
+                transport = self.transport
+                message = b"request headers too large"
+                transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-type: text/plain; charset=utf-8\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                    % (len(message), message)
+                )
+                # A lingering close: the client is likely still sending its head, and
+                # closing at once would answer that with a reset, which makes its kernel
+                # drop the 431 unread. What it sends meanwhile is thrown away.
+                if transport.can_write_eof():
+                    transport.write_eof()
+                self.loop.call_later(LINGER, transport.close)
+            return self._refused
+
         def data_received(self, data: bytes) -> None:
-            if self._in_headers:
-                self._header_bytes += len(data)
-                if self._header_bytes > limits.max_header_bytes:
-                    self._disarm()
-                    _close_with(
-                        self.transport,
-                        b"431 Request Header Fields Too Large",
-                        b"request headers too large",
-                    )
+            # Counted as it arrives, before the parser sees it: httptools holds a header
+            # until it is whole (a 135 MB one was read whole), so its callbacks come too
+            # late for one huge header. Counted from the first byte of the head (from the
+            # second read, 70 and 150 KiB heads in one write went through).
+            if self._refused:
+                return
+            if not self._in_body:
+                end = data.find(b"\r\n\r\n")
+                self._head_bytes += len(data) if end < 0 else end + 4
+                if self._refuse_if(self._head_bytes > limits.max_header_bytes):
                     return
             super().data_received(data)
 
+        # The parts of a head as the parser reports them: exact, and they also count a
+        # request that follows another's body in the same read (pipelining).
+        # Raising in a callback stops the parser (uvicorn's 400 is then withheld).
+        def on_url(self, url: bytes) -> None:
+            self._parsed += len(url)
+            if self._refuse_if(self._parsed > limits.max_header_bytes):
+                raise ValueError("request head too large")
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._parsed += len(name) + len(value) + 4
+            if self._refuse_if(self._parsed > limits.max_header_bytes):
+                raise ValueError("request head too large")
+            super().on_header(name, value)
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._refused:  # (431 is answered already)
+                super().send_400_response(msg)
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._in_headers = True
-            self._header_bytes = 0
             self._arm(limits.request_timeout)
 
         def on_headers_complete(self) -> None:
-            self._in_headers = False
+            self._in_body = True
             super().on_headers_complete()
             cycle = self.cycle
             # (An upgrade request makes no cycle: self.cycle is then an earlier request's.)
@@ -257,6 +304,8 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         def on_message_complete(self) -> None:
             self._disarm()  # the whole request is in; the response may flow for hours
+            self._in_body = False
+            self._head_bytes = self._parsed = 0
             super().on_message_complete()
 
         def handle_websocket_upgrade(self) -> None:
