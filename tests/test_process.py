@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,3 +171,35 @@ async def test_settings_come_from_the_environment(
     p = spawn(env={"CAMSERVER_DB": str(db)})
     await wait_healthy(p)
     assert db.exists()
+
+
+async def test_what_the_server_writes_is_readable_by_its_owner_only(
+    spawn: Callable[..., Proc], camera: CameraFactory, tmp_path: Path
+) -> None:
+    """L3 (issue 26): recordings, event snapshots and clips were 0644 in 0755 folders
+    while the database was 0600."""
+    cam = await camera("c1", fps=10)
+    recordings = tmp_path / "recordings"
+    recordings.mkdir(mode=0o755)  # as an older release left it
+    os.chmod(recordings, 0o755)
+    p = spawn("--db", str(tmp_path / "m.db"), env={"CAMSERVER_RECORDINGS_DIR": str(recordings)})
+    await wait_healthy(p)
+    async with httpx.AsyncClient(base_url=p.url, trust_env=False, timeout=60) as c:
+        body = {"name": "c1", "host": cam.address, "recording": {"mode": "continuous"}}
+        assert (await c.post("/api/streams", json=body)).status_code == 201
+
+        async def recorded() -> bool:
+            rows = (await c.get("/api/streams/c1/recordings")).json()
+            return bool(rows) and rows[0]["frames"] >= 20
+
+        await wait_for(recorded, 20, what="two seconds recorded")
+        now = time.time()
+        r = await c.get("/api/streams/c1/clip.mp4", params={"start": now - 3, "end": now - 1})
+        assert r.status_code == 200, r.text
+    made = [path for path in recordings.rglob("*")]
+    assert any(path.suffix == ".mkv" for path in made), made
+    assert any(path.suffix == ".mp4" for path in made), made  # the clip cache
+    assert stat.S_IMODE(recordings.stat().st_mode) == 0o700
+    for path in [*made, tmp_path / "m.db"]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"

@@ -206,6 +206,10 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"camserver: {exc}", file=sys.stderr)
         return 2
+    # Everything the server writes is its own: the database, recordings, event snapshots,
+    # clips (PyAV's files included: FFmpeg creates them with the process umask). The
+    # recordings were 0644 in 0755 folders while the database was 0600.
+    os.umask(0o077)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

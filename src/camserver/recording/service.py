@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -78,6 +79,18 @@ class RecordingService:
         return False
 
 
+def _keep_private(root: Path) -> None:
+    """The recordings folder is readable by its owner only (0700), made so if it is ours
+    (older releases left it 0755): no one else on the machine sees the video."""
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = root.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            root.chmod(0o700)
+    except OSError as exc:
+        log.warning("recording: cannot make %s private: %s", root, exc)
+
+
 async def start_recording(
     stack: AsyncExitStack,
     manager: StreamManager,
@@ -91,6 +104,7 @@ async def start_recording(
         index = SQLiteIndex(settings.db)
     stack.callback(index.close)
     root = recordings_root(settings)
+    _keep_private(root)
     try:
         await asyncio.to_thread(repair_unfinished, index, root, own=True)
     except RecordingError as exc:  # (cluster: Redis away) live video comes first
