@@ -245,8 +245,7 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 transport.write(
                     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                     b"content-type: text/plain; charset=utf-8\r\n"
-                    b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                    % (len(message), message)
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(message), message)
                 )
                 # A lingering close: the client is likely still sending its head, and
                 # closing at once would answer that with a reset, which makes its kernel

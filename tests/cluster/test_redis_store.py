@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
 from camserver.cluster.backend import Backend
 from camserver.cluster.lease import Leases
-from camserver.cluster.store import RedisStore
+from camserver.cluster.store import ConfigFeed, RedisStore
 from camserver.cluster.wire import Keys
 from camserver.errors import ClusterUnavailable, StreamExists, StreamNotFound
 from camserver.models import StreamConfig
@@ -120,3 +121,44 @@ async def test_an_unreachable_redis_is_one_clear_error(redis_server: RedisServer
     assert backend.reachable is False
     assert "secret" not in str(backend.last_error)
     await backend.close()
+
+
+async def test_one_unreadable_stream_does_not_stop_the_others_syncing(
+    backends: tuple[Backend, Backend], caplog: pytest.LogCaptureFixture
+) -> None:
+    """L4 (issue 26): one malformed value in a stream's hash made every resync fail with
+    a traceback every 5 s. That stream is skipped with one clear line (and kept as the
+    node has it); the others stay in step."""
+    backend = backends[0]
+    store = RedisStore(backend)
+    for name in ("porch", "yard"):
+        await store.add(StreamConfig.for_host(name, "10.0.0.5"))
+    await backend.redis.hset(backend.keys.stream("porch"), "motion", "{not json")
+    applied: list[str] = []
+    dropped: list[str] = []
+    tokens: list[list[ManagedToken]] = []
+
+    async def apply(cfg: StreamConfig) -> None:
+        applied.append(cfg.name)
+
+    async def drop(name: str) -> None:
+        dropped.append(name)
+
+    feed = ConfigFeed(
+        backend, store, apply, drop, lambda: ["porch", "yard"], tokens.append, lambda: ([], [])
+    )
+    with caplog.at_level(logging.ERROR, logger="camserver.cluster.store"):
+        for _ in range(3):
+            await feed.resync()  # no exception, each time
+    assert applied == ["yard"] * 3
+    assert dropped == []  # the unreadable one is not dropped either
+    assert len(tokens) == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines  # said once, not every resync
+    assert "stream 'porch' in Redis cannot be read" in lines[0]
+    assert store.unreadable == {"porch"}
+    # Saved again whole, it is read again.
+    await store.update(StreamConfig.for_host("porch", "10.0.0.9"))
+    await feed.resync()
+    assert applied[-2:] == ["porch", "yard"]
+    assert store.unreadable == set()

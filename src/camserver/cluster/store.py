@@ -63,6 +63,10 @@ class RedisStore:
         self.backend = backend
         self._b = backend
         self._k = backend.keys
+        self.unreadable: set[str] = set()
+        """Streams whose hash the last :meth:`list` could not read."""
+        self._bad: dict[str, int] = {}
+        """Stream → the unreadable hash already logged."""
 
     async def list(self) -> list[StreamConfig]:
         names = await self._b.call("list", lambda: self._b.redis.zrange(self._k.streams, 0, -1))
@@ -75,7 +79,39 @@ class RedisStore:
                 return result
 
         rows = await self._b.call("list", read) if names else []
-        return [_config(row) for row in rows if row]
+        out: list[StreamConfig] = []
+        unreadable: set[str] = set()
+        for name, row in zip(names, rows, strict=True):
+            if not row:
+                continue
+            cfg = self.read(name.decode(), row)
+            if cfg is None:
+                unreadable.add(name.decode())
+            else:
+                out.append(cfg)
+        self.unreadable = unreadable
+        return out
+
+    def read(self, name: str, raw: dict[bytes, bytes]) -> StreamConfig | None:
+        """A stream's hash as a configuration, or None (said once per bad value) when it
+        cannot be read: one malformed value once made every resync fail with a
+        traceback every 5 s, and every other stream fell out of step."""
+        try:
+            cfg = _config(raw)
+        except (ValueError, TypeError) as exc:  # (pydantic's ValidationError is one)
+            seen = hash(tuple(sorted(raw.items())))
+            if self._bad.get(name) != seen:
+                self._bad[name] = seen
+                why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                log.error(
+                    "config: stream %r in Redis cannot be read (%s); this node keeps its "
+                    "copy, if any, until the stream is saved again",
+                    name,
+                    why,
+                )
+            return None
+        self._bad.pop(name, None)
+        return cfg
 
     async def version(self) -> int:
         got = await self._b.call("version", lambda: self._b.redis.get(self._k.version))
@@ -225,8 +261,9 @@ class ConfigFeed:
                 raw = await self._b.call(
                     "stream", lambda: self._b.redis.hgetall(self._b.keys.stream(change.name))
                 )
-                if raw:
-                    await self._apply(_config(raw))
+                cfg = self._store.read(change.name, raw) if raw else None
+                if cfg is not None:
+                    await self._apply(cfg)
         self.version = change.version  # only once applied: a restore must not miss it
 
     async def resync(self) -> None:
@@ -238,7 +275,8 @@ class ConfigFeed:
         configs = await self._store.list()
         tokens = await self._store.list_tokens()
         self.resyncs += 1
-        wanted = {cfg.name for cfg in configs}
+        # (An unreadable stream is kept as this node has it, not dropped.)
+        wanted = {cfg.name for cfg in configs} | self._store.unreadable
         for cfg in configs:
             await self._apply(cfg)
         for name in self._names():
