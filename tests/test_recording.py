@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import socketio
 from playwright.async_api import async_playwright
 
+from camserver.api.recordings import EXPORTS
 from camserver.config import Settings, recordings_root
 from camserver.recording.index import SQLiteIndex
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
@@ -587,3 +589,63 @@ async def test_a_segment_still_being_written_downloads_whole_as_far_as_it_was(
         assert data[:4] == b"\x1a\x45\xdf\xa3"  # Matroska
         grown = (await server.client.get(f"/api/recordings/{segment['id']}")).json()
         assert grown["bytes"] > length or grown["closed"]
+
+
+async def test_clip_exports_stop_when_their_client_leaves_and_their_cache_is_bounded(
+    settings: Settings, camera: CameraFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """M4 (issue 26): abandoned clip.mp4 requests kept both conversion slots busy and left
+    115 MB files in the clip cache, which retention did not count (free-disk retention
+    then deleted real recordings first)."""
+    settings = settings.model_copy(
+        update={
+            "recording_retention_seconds": 0.5,
+            "recording_clip_cache_mb": 0,
+            "recording_segment_seconds": 2.0,
+        }
+    )
+    cam = await camera("c1", fps=30, framesize=13, replay=5)  # big frames: slow to convert
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings)
+        await server.add_camera("c1", cam, recording={"mode": "continuous"})
+        service = server.state.recording
+        assert service is not None
+        root = settings.db.parent / "recordings"
+        await asyncio.sleep(6)
+        now = time.time()
+
+        async def export(t0: float, client: httpx.AsyncClient) -> httpx.Response:
+            params = {"start": t0, "end": now}
+            return await client.get("/api/streams/c1/clip.mp4", params=params, timeout=60)
+
+        # Two exports from one address are made at once; a third is refused at once.
+        leaving = [asyncio.create_task(export(now - 6 + i * 0.1, server.client)) for i in (0, 1)]
+        await wait_for(lambda: sum(EXPORTS.going.values()) == 2, 10, what="two exports going")
+        third = await export(now - 5, server.client)
+        assert third.status_code == 429, third.text
+        assert "already has 2 MP4 exports being made" in third.json()["detail"]
+        await wait_for(lambda: any(root.glob(".clips/c1/*.part")), 10, what="a conversion")
+        # Their client leaves: the conversions stop, their slots free up, nothing is left.
+        for task in leaving:
+            task.cancel()
+        await asyncio.gather(*leaving, return_exceptions=True)
+        await wait_for(lambda: not EXPORTS.going, 5, what="the exports given up")
+        assert not list(root.glob(".clips/c1/*.part"))
+        await asyncio.sleep(3)  # longer than the rest of a conversion would have taken
+        assert not list(root.glob(".clips/c1/*")), "an abandoned conversion went on"
+        # A clip that was fetched is a cache entry: counted, and over the cap it goes.
+        clip = await export(now - 2, server.client)
+        assert clip.status_code == 200
+        assert clip.content[4:8] == b"ftyp"
+        await wait_for(lambda: service.recorder.counters.clips_deleted >= 1, 10, what="cap")
+        assert not list(root.glob(".clips/c1/*.mp4"))
+        # When the disk is short, the cache goes before any recording.
+        service.recorder.clip_cache_bytes = 1 << 40
+        assert (await export(now - 2, server.client)).status_code == 200
+        with caplog.at_level(logging.INFO, logger="camserver.recording.recorder"):
+            service.recorder.min_free_bytes = 1 << 60  # never enough
+            await wait_for(lambda: service.recorder.counters.deleted_files >= 1, 10, what="rm")
+        lines = [r.getMessage() for r in caplog.records if "deleted" in r.getMessage()]
+        assert "cached clip" in lines[0], lines
+        assert "the disk is short of free space" in lines[0], lines
+        assert any("short of free space" in line and ".mkv" in line for line in lines[1:])

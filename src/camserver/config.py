@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Delete the oldest recordings while the disk has less free (0: never).",
     )
+    recording_clip_cache_mb: int = Field(
+        512,
+        ge=0,
+        description="Most MB of exported MP4 clips kept (a cache: each goes an hour after it "
+        "was made, the oldest first beyond this, all of them before any recording when the "
+        "disk is short).",
+    )
     recording_retention_seconds: float = Field(
         30.0, ge=0.5, le=3600, description="How often retention looks for what to delete."
     )

@@ -28,7 +28,8 @@ One root, so callers can catch everything camserver raises on purpose::
     │   └── UpstreamProtocolError  the camera sent something that is not MJPEG
     ├── RecordingError         writing or reading recordings failed (disk, a bad file)
     │   ├── RecordingNotFound  no recording with that id, or none at that time
-    │   └── NotRecording       an event was marked on a stream not recording events
+    │   ├── NotRecording       an event was marked on a stream not recording events
+    │   └── TooManyConversions a client already has its share of MP4 exports going
     └── MotionError            motion detection or its events failed
         ├── BadFrame           a frame the JPEG decoder cannot read
         └── EventNotFound      no motion event with that id
@@ -62,6 +63,7 @@ __all__ = [
     "StreamNotFound",
     "TargetNotAllowed",
     "TokenNotFound",
+    "TooManyConversions",
     "TooManyStreams",
     "TooManyViewers",
     "UnknownInterface",
@@ -196,3 +198,7 @@ class BadFrame(MotionError):
 
 class EventNotFound(MotionError):
     """No motion event with that id."""
+
+
+class TooManyConversions(RecordingError):
+    """A client asked for another MP4 export while its share were still being made."""

@@ -8,21 +8,24 @@ is listed too, with its end so far (``closed`` false).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
+import threading
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName, visible_row
-from camserver.errors import NotRecording, RecordingNotFound
+from camserver.api.disconnect import unless_client_leaves
+from camserver.errors import NotRecording, RecordingNotFound, TooManyConversions
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingKind
 from camserver.recording.playback import RecordedFrame, frame_at, frames_between, frames_from
@@ -305,8 +308,54 @@ async def _replay_parts(
 
 
 MAX_CLIP_SECONDS = 1800.0
+T = TypeVar("T")
 _CLIP_SLOTS = asyncio.Semaphore(os.cpu_count() or 1)
 """At most one H.264 conversion per core at a time."""
+PER_CLIENT = 2
+"""MP4 exports one client address may have going (made or waiting) at a time."""
+
+
+class _Exports:
+    """MP4 exports made for requests: each stops when its client leaves (an abandoned
+    export kept both conversion slots busy and left its file behind), and one client
+    address has at most PER_CLIENT going."""
+
+    def __init__(self) -> None:
+        self.going: dict[str, int] = {}
+
+    async def make(self, request: Request, convert: Callable[[threading.Event], T]) -> T:
+        """``convert(stop)`` in a worker thread, in a conversion slot; ClientGone (and
+        ``stop`` set, the slot freed once the thread has stopped) if the client leaves."""
+        address = request.client.host if request.client else ""
+        if self.going.get(address, 0) >= PER_CLIENT:
+            raise TooManyConversions(
+                f"{address} already has {PER_CLIENT} MP4 exports being made: wait for one to finish"
+            )
+        self.going[address] = self.going.get(address, 0) + 1
+        try:
+            return await unless_client_leaves(request, _in_slot(convert))
+        finally:
+            left = self.going[address] - 1
+            if left:
+                self.going[address] = left
+            else:
+                del self.going[address]
+
+
+async def _in_slot(convert: Callable[[threading.Event], T]) -> T:
+    stop = threading.Event()
+    async with _CLIP_SLOTS:
+        thread = asyncio.ensure_future(asyncio.to_thread(convert, stop))
+        try:
+            return await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            stop.set()  # the encoder loop checks it at every frame
+            with contextlib.suppress(Exception):
+                await thread
+            raise
+
+
+EXPORTS = _Exports()
 
 
 @router.get(
@@ -315,6 +364,7 @@ _CLIP_SLOTS = asyncio.Semaphore(os.cpu_count() or 1)
     responses={200: {"content": {"video/mp4": {}}}, **_NOT_FOUND},
 )
 async def clip(
+    request: Request,
     name: VisibleName,
     recording: RecordingDep,
     manager: ManagerDep,
@@ -322,7 +372,8 @@ async def clip(
     end: Annotated[str, Query(max_length=40, description="Epoch seconds or ISO 8601.")],
 ) -> FileResponse:
     """Recorded frames from ``start`` to ``end`` as H.264 (yuv420p) MP4, which a browser's
-    ``<video>`` plays; made on demand (at most one per core at a time) and cached."""
+    ``<video>`` plays; made on demand (at most one per core at a time, two going per client
+    address: 429 beyond; stopped if the client leaves) and cached for an hour."""
     manager.config(name)
     t0, t1 = parse_time(start, 0.0, "start"), parse_time(end, 0.0, "end")
     if t1 <= t0:
@@ -335,9 +386,12 @@ async def clip(
     path = recording.root / ".clips" / name / f"{int(t0 * 1000)}-{int(t1 * 1000)}.mp4"
     # A clip that reaches into the segment being written is made again each time.
     if not path.is_file() or not all(s.closed for s in segments):
-        async with _CLIP_SLOTS:
+
+        def convert(stop: threading.Event) -> int:
             frames = frames_between(recording.root, segments, t0, t1)
-            await asyncio.to_thread(make_clip, frames, path)
+            return make_clip(frames, path, stop=stop)
+
+        await EXPORTS.make(request, convert)
     return FileResponse(
         path,
         media_type="video/mp4",
@@ -386,6 +440,7 @@ async def mark_event(
     responses={200: {"content": {"video/mp4": {}}}, **_NOT_FOUND},
 )
 async def timelapse(
+    request: Request,
     name: VisibleName,
     recording: RecordingDep,
     manager: ManagerDep,
@@ -416,6 +471,5 @@ async def timelapse(
                 raise RecordingNotFound(f"no timelapse of {name!r} on {day}")
     else:  # today's so far: made again on each request
         path = recording.root / ".clips" / name / f"timelapse-{day}.mp4"
-        async with _CLIP_SLOTS:
-            await asyncio.to_thread(render_day, recording.root, rows, path)
+        await EXPORTS.make(request, lambda stop: render_day(recording.root, rows, path, stop=stop))
     return FileResponse(path, media_type="video/mp4", filename=f"{name}-{day}.mp4")

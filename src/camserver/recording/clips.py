@@ -28,9 +28,16 @@ _MS = Fraction(1, 1000)
 _X264 = {"preset": "ultrafast", "crf": "26"}
 
 
-def make_clip(frames: Iterable[RecordedFrame], path: Path, *, threads: int = 0) -> int:
+def make_clip(
+    frames: Iterable[RecordedFrame],
+    path: Path,
+    *,
+    threads: int = 0,
+    stop: threading.Event | None = None,
+) -> int:
     """Write ``frames`` (in time order) to ``path`` as MP4; returns how many it holds.
-    ``threads``: libx264's encoding threads (0: as many as it likes)."""
+    ``threads``: libx264's encoding threads (0: as many as it likes). Setting ``stop``
+    ends it within a frame with RecordingError, leaving nothing behind (its client left)."""
     # Two makers of the same file (a request and the day-end renderer) never share a
     # temporary file; the last os.replace wins with a whole file either way.
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part")
@@ -43,6 +50,8 @@ def make_clip(frames: Iterable[RecordedFrame], path: Path, *, threads: int = 0) 
             first = 0.0
             last_pts = -1
             for f in frames:
+                if stop is not None and stop.is_set():
+                    raise RecordingError("stopped before the end")
                 for picture in decoder.decode(av.Packet(f.data)):
                     if stream is None:
                         stream = out.add_stream("libx264", options=_X264)

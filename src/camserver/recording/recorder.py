@@ -64,6 +64,9 @@ class RecorderCounters:
     deleted_bytes: int = 0
     """Removed by retention (age, size, free disk)."""
     retention_runs: int = 0
+    clips_deleted: int = 0
+    clip_bytes_deleted: int = 0
+    """Removed from the clip cache (age, its cap, free disk)."""
 
 
 class _Active:
@@ -93,6 +96,7 @@ class Recorder:
         segment_seconds: float = 60.0,
         *,
         min_free_bytes: int = 0,
+        clip_cache_bytes: int = 512 * 1024 * 1024,
         retention_every: float = 30.0,
         on_new_day: Callable[[str], None] | None = None,
     ) -> None:
@@ -100,6 +104,7 @@ class Recorder:
         self.index = index
         self.segment_seconds = segment_seconds
         self.min_free_bytes = min_free_bytes
+        self.clip_cache_bytes = clip_cache_bytes
         self.retention_every = retention_every
         self.limits: dict[str, RecordingSettings] = {}
         """Each stream's retention limits (set from the event loop, read by the worker)."""
@@ -252,11 +257,19 @@ class Recorder:
                             break
                         self._delete(r, "above max_bytes")
                         total -= r.bytes + r.derived
-        # Clips (clip.mp4) are a cache: an hour after they were made, they go.
-        for clip in (self.root / ".clips").glob("*/*.mp4"):
-            with contextlib.suppress(OSError):
-                if now - clip.stat().st_mtime > CLIP_CACHE_SECONDS:
-                    clip.unlink()
+        # Clips (clip.mp4, today's timelapse so far) are a cache: an hour after they were
+        # made they go, and the oldest go first beyond clip_cache_bytes.
+        clips = self._clips()
+        cached = sum(size for _, size, _ in clips)
+        for path, size, mtime in clips:
+            if now - mtime > CLIP_CACHE_SECONDS:
+                why = "an hour old"
+            elif cached > self.clip_cache_bytes:
+                why = "above recording_clip_cache_mb"
+            else:
+                continue
+            if self._drop_clip(path, why):
+                cached -= size
         # (Cluster mode: one node at a time over the shared folder's disk.)
         if (
             self.min_free_bytes
@@ -264,11 +277,40 @@ class Recorder:
             and shutil.disk_usage(self.root).free < self.min_free_bytes
             and self.index.claim("free-disk", self.retention_every)
         ):
+            # The cache goes before any recording does.
+            for path, _, _ in self._clips():
+                if shutil.disk_usage(self.root).free >= self.min_free_bytes:
+                    break
+                self._drop_clip(path, "the disk is short of free space")
             while shutil.disk_usage(self.root).free < self.min_free_bytes:
                 oldest = self.index.oldest_closed(limit=1)
                 if not oldest:
                     break
                 self._delete(oldest[0], "the disk is short of free space")
+
+    def _clips(self) -> list[tuple[Path, int, float]]:
+        """The clip cache's files (and the parts a crash left; not those being made),
+        oldest first."""
+        found = []
+        stale = time.time() - CLIP_CACHE_SECONDS
+        for path in (self.root / ".clips").glob("*/*"):
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                made = path.suffix == ".mp4"
+                if made or (path.suffix == ".part" and info.st_mtime < stale):
+                    found.append((path, info.st_size, info.st_mtime))
+        return sorted(found, key=lambda item: item[2])
+
+    def _drop_clip(self, path: Path, why: str) -> bool:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            return False
+        self.counters.clips_deleted += 1
+        self.counters.clip_bytes_deleted += size
+        log.info("recording: deleted the cached clip %s (%s)", path.name, why)
+        return True
 
     def delete(self, r: Recording) -> None:
         """Delete a closed recording on request (any thread): its file, what was made

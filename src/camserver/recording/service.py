@@ -116,6 +116,7 @@ async def start_recording(
         index,
         settings.recording_segment_seconds,
         min_free_bytes=settings.recording_min_free_mb * 1024 * 1024,
+        clip_cache_bytes=settings.recording_clip_cache_mb * 1024 * 1024,
         retention_every=settings.recording_retention_seconds,
         on_new_day=days.scan,
     )
