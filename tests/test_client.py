@@ -365,3 +365,63 @@ def test_the_blocking_client_has_every_method_of_the_async_one() -> None:
 
     assert public(AsyncClient) - {"aclose"} == public(Client) - {"close"}
     assert Client.snapshot.__doc__ == AsyncClient.snapshot.__doc__
+
+
+BREAK_OUT = """
+import asyncio, sys, time
+from camserver.client import AsyncClient, Client
+
+async def main(url):
+    async with AsyncClient(url) as client:
+        async for frame in client.frames("c1"):
+            break
+        held = client.frames("c1")  # kept: nothing collects it
+        async for frame in held:
+            break
+        async for frame in client.mjpeg("c1"):
+            break
+    print("closed", flush=True)
+    await asyncio.sleep(4)  # still running: closing the client must have released it all
+
+asyncio.run(main(sys.argv[1]))
+with Client(sys.argv[1]) as client:
+    for frame in client.frames("c1"):
+        break
+    for frame in client.mjpeg("c1"):
+        break
+print("blocking done")
+"""
+
+
+async def test_breaking_out_of_live_frames_leaves_nothing_open(
+    server: Server, camera: CameraFactory
+) -> None:
+    """Issue 26: ``async for f in client.frames("x"): break`` inside ``async with
+    AsyncClient(...)`` left python-socketio's aiohttp session open ("Unclosed client
+    session" at exit): closing the client now ends every live iterator it handed out.
+    Run as a user would, warnings as errors and asyncio's debug mode."""
+    cam = await camera("c1", fps=10)
+    await server.add_camera("c1", cam)
+    await server.wait_state("c1", "streaming")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-X",
+        "dev",
+        "-W",
+        "error",
+        "-c",
+        BREAK_OUT,
+        server.url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert line == b"closed\n"
+    sockets = server.state.realtime.sockets
+    await wait_for(lambda: sockets.count() == 0, 2, what="no Socket.IO client left open")
+    rest, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert rest.decode().split() == ["blocking", "done"]
+    assert "Unclosed" not in err.decode(), err.decode()
+    assert "Warning" not in err.decode(), err.decode()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+import weakref
+from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -57,6 +58,8 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, trust_env=False
         )
+        self._live: weakref.WeakSet[AsyncGenerator[Frame, None]] = weakref.WeakSet()
+        """Live-frame iterators handed out and not collected yet."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -67,6 +70,11 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connections, and end live iterators still open (a loop that broke
+        out of ``frames()`` leaves its generator suspended until it is collected: its
+        Socket.IO client's session stayed unclosed)."""
+        for iterator in list(self._live):
+            await iterator.aclose()
         await self._http.aclose()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -247,14 +255,18 @@ class AsyncClient:
 
     # -- live -------------------------------------------------------------------------------
 
-    def frames(self, name: str, *, fps: float | None = None) -> AsyncIterator[Frame]:
+    def frames(self, name: str, *, fps: float | None = None) -> AsyncGenerator[Frame, None]:
         """Live frames over Socket.IO (a WebSocket), reconnecting by itself; the newest
         frame wins when the loop body is slower than the camera. ``fps`` caps the rate
         (frames in between are skipped here). Ends with :class:`NotFound` if the stream is
         deleted. ``async for frame in client.frames("porch"): ...``"""
-        return live.socketio_frames(self, name, fps)
+        return self._track(live.socketio_frames(self, name, fps))
 
-    def mjpeg(self, name: str, *, fps: float | None = None) -> AsyncIterator[Frame]:
+    def mjpeg(self, name: str, *, fps: float | None = None) -> AsyncGenerator[Frame, None]:
         """Live frames over the MJPEG path (``/api/streams/{name}/mjpeg``; ``fps`` capped by
         the server), reconnecting after a broken connection."""
-        return live.mjpeg_frames(self, self._http, name, fps)
+        return self._track(live.mjpeg_frames(self, self._http, name, fps))
+
+    def _track(self, iterator: AsyncGenerator[Frame, None]) -> AsyncGenerator[Frame, None]:
+        self._live.add(iterator)
+        return iterator

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -83,7 +83,7 @@ async def _paced(latest: _Latest, fps: float | None) -> AsyncIterator[Frame]:
 
 async def socketio_frames(
     client: AsyncClient, name: str, fps: float | None
-) -> AsyncIterator[Frame]:
+) -> AsyncGenerator[Frame, None]:
     await client.status(name)  # a missing stream or a bad token: the server's own answer
     latest = _Latest()
     sio = socketio.AsyncClient(
@@ -143,7 +143,7 @@ async def socketio_frames(
 
 async def mjpeg_frames(
     client: AsyncClient, http: httpx.AsyncClient, name: str, fps: float | None
-) -> AsyncIterator[Frame]:
+) -> AsyncGenerator[Frame, None]:
     path = f"/api/streams/{quote(name, safe='')}/mjpeg"
     params = {"fps": fps} if fps else {}
     timeout = httpx.Timeout(client.timeout, read=max(client.timeout, _MJPEG_READ_TIMEOUT))
