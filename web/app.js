@@ -41,8 +41,8 @@ signOut.addEventListener("click", () => {
   location.reload();
 });
 
-// The token goes in the handshake (query) as well as the CONNECT packet (auth): with
-// tokens on, camserver opens no Engine.IO session without one.
+// The token goes in the CONNECT packet (auth), Socket.IO's own way, and in the handshake
+// (query) too, so that the session is never one that must still prove itself.
 const socket = io({
   transports: ["websocket", "polling"],
   auth: { token },
