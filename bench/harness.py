@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,6 +25,37 @@ from camserver.sim.camera import free_port_pair
 
 PY = sys.executable
 BENCH = Path(__file__).resolve().parent
+
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium (the tests and the benches drive it with Playwright)."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+"""Headless, and no traffic of its own: this machine reaches nothing but loopback."""
+
+
+def npm_ci(folder: Path, package: str) -> str:
+    """The path of ``node``, with ``folder``'s locked packages installed unless
+    ``package`` already is (Node.js clients and peers of the tests and benches)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise RuntimeError("Node.js is needed: node and npm (Debian: nodejs npm)")
+    if not (folder / "node_modules" / package).is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=folder,
+            check=True,
+            timeout=300,
+        )
+    return node
 
 
 def free_port() -> int:

@@ -24,7 +24,6 @@ import json
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from bench.harness import (
     cameras,
     camserver,
     free_port,
+    npm_ci,
     process,
     run_viewers,
     wait_http,
@@ -63,17 +63,7 @@ RAW = "raw asyncio relay"
 
 def node_peers() -> str:
     """The path of ``node``, with the baseline packages installed (once)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise RuntimeError("the Node.js baselines need node and npm (Debian: nodejs npm)")
-    if not (NODE_DIR / "node_modules" / "socket.io").is_dir():
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
-            check=True,
-            timeout=300,
-        )
-    return node
+    return npm_ci(NODE_DIR, "socket.io")
 
 
 @contextmanager

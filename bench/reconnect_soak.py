@@ -33,17 +33,10 @@ import psutil
 import socketio
 from playwright.async_api import async_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import CHROMIUM, CHROMIUM_ARGS
+
 TOKEN = "soak-admin-token-0001"
 
 
@@ -110,7 +103,7 @@ async def run(minutes: float, token: bool) -> dict[str, Any]:
 
         async def pages() -> None:
             async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = await browser.new_page()
                 if token:  # as if signed in once: the dashboard keeps it in localStorage
                     await page.add_init_script(

@@ -20,11 +20,15 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, async_playwright
 
+from bench import harness
 from camserver.app import CamServerApp, create_app, uvicorn_options
 from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
 from camserver.runtime import Runtime
 from camserver.sim.camera import SimCamera
+
+CHROMIUM = harness.CHROMIUM
+ARGS = harness.CHROMIUM_ARGS
 
 pytest_plugins = ["tests.suite_report"]
 
@@ -308,19 +312,6 @@ async def wait_healthy(p: Proc, timeout: float = 20.0) -> None:
                 return False
 
         await wait_for(ok, timeout, 0.1, what="/healthz")
-
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 @pytest.fixture
