@@ -33,6 +33,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from camserver.keycount import KeyCounts
+
 __all__ = [
     "DIRECT",
     "DIRECT_WS",
@@ -103,30 +105,24 @@ class ConnectionLimits:
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
         self.max_per_client = max_per_client
-        self.per_client: dict[str, int] = {}
-        """Open sockets by client address (an address with none is not a key)."""
+        self.per_client = KeyCounts()
+        """Open sockets by client address."""
         self._held: dict[asyncio.BaseTransport, str] = {}
 
     def admit(self, transport: asyncio.BaseTransport, address: str) -> bool:
         """Count ``transport`` against ``address``; False (and not counted) when that
         address already holds ``max_per_client`` sockets."""
-        count = self.per_client.get(address, 0)
-        if count >= self.max_per_client:
+        if self.per_client.get(address, 0) >= self.max_per_client:
             return False
-        self.per_client[address] = count + 1
+        self.per_client.add(address)
         self._held[transport] = address
         return True
 
     def release(self, transport: asyncio.BaseTransport) -> None:
         """``transport`` closed (any number of calls count once)."""
         address = self._held.pop(transport, None)
-        if address is None:
-            return
-        left = self.per_client.get(address, 1) - 1
-        if left > 0:
-            self.per_client[address] = left
-        else:
-            self.per_client.pop(address, None)
+        if address is not None:
+            self.per_client.remove(address)
 
     @property
     def open(self) -> int:
@@ -190,12 +186,17 @@ def counted_ws_protocol(
     return type(f"Counted{base.__name__}", (base,), namespace)
 
 
-def _close_with(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:
+def _answer(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:
+    """Write a plain-text answer that ends the connection (before any response began)."""
     if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
         transport.write(
             b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(message), message)
         )
+
+
+def _close_with(transport: asyncio.BaseTransport, status: bytes, message: bytes) -> None:
+    _answer(transport, status, message)
     transport.close()
 
 
@@ -241,11 +242,8 @@ def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 self._refused = True
                 self._disarm()
                 transport = self.transport
-                message = b"request headers too large"
-                transport.write(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                    b"content-type: text/plain; charset=utf-8\r\n"
-                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(message), message)
+                _answer(
+                    transport, b"431 Request Header Fields Too Large", b"request headers too large"
                 )
                 # A lingering close: the client is likely still sending its head, and
                 # closing at once would answer that with a reset, which makes its kernel

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName, visible_row
 from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotRecording, RecordingNotFound, TooManyConversions
+from camserver.keycount import KeyCounts
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingKind
 from camserver.recording.playback import RecordedFrame, frame_at, frames_between, frames_from
@@ -321,7 +322,8 @@ class _Exports:
     address has at most PER_CLIENT going."""
 
     def __init__(self) -> None:
-        self.going: dict[str, int] = {}
+        self.going = KeyCounts()
+        """Exports made or waiting, by client address."""
 
     async def make(self, request: Request, convert: Callable[[threading.Event], T]) -> T:
         """``convert(stop)`` in a worker thread, in a conversion slot; ClientGone (and
@@ -331,15 +333,11 @@ class _Exports:
             raise TooManyConversions(
                 f"{address} already has {PER_CLIENT} MP4 exports being made: wait for one to finish"
             )
-        self.going[address] = self.going.get(address, 0) + 1
+        self.going.add(address)
         try:
             return await unless_client_leaves(request, _in_slot(convert))
         finally:
-            left = self.going[address] - 1
-            if left:
-                self.going[address] = left
-            else:
-                del self.going[address]
+            self.going.remove(address)
 
 
 async def _in_slot(convert: Callable[[threading.Event], T]) -> T:

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from camserver.connections import DIRECT, DirectWrite
+from camserver.keycount import KeyCounts
 from camserver.tokens import ALL, Grant, ManagedToken, hash_token
 
 __all__ = [
@@ -265,7 +266,7 @@ class TokenlessSessions:
         self.expire: Callable[[str], None] = lambda eio_sid: None
         """Ends an Engine.IO session (it did not connect with a token in time)."""
         self._sessions: dict[str, tuple[str, asyncio.TimerHandle]] = {}
-        self._by_address: dict[str, int] = {}
+        self._by_address = KeyCounts()
 
     def room_for(self, address: str) -> bool:
         """``address`` may open one more."""
@@ -274,7 +275,7 @@ class TokenlessSessions:
     def opened(self, eio_sid: str, address: str) -> None:
         timer = asyncio.get_running_loop().call_later(self.deadline, self._expired, eio_sid)
         self._sessions[eio_sid] = (address, timer)
-        self._by_address[address] = self._by_address.get(address, 0) + 1
+        self._by_address.add(address)
 
     def connected(self, eio_sid: str) -> None:
         """``eio_sid`` connected with a valid token (a no-op for other sessions)."""
@@ -292,11 +293,7 @@ class TokenlessSessions:
             return False
         address, timer = entry
         timer.cancel()
-        left = self._by_address.get(address, 1) - 1
-        if left > 0:
-            self._by_address[address] = left
-        else:
-            self._by_address.pop(address, None)
+        self._by_address.remove(address)
         return True
 
     def _expired(self, eio_sid: str) -> None:

@@ -21,6 +21,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from camserver.keycount import KeyCounts
+
 __all__ = ["FrameHub", "HubFrame", "LocalHub"]
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ class LocalHub:
         self._listeners: list[Callable[[HubFrame | None], None]] = []
         self._closed = False
         self._kinds: dict[str, int] = {}
-        self._clients: dict[str, int] = {}
+        self._clients = KeyCounts()
         self._counted_clients: dict[str, dict[str, int]] = {}
 
     @property
@@ -129,18 +131,14 @@ class LocalHub:
         """Count a viewer of ``kind`` (from address ``client``) while the block runs."""
         self._kinds[kind] = self._kinds.get(kind, 0) + 1
         if client is not None:
-            self._clients[client] = self._clients.get(client, 0) + 1
+            self._clients.add(client)
         self._changed()
         try:
             yield
         finally:
             self._kinds[kind] -= 1
             if client is not None:
-                left = self._clients[client] - 1
-                if left:
-                    self._clients[client] = left
-                else:
-                    del self._clients[client]
+                self._clients.remove(client)
             self._changed()
 
     def _changed(self) -> None:
