@@ -261,14 +261,16 @@ class Recorder:
         # made they go, and the oldest go first beyond clip_cache_bytes.
         clips = self._clips()
         cached = sum(size for _, size, _ in clips)
+        kept: list[tuple[Path, int]] = []
         for path, size, mtime in clips:
             if now - mtime > CLIP_CACHE_SECONDS:
                 why = "an hour old"
             elif cached > self.clip_cache_bytes:
                 why = "above recording_clip_cache_mb"
             else:
+                kept.append((path, size))
                 continue
-            if self._drop_clip(path, why):
+            if self._drop_clip(path, size, why):
                 cached -= size
         # (Cluster mode: one node at a time over the shared folder's disk.)
         if (
@@ -278,10 +280,10 @@ class Recorder:
             and self.index.claim("free-disk", self.retention_every)
         ):
             # The cache goes before any recording does.
-            for path, _, _ in self._clips():
+            for path, size in kept:  # (oldest first, as listed)
                 if shutil.disk_usage(self.root).free >= self.min_free_bytes:
                     break
-                self._drop_clip(path, "the disk is short of free space")
+                self._drop_clip(path, size, "the disk is short of free space")
             while shutil.disk_usage(self.root).free < self.min_free_bytes:
                 oldest = self.index.oldest_closed(limit=1)
                 if not oldest:
@@ -301,9 +303,8 @@ class Recorder:
                     found.append((path, info.st_size, info.st_mtime))
         return sorted(found, key=lambda item: item[2])
 
-    def _drop_clip(self, path: Path, why: str) -> bool:
+    def _drop_clip(self, path: Path, size: int, why: str) -> bool:
         try:
-            size = path.stat().st_size
             path.unlink()
         except OSError:
             return False
