@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def slope(values: Sequence[float], step: float) -> float:
+    """Least-squares slope of ``values`` sampled every ``step`` seconds (per second)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean_x = (n - 1) * step / 2
+    mean_y = sum(values) / n
+    cov = sum((i * step - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    var = sum((i * step - mean_x) ** 2 for i in range(n))
+    return cov / var
 
 
 @contextmanager

@@ -19,9 +19,6 @@ import argparse
 import asyncio
 import collections
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,25 +32,16 @@ from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import CHROMIUM, CHROMIUM_ARGS
+from bench.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    process,
+    slope,
+    wait_http,
+)
 
 TOKEN = "soak-admin-token-0001"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    if n < 2:
-        return 0.0
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    den = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
 
 
 async def _connections(url: str) -> float | None:
@@ -71,34 +59,20 @@ async def _connections(url: str) -> float | None:
 async def run(minutes: float, token: bool) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    tmp = Path(tempfile.mkdtemp(prefix="camserver-reconnect-soak-"))
+    tmp = tempfile.TemporaryDirectory(prefix="camserver-reconnect-soak-")
+    # The default per-address limits: they are what the soak is about.
     env = {
-        **os.environ,
-        "CAMSERVER_DB": str(tmp / "soak.db"),
+        "CAMSERVER_DB": f"{tmp.name}/soak.db",
         "CAMSERVER_DISCOVERY_INTERFACES": "lo",
         "CAMSERVER_DISCOVERY_LISTEN_PORT": "0",
+        **({"CAMSERVER_API_TOKEN": TOKEN} if token else {}),
     }
-    if token:
-        env["CAMSERVER_API_TOKEN"] = TOKEN
-    log = (tmp / "serve.log").open("w")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the load
-        [sys.executable, "-m", "camserver", "serve", "--port", str(port), "--demo", "3"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [sys.executable, "-m", "camserver", "serve", "--port", str(port), "--demo", "3"]
     stop = asyncio.Event()
     counts: collections.Counter[str] = collections.Counter()
     errors: collections.Counter[str] = collections.Counter()
-    try:
-        async with httpx.AsyncClient(trust_env=False, timeout=5) as c:
-            for _ in range(100):
-                try:
-                    if (await c.get(f"{url}/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+    with tmp, process(args, env) as proc:
+        wait_http(f"{url}/healthz")  # (blocking, once, before any load)
         rss = psutil.Process(proc.pid)
 
         async def pages() -> None:
@@ -138,13 +112,14 @@ async def run(minutes: float, token: bool) -> dict[str, Any]:
         tasks = [asyncio.create_task(pages())]
         tasks += [asyncio.create_task(reconnecting(i)) for i in range(5)]
         start = time.monotonic()
-        samples: list[tuple[float, float]] = []
+        samples: list[float] = []
+        """RSS in MB every 10 s after a minute of warm-up."""
         minute_rss: list[float] = []
         while (elapsed := time.monotonic() - start) < minutes * 60:
             await asyncio.sleep(10)
-            if elapsed >= 60:  # after a minute of warm-up
+            if elapsed >= 60:
                 mb = rss.memory_info().rss / 2**20
-                samples.append((elapsed, mb))
+                samples.append(mb)
                 if not minute_rss or elapsed >= 60 * (len(minute_rss) + 1):
                     minute_rss.append(round(mb, 1))
                     print(f"{elapsed / 60:5.1f} min  RSS {mb:6.1f} MB  {dict(counts)}", flush=True)
@@ -152,24 +127,16 @@ async def run(minutes: float, token: bool) -> dict[str, Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(1)  # the last connections close
         left = await _connections(url)
-        values = [mb for _, mb in samples]
         return {
             "minutes": minutes,
             "token": token,
             "rss_mb_each_minute": minute_rss,
-            "rss_spread_mb": round(max(values) - min(values), 1) if values else None,
-            "rss_trend_mb_per_hour": round(_slope(samples) * 3600, 1),
+            "rss_spread_mb": round(max(samples) - min(samples), 1) if samples else None,
+            "rss_trend_mb_per_hour": round(slope(samples, 10.0) * 3600, 1),
             **dict(counts),
             "errors": dict(errors),
             "connections_of_127_0_0_1_at_end": left,
         }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def main() -> None:

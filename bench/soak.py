@@ -16,7 +16,6 @@ import collections
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,9 @@ import httpx
 import psutil
 import socketio
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import free_port, slope
 from camserver.sim.camera import SimCamera
 
 FAULTS: list[dict[str, Any]] = [
@@ -49,12 +51,6 @@ CLEAR = {
     "refuse": False,
     "endless_part": False,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Counters:
@@ -250,7 +246,7 @@ async def soak(
         # One sample a minute after warm-up: the trend, not just two points.
         "rss_per_minute_mib": [round(s / 2**20, 1) for s in samples[::6]],
         # Least-squares trend over every 10-second sample after warm-up.
-        "rss_trend_mib_per_hour": round(_slope(samples, 10.0) * 3600 / 2**20, 1),
+        "rss_trend_mib_per_hour": round(slope(samples, 10.0) * 3600 / 2**20, 1),
         "server_cpu_percent": round(
             100
             * ((cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system))
@@ -259,18 +255,6 @@ async def soak(
         ),
         "server_exit_code": server.returncode,
     }
-
-
-def _slope(values: list[int], step: float) -> float:
-    """Least-squares slope of ``values`` sampled every ``step`` seconds (per second)."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    mean_x = (n - 1) * step / 2
-    mean_y = sum(values) / n
-    cov = sum((i * step - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    var = sum((i * step - mean_x) ** 2 for i in range(n))
-    return cov / var
 
 
 def main() -> None:
