@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -98,7 +97,7 @@ def test_every_documented_command_is_run_or_says_why_not() -> None:
 
 @pytest.fixture(params=["open", "tokens"])
 async def documented(
-    request: pytest.FixtureRequest, settings: Settings, camera: CameraFactory, tmp_path: Path
+    request: pytest.FixtureRequest, settings: Settings, camera: CameraFactory
 ) -> AsyncIterator[tuple[Server, dict[str, Any]]]:
     """A server (open, or with tokens) and the docs' cameras simulated."""
     port = settings.discovery_port
@@ -266,4 +265,3 @@ async def test_every_documented_command_runs_verbatim(
     assert (work / "porch-01.jpg").read_bytes()[:2] == b"\xff\xd8"  # ffmpeg's frames
     assert (work / "porch.mkv").read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
     assert (work / "clip.mp4").read_bytes()[4:8] == b"ftyp"
-    assert shutil.which("curl") is not None
