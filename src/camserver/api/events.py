@@ -119,6 +119,8 @@ class Realtime:
         """Socket.IO sid → what its token allows."""
         self._held: dict[str, int | None] = {}
         """Socket.IO sid → its key in ``checker.held``."""
+        self._first_emits: set[str] = set()
+        """Socket.IO sids whose join's first frame is being emitted."""
         self._direct: dict[str, DirectWebSocket] = {}
         """Socket.IO sid → its WebSocket's socket, when frames may be written to it."""
         self._acking: dict[str, dict[str, Unacked]] = {}
@@ -337,11 +339,18 @@ class Realtime:
         if (
             frame is not None
             and eio_sid is not None
+            and sid not in self._first_emits  # (one at a time: see below)
             and not self._write_direct(name, frame, [(sid, eio_sid)])
         ):
-            payload = self._payload(name, frame)
-            # Awaited, so the next join's backlog check sees what it queued.
-            await self.sio.emit("frame", payload, to=sid, ignore_queue=True)
+            # python-socketio runs each join in a task of its own, and an emit queues its
+            # packets only after awaits: joins in flight together would each pass the
+            # backlog check first. One first-frame emit per client at a time.
+            self._first_emits.add(sid)
+            try:
+                payload = self._payload(name, frame)
+                await self.sio.emit("frame", payload, to=sid, ignore_queue=True)
+            finally:
+                self._first_emits.discard(sid)
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
