@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.sim.frames import FrameRenderer
-from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 
 B = b"123456789000000000000987654321"
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import socketio
 
+from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.sim.frames import read_send_time
-from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 
 
 @dataclass

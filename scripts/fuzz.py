@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from camserver.codecs.mjpeg import END, NEED_DATA, BadPart, Frame, MJPEGParser
 from camserver.discovery.codec import Announcement, DiscoveryCodec, Probe, Rejected
-from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, Frame, MJPEGParser
 
 B = b"123456789000000000000987654321"
 LIMIT = 8192

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from camserver.config import Settings
-from camserver.models import StreamConfig
+from camserver.schema import StreamConfig
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 
 

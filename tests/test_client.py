@@ -88,7 +88,7 @@ async def _every_method(
     """The whole API through ``call``: once asynchronous, once blocking."""
     port = server.settings.discovery_port
     cam = await camera("c1", fps=10, scene={}, discovery_port=port)
-    assert (await call("health"))["status"] == "ok"
+    assert (await call("health")).status == "ok"
     assert await call("streams") == []
     made = await call(
         "create_stream",
@@ -97,14 +97,14 @@ async def _every_method(
         recording={"mode": "continuous"},
         motion={"enabled": True, "cooldown": 1.0},
     )
-    assert made["status"]["state"] == "connecting"
+    assert made.status.state == "connecting"
     await _raises(Conflict, call("create_stream", "c1", host=cam.address), "already exists")
     bad = await _raises(Invalid, call("create_stream", "no spaces!", host=cam.address))
     assert bad.status == 422
     assert bad.errors
     assert bad.errors[0]["field"].endswith("name")
-    assert (await call("stream", "c1"))["name"] == "c1"
-    assert [s["name"] for s in await call("streams")] == ["c1"]
+    assert (await call("stream", "c1")).name == "c1"
+    assert [s.name for s in await call("streams")] == ["c1"]
     await wait_for(
         lambda: _state(call, "c1", "streaming"), 15, what="c1 streaming through the client"
     )
@@ -113,12 +113,12 @@ async def _every_method(
     # The ESP32's own settings, through the server to the simulator.
     assert "framesize" in await call("camera_settings", "c1")
     changed = await call("set_camera_settings", "c1", quality=20)
-    assert changed["ok"]
+    assert changed.ok
     assert (await call("camera_settings", "c1"))["quality"] == 20
     await _raises(Invalid, call("set_camera_settings", "c1", quality=999), "quality")
     patched = await call("update_stream", "c1", motion={"min_frames": 2})
-    assert patched["motion"]["min_frames"] == 2
-    assert patched["motion"]["enabled"]  # fields left out kept
+    assert patched.motion.min_frames == 2
+    assert patched.motion.enabled  # fields left out kept
     await _raises(NotFound, call("status", "nope"), "no stream named 'nope'")
 
     # Live frames: Socket.IO and MJPEG, newest first, decoded.
@@ -141,32 +141,32 @@ async def _every_method(
 
     # Discovery: the simulated camera answers a probe on loopback.
     found = await call("scan", timeout=0.5)
-    assert [c["name"] for c in found] == ["c1"]
-    assert found[0]["stream"] == "c1"  # already read by stream c1
-    assert [c["name"] for c in await call("discovered")] == ["c1"]
+    assert [c.name for c in found] == ["c1"]
+    assert found[0].stream == "c1"  # already read by stream c1
+    assert [c.name for c in await call("discovered")] == ["c1"]
     await _raises(Invalid, call("scan", interface="nope0"), "nope0")
     await _raises(Conflict, call("add_discovered", "c1", name="c1"))
     added = await call("add_discovered", "c1", name="c1-again")
-    assert added["name"] == "c1-again"
+    assert added.name == "c1-again"
     await call("delete_stream", "c1-again")
     await _raises(NotFound, call("add_discovered", "ghost"))
 
     # Recordings (continuous): list, one, its file, a frame at a time, a clip.
     await wait_for(lambda: _has(call("recordings", "c1")), 15, what="a recording segment")
     seg = (await call("recordings", "c1"))[0]
-    assert (await call("recording", seg["id"]))["stream"] == "c1"
-    assert (await call("recording_file", seg["id"]))[:4] == b"\x1a\x45\xdf\xa3"  # Matroska
+    assert (await call("recording", seg.id)).stream == "c1"
+    assert (await call("recording_file", seg.id))[:4] == b"\x1a\x45\xdf\xa3"  # Matroska
     await asyncio.sleep(1.5)
     now = time.time()
     assert (await call("recorded_frame", "c1", now - 0.5))[:2] == b"\xff\xd8"
-    mp4 = await call("clip", "c1", seg["start"], min(now - 0.2, seg["start"] + 2))
+    mp4 = await call("clip", "c1", seg.start, min(now - 0.2, seg.start + 2))
     assert mp4[4:8] == b"ftyp"
-    await _raises(Conflict, call("delete_recording", seg["id"]), "being written")
+    await _raises(Conflict, call("delete_recording", seg.id), "being written")
     await _raises(Conflict, call("mark_event", "c1"), "events")
     await call("update_stream", "c1", recording={"mode": "events"})
     window = await call("mark_event", "c1", seconds=2)
-    assert window["stream"] == "c1"
-    assert window["start"] < time.time() < window["end"]
+    assert window.stream == "c1"
+    assert window.start < time.time() < window.end
     await _raises(NotFound, call("recording", 987654))
     await _raises(Invalid, call("recordings", "c1", start="not a time"), "start")
 
@@ -174,28 +174,28 @@ async def _every_method(
     cam.set_scene({"moving_object": True, "object_speed": 1.0, "object_period": 1000})
     await wait_for(lambda: _has(call("events", stream="c1")), 20, what="a motion event")
     event = (await call("events", stream="c1"))[0]
-    assert (await call("event", event["id"]))["stream"] == "c1"
-    assert (await call("event_snapshot", event["id"]))[:2] == b"\xff\xd8"
+    assert (await call("event", event.id)).stream == "c1"
+    assert (await call("event_snapshot", event.id))[:2] == b"\xff\xd8"
     cam.set_scene({"moving_object": False})
 
     # Stop, start, and what only a stopped camera allows.
-    assert (await call("stop", "c1"))["state"] == "stopped"
-    assert (await call("start", "c1"))["state"] == "connecting"
+    assert (await call("stop", "c1")).state == "stopped"
+    assert (await call("start", "c1")).state == "connecting"
     await call("update_stream", "c1", recording={"mode": "off"})
     await wait_for(
-        lambda: _closed(call("recording", seg["id"])), 10, what="the segment closed (mode off)"
+        lambda: _closed(call("recording", seg.id)), 10, what="the segment closed (mode off)"
     )
-    await call("delete_recording", seg["id"])
-    await _raises(NotFound, call("recording", seg["id"]))
-    await wait_for(lambda: _ended(call("event", event["id"])), 15, what="the event's end")
-    await call("delete_event", event["id"])
-    await _raises(NotFound, call("event", event["id"]))
+    await call("delete_recording", seg.id)
+    await _raises(NotFound, call("recording", seg.id))
+    await wait_for(lambda: _ended(call("event", event.id)), 15, what="the event's end")
+    await call("delete_event", event.id)
+    await _raises(NotFound, call("event", event.id))
     await call("delete_stream", "c1")
     await _raises(NotFound, call("stream", "c1"))
 
 
 async def _state(call: Call, name: str, state: str) -> bool:
-    return bool((await call("status", name))["state"] == state)
+    return bool((await call("status", name)).state == state)
 
 
 async def _has(rows: Any) -> bool:
@@ -203,11 +203,11 @@ async def _has(rows: Any) -> bool:
 
 
 async def _closed(row: Any) -> bool:
-    return bool((await row)["closed"])
+    return bool((await row).closed)
 
 
 async def _ended(row: Any) -> bool:
-    return (await row)["end"] is not None
+    return (await row).end is not None
 
 
 async def test_every_method_of_the_async_client_without_a_token(
@@ -239,7 +239,7 @@ async def test_every_method_of_the_blocking_client_with_tokens(
     async with AsyncClient(locked.url, token=ADMIN) as admin:
         await admin.create_stream("c2", host=cam.address)
     async with AsyncClient(locked.url, token=VIEW) as viewer:
-        assert [s["name"] for s in await viewer.streams()] == ["c2"]
+        assert [s.name for s in await viewer.streams()] == ["c2"]
         await _raises(Forbidden, viewer.create_stream("c3", host=cam.address), "read-only")
         assert len(await _frames(viewer, "frames", "c2", 2)) == 2  # the view token watches
     for token in (None, "wrong-token-123456"):
@@ -252,7 +252,7 @@ async def test_every_method_of_the_blocking_client_with_tokens(
         env.setenv("CAMSERVER_URL", locked.url)
         env.setenv("CAMSERVER_TOKEN", VIEW)
         async with AsyncClient() as from_env:
-            assert (await from_env.status("c2"))["state"] in ("connecting", "streaming")
+            assert (await from_env.status("c2")).state in ("connecting", "streaming")
 
 
 async def test_live_frames_resume_after_the_server_restarts(

@@ -13,10 +13,10 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
 from camserver.streaming import fanout
 from camserver.streaming.fanout import HIGH_WATER, MJPEGFanout
-from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 from tests.test_restream import mjpeg_viewers, slow_reader, streaming_camera
 

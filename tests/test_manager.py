@@ -17,7 +17,7 @@ from camserver.errors import (
     TooManyStreams,
     TooManyViewers,
 )
-from camserver.models import StreamConfig, StreamPatch, StreamState, StreamStatus
+from camserver.schema import StreamConfig, StreamPatch, StreamState, StreamStatus
 from camserver.store import SQLiteStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager

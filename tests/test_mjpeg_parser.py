@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from camserver.streaming.mjpeg import (
+from camserver.codecs.mjpeg import (
     END,
     NEED_DATA,
     BadPart,

@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from camserver.models import StreamConfig, StreamCreate, StreamPatch, check_url, urls_for_host
+from camserver.schema import StreamConfig, StreamCreate, StreamPatch, check_url, urls_for_host
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from camserver.errors import BadFrame
-from camserver.models import MotionSettings, MotionZone
 from camserver.motion.detector import Analysis, MotionDetector, decode_gray
+from camserver.schema import MotionSettings, MotionZone
 from camserver.sim.scene import Scene, SceneRenderer
 
 FPS = 5.0

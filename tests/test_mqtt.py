@@ -23,10 +23,10 @@ import httpx
 import pytest
 import yaml
 
+from camserver.codecs.mjpeg import Frame, MJPEGParser
 from camserver.config import Settings
 from camserver.integrations import ha
-from camserver.models import StreamConfig
-from camserver.streaming.mjpeg import Frame, MJPEGParser
+from camserver.schema import StreamConfig
 from tests.conftest import CameraFactory, Proc, free_port, wait_for, wait_healthy
 
 pytestmark = pytest.mark.requires("mosquitto")

@@ -149,7 +149,7 @@ def test_unusable_database_gives_a_clear_error(
 def test_database_is_wal_with_one_row_per_stream(tmp_path: Path) -> None:
     import asyncio
 
-    from camserver.models import StreamConfig
+    from camserver.schema import StreamConfig
     from camserver.store import SQLiteStore
 
     async def go() -> None:

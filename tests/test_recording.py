@@ -24,13 +24,13 @@ import socketio
 from playwright.async_api import async_playwright
 
 from camserver.api.recordings import EXPORTS
+from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings, recordings_root
 from camserver.recording.index import SQLiteIndex
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from camserver.recording.timelapse import Timelapse, day_of
 from camserver.sim.frames import FrameRenderer, read_send_time
 from camserver.streaming.hub import HubFrame
-from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import ARGS, CHROMIUM, CameraFactory, Proc, start_server, wait_for, wait_healthy
 from tests.test_restream import mjpeg_viewers
 

@@ -20,9 +20,9 @@ import pytest
 import socketio
 from PIL import Image
 
+from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
 from camserver.sim.camera import SimCamera
-from camserver.streaming.mjpeg import NEED_DATA, Frame, MJPEGParser
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camserver.codecs.mjpeg import BadPart, Frame, MJPEGParser
 from camserver.sim.camera import BOUNDARY, free_port_pair
-from camserver.streaming.mjpeg import BadPart, Frame, MJPEGParser
 from tests.conftest import CameraFactory, wait_for
 
 

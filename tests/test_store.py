@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from camserver.errors import ConfigError, StreamExists, StreamNotFound
-from camserver.models import StreamConfig
+from camserver.schema import StreamConfig
 from camserver.store import SQLiteStore, check_database
 
 

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 from camserver.integrations.webhooks import MAX_ANSWER, Webhooks
-from camserver.logs import mask_url
 from camserver.motion.events import MotionEvent
 from camserver.netguard import NetworkGuard
+from camserver.schema.urls import mask_url
 
 EVENT = MotionEvent(id=7, stream="porch", start=1.0, end=None, peak_area=3.0, snapshot=None)
 

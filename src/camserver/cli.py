@@ -22,7 +22,8 @@ from camserver import __version__
 from camserver.client import watch
 from camserver.config import Settings
 from camserver.errors import ConfigError
-from camserver.logs import mask_url, setup_logging
+from camserver.logs import setup_logging
+from camserver.schema.urls import mask_url
 
 __all__ = ["main"]
 

@@ -12,7 +12,7 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from camserver.logs import mask_url
+from camserver.schema.urls import mask_url
 
 __all__ = ["MIN_TOKEN_LENGTH", "Settings", "default_db_path"]
 

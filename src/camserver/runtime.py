@@ -24,14 +24,14 @@ from camserver.api.events import Realtime
 from camserver.api.security import TokenChecker
 from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
-from camserver.discovery.service import DiscoveredCamera, DiscoveryService
+from camserver.discovery.service import DiscoveryService
 from camserver.errors import StreamExists
 from camserver.integrations.webhooks import Webhooks
 from camserver.memory import Housekeeper
-from camserver.models import MotionSettings, RecordingSettings, StreamConfig
 from camserver.motion.service import MotionService, start_motion
 from camserver.netguard import NetworkGuard
 from camserver.recording.service import RecordingService, start_recording
+from camserver.schema import DiscoveredCamera, MotionSettings, RecordingSettings, StreamConfig
 from camserver.store import SQLiteStore, StreamStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager

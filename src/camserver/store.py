@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from camserver.errors import ConfigError, StoreError, StreamExists, StreamNotFound
-from camserver.models import MotionSettings, RecordingSettings, StreamConfig
+from camserver.schema import MotionSettings, RecordingSettings, StreamConfig
 from camserver.tokens import ManagedToken
 
 __all__ = ["SQLiteStore", "StreamStore", "check_database"]

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from camserver import __version__
-from camserver.models import StreamState
+from camserver.schema import StreamState
 from camserver.streaming import fanout
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from camserver.cluster.lease import Leases
 from camserver.cluster.store import ConfigFeed, RedisStore
 from camserver.cluster.wire import Keys
 from camserver.errors import ClusterUnavailable, StreamExists, StreamNotFound
-from camserver.models import StreamConfig
+from camserver.schema import StreamConfig
 from camserver.tokens import ManagedToken
 from tests.cluster.conftest import RedisServer
 

@@ -7,13 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
 
 from camserver.api.deps import ClientDep, ManagerDep, SettingsDep, VisibleName
 from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotAnESP32
-from camserver.esp32 import CONTROL_RANGES, check_control
-from camserver.models import StreamConfig
+from camserver.schema import ControlResult, SettingsResult, StreamConfig
+from camserver.schema.esp32 import CONTROL_RANGES, check_control
 from camserver.streaming.manager import StreamManager
 from camserver.upstream import read_status, set_control
 
@@ -52,17 +51,6 @@ async def get_settings(
         request,
         read_status(client, manager.guard, cfg.host, settings.snapshot_timeout, cfg.httpx_auth()),
     )
-
-
-class ControlResult(BaseModel):
-    ok: bool
-    error: str | None = None
-
-
-class SettingsResult(BaseModel):
-    ok: bool
-    """True when every variable was accepted."""
-    results: dict[str, ControlResult]
 
 
 SettingsBody = Annotated[

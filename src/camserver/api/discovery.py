@@ -5,23 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel
 
 from camserver.api.deps import DiscoveryDep, ManagerDep, Unscoped
-from camserver.discovery.service import DiscoveredCamera
 from camserver.errors import NotDiscovered, UnknownInterface
-from camserver.models import StreamName, StreamOut
+from camserver.schema import AddBody, DiscoveredCamera, DiscoveredOut, StreamOut
 from camserver.streaming.manager import StreamManager
 
 # Discovery is about every camera: not for tokens scoped to some streams.
 router = APIRouter(prefix="/api/discovery", tags=["discovery"], dependencies=[Unscoped])
 
 _ERROR = {"content": {"application/json": {"example": {"detail": "..."}}}}
-
-
-class DiscoveredOut(DiscoveredCamera):
-    stream: str | None = None
-    """The stream already reading this camera, if any."""
 
 
 def _out(cams: list[DiscoveredCamera], manager: StreamManager) -> list[DiscoveredOut]:
@@ -63,10 +56,6 @@ async def scan(
             )
         ifaces = [enabled[n] for n in wanted]
     return _out(await discovery.scan(timeout, ifaces), manager)
-
-
-class AddBody(BaseModel):
-    name: StreamName | None = None
 
 
 @router.post(

@@ -53,9 +53,9 @@ from camserver.api.sio_adapter import EngineIOSockets
 from camserver.api.sio_wire import event_frames
 from camserver.connections import DIRECT_WS, DirectWebSocket
 from camserver.errors import StreamNotFound, TooManyViewers
-from camserver.models import StreamStatus
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
+from camserver.schema import StreamStatus
 from camserver.streaming.fanout import HIGH_WATER, FanoutCounters
 from camserver.streaming.hub import HubFrame
 from camserver.streaming.manager import StreamManager

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel
 
 from camserver.api.deps import GrantDep, MotionDep, visible_row
 from camserver.api.recordings import TimeQuery, parse_time, unprocessable
 from camserver.errors import EventNotFound, StreamNotFound
 from camserver.motion.events import MotionEvent
+from camserver.schema import EventOut
 
 router = APIRouter(tags=["motion"])
 
@@ -28,17 +28,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {"example": {"detail": "no motion event 7"}}},
     }
 }
-
-
-class EventOut(BaseModel):
-    id: int
-    stream: str
-    start: float
-    end: float | None
-    """None while the event goes on."""
-    peak_area: float
-    """The most of the watched picture that changed, in percent."""
-    snapshot_url: str | None
 
 
 EventId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="A motion event's id.")]

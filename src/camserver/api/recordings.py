@@ -21,17 +21,17 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName, visible_row
 from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotRecording, RecordingNotFound, TooManyConversions
 from camserver.keycount import KeyCounts
 from camserver.recording.clips import make_clip
-from camserver.recording.index import Recording, RecordingKind
+from camserver.recording.index import Recording
 from camserver.recording.playback import RecordedFrame, frame_at, frames_between, frames_from
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from camserver.recording.timelapse import day_of, day_rows, render_day, timelapse_mp4
+from camserver.schema import EventMark, EventWindow, RecordingOut
 from camserver.streaming.hub import HubFrame
 from camserver.streaming.restream import CONTENT_TYPE, encode_part
 
@@ -41,33 +41,19 @@ _ERROR = {"content": {"application/json": {"example": {"detail": "no recording 7
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_ERROR}}
 
 
-class RecordingOut(BaseModel):
-    id: int
-    stream: str
-    kind: RecordingKind
-    start: float
-    end: float
-    frames: int
-    bytes: int
-    closed: bool
-    file_url: str
-    node: str | None = None
-    """Cluster mode: the node that recorded it."""
-
-    @classmethod
-    def of(cls, r: Recording) -> RecordingOut:
-        return cls(
-            id=r.id,
-            stream=r.stream,
-            kind=r.kind,
-            start=r.start,
-            end=r.end,
-            frames=r.frames,
-            bytes=r.bytes,
-            closed=r.closed,
-            file_url=f"/api/recordings/{r.id}/file",
-            node=r.node,
-        )
+def recording_out(r: Recording) -> RecordingOut:
+    return RecordingOut(
+        id=r.id,
+        stream=r.stream,
+        kind=r.kind,
+        start=r.start,
+        end=r.end,
+        frames=r.frames,
+        bytes=r.bytes,
+        closed=r.closed,
+        file_url=f"/api/recordings/{r.id}/file",
+        node=r.node,
+    )
 
 
 def parse_time(value: str | None, default: float, what: str) -> float:
@@ -112,7 +98,7 @@ async def list_recordings(
     if t0 > t1:
         raise unprocessable("start is after end")
     rows = await asyncio.to_thread(recording.index.between, name, t0, t1)
-    return [RecordingOut.of(r) for r in rows]
+    return [recording_out(r) for r in rows]
 
 
 def unprocessable(message: str) -> HTTPException:
@@ -131,7 +117,7 @@ async def _get(rid: int, recording: RecordingDep, grant: GrantDep) -> Recording:
 async def get_recording(
     recording_id: RecordingId, recording: RecordingDep, grant: GrantDep
 ) -> RecordingOut:
-    return RecordingOut.of(await _get(recording_id, recording, grant))
+    return recording_out(await _get(recording_id, recording, grant))
 
 
 @router.get(
@@ -396,20 +382,6 @@ async def clip(
         filename=f"{name}-{int(t0)}.mp4",
         headers={"Cache-Control": "no-store"},
     )
-
-
-class EventMark(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seconds: float = Field(10.0, gt=0, le=600, description="How long the event lasts from now.")
-
-
-class EventWindow(BaseModel):
-    stream: str
-    start: float
-    """Where the clip starts: now, less the pre-roll."""
-    end: float
-    """Where it ends unless marked again: now + seconds + the post-roll."""
 
 
 @router.post(

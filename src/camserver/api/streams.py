@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import GrantDep, ManagerDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
-from camserver.models import StreamCreate, StreamOut, StreamPatch, StreamStatus
+from camserver.schema import StreamCreate, StreamOut, StreamPatch, StreamStatus
 from camserver.streaming.manager import StreamManager
 from camserver.streaming.restream import CONTENT_TYPE, MJPEGResponse
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Response, status
 
 from camserver.api.deps import GrantDep, RuntimeDep
 from camserver.errors import NotPermitted, TokenNotFound
-from camserver.tokens import Grant, ManagedToken, TokenCreate, TokenCreated, TokenOut
+from camserver.schema import TokenCreate, TokenCreated, TokenOut
+from camserver.tokens import Grant, ManagedToken
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
 

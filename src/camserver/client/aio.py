@@ -6,22 +6,40 @@ import os
 import weakref
 from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from camserver import __version__
 from camserver.client import live
-from camserver.client.errors import ServerUnreachable, raise_for_status
+from camserver.client.errors import ServerUnreachable, UnexpectedAnswer, raise_for_status
 from camserver.client.frame import Frame
+from camserver.schema import (
+    CameraValues,
+    ClusterOut,
+    DiscoveredOut,
+    EventOut,
+    EventWindow,
+    HealthOut,
+    RecordingOut,
+    SettingsResult,
+    StreamOut,
+    StreamStatus,
+)
 
 __all__ = ["DEFAULT_URL", "JSON", "AsyncClient", "Time"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JSON = dict[str, Any]
+T = TypeVar("T")
 Time = float | str
 """Epoch seconds, or ISO 8601 (UTC if no zone is given)."""
+
+
+def _shape_name(shape: object) -> str:
+    return getattr(shape, "__name__", None) or str(shape)
 
 
 def _q(name: str) -> str:
@@ -98,61 +116,67 @@ class AsyncClient:
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         return (await self._request(method, path, **kw)).json()
 
+    async def _parse(self, shape: type[T], method: str, path: str, **kw: Any) -> T:
+        """The answer's JSON as ``shape`` (a schema model, or a list of them)."""
+        data = await self._json(method, path, **kw)
+        try:
+            return TypeAdapter(shape).validate_python(data)
+        except ValidationError as exc:
+            raise UnexpectedAnswer(
+                f"{method} {self.base_url}{path}: the answer is not a {_shape_name(shape)}: {exc}"
+            ) from exc
+
     async def _bytes(self, path: str, **kw: Any) -> bytes:
         return (await self._request("GET", path, **kw)).content
 
     # -- server -----------------------------------------------------------------------------
 
-    async def health(self) -> JSON:
+    async def health(self) -> HealthOut:
         """``/healthz``: ``{"status": "ok"}`` (a cluster node adds its node and Redis)."""
-        data: JSON = await self._json("GET", "/healthz")
-        return data
+        return await self._parse(HealthOut, "GET", "/healthz")
+
+    async def cluster(self) -> ClusterOut:
+        """Cluster mode: this node, Redis' health and every live node (404 on one node)."""
+        return await self._parse(ClusterOut, "GET", "/api/cluster")
 
     # -- streams ----------------------------------------------------------------------------
 
-    async def streams(self) -> list[JSON]:
+    async def streams(self) -> list[StreamOut]:
         """Every stream the token sees, each with its live ``status``."""
-        data: list[JSON] = await self._json("GET", "/api/streams")
-        return data
+        return await self._parse(list[StreamOut], "GET", "/api/streams")
 
-    async def stream(self, name: str) -> JSON:
-        data: JSON = await self._json("GET", f"/api/streams/{_q(name)}")
-        return data
+    async def stream(self, name: str) -> StreamOut:
+        return await self._parse(StreamOut, "GET", f"/api/streams/{_q(name)}")
 
     async def create_stream(
         self, /, name: str, *, host: str | None = None, stream_url: str | None = None, **fields: Any
-    ) -> JSON:
+    ) -> StreamOut:
         """Add an ESP32-CAM by ``host`` (``ip`` or ``ip:port``) or any MJPEG source by
         ``stream_url``; more fields as in ``POST /api/streams`` (``on_demand``, ``enabled``,
         ``recording``, ``motion``, ...)."""
         body = {"name": name, "host": host, "stream_url": stream_url, **fields}
-        data: JSON = await self._json(
-            "POST", "/api/streams", json={k: v for k, v in body.items() if v is not None}
+        return await self._parse(
+            StreamOut, "POST", "/api/streams", json={k: v for k, v in body.items() if v is not None}
         )
-        return data
 
-    async def update_stream(self, /, name: str, **fields: Any) -> JSON:
+    async def update_stream(self, /, name: str, **fields: Any) -> StreamOut:
         """``PATCH``: change only the fields given (``recording={"mode": "continuous"}``,
         ``motion={"enabled": True}``, ``on_demand=True``, ...)."""
-        data: JSON = await self._json("PATCH", f"/api/streams/{_q(name)}", json=fields)
-        return data
+        return await self._parse(StreamOut, "PATCH", f"/api/streams/{_q(name)}", json=fields)
 
     async def delete_stream(self, name: str) -> None:
         await self._request("DELETE", f"/api/streams/{_q(name)}")
 
-    async def start(self, name: str) -> JSON:
+    async def start(self, name: str) -> StreamStatus:
         """Start pulling the camera; returns the status."""
-        data: JSON = await self._json("POST", f"/api/streams/{_q(name)}/start")
-        return data
+        return await self._parse(StreamStatus, "POST", f"/api/streams/{_q(name)}/start")
 
-    async def stop(self, name: str) -> JSON:
+    async def stop(self, name: str) -> StreamStatus:
         """Stop pulling the camera; returns the status."""
-        data: JSON = await self._json("POST", f"/api/streams/{_q(name)}/stop")
-        return data
+        return await self._parse(StreamStatus, "POST", f"/api/streams/{_q(name)}/stop")
 
-    async def status(self, name: str) -> JSON:
-        data: JSON = await self._json("GET", f"/api/streams/{_q(name)}/status")
-        return data
+    async def status(self, name: str) -> StreamStatus:
+        return await self._parse(StreamStatus, "GET", f"/api/streams/{_q(name)}/status")
 
     async def snapshot(self, name: str) -> bytes:
         """The latest frame (JPEG) if it is recent, else one fetched from the camera."""
@@ -160,50 +184,45 @@ class AsyncClient:
 
     # -- the ESP32's own settings -----------------------------------------------------------
 
-    async def camera_settings(self, name: str) -> JSON:
+    async def camera_settings(self, name: str) -> CameraValues:
         """The camera's ``/status`` (framesize, quality, brightness, ...)."""
-        data: JSON = await self._json("GET", f"/api/streams/{_q(name)}/settings")
-        return data
+        return await self._parse(CameraValues, "GET", f"/api/streams/{_q(name)}/settings")
 
-    async def set_camera_settings(self, /, name: str, **values: int) -> JSON:
+    async def set_camera_settings(self, /, name: str, **values: int) -> SettingsResult:
         """Set CameraWebServer variables (``quality=10, vflip=1``); returns each outcome."""
-        data: JSON = await self._json("PUT", f"/api/streams/{_q(name)}/settings", json=values)
-        return data
+        return await self._parse(
+            SettingsResult, "PUT", f"/api/streams/{_q(name)}/settings", json=values
+        )
 
     # -- discovery --------------------------------------------------------------------------
 
-    async def discovered(self) -> list[JSON]:
+    async def discovered(self) -> list[DiscoveredOut]:
         """Cameras found by UDP discovery since the server started."""
-        data: list[JSON] = await self._json("GET", "/api/discovery")
-        return data
+        return await self._parse(list[DiscoveredOut], "GET", "/api/discovery")
 
-    async def scan(self, timeout: float = 2.0, interface: str | None = None) -> list[JSON]:
+    async def scan(self, timeout: float = 2.0, interface: str | None = None) -> list[DiscoveredOut]:
         """Probe for cameras now (``interface``: some of the enabled ones, comma-separated)."""
         params = {"timeout": timeout, "interface": interface}
-        data: list[JSON] = await self._json("POST", "/api/discovery/scan", params=params)
-        return data
+        return await self._parse(list[DiscoveredOut], "POST", "/api/discovery/scan", params=params)
 
-    async def add_discovered(self, camera: str, name: str | None = None) -> JSON:
+    async def add_discovered(self, camera: str, name: str | None = None) -> StreamOut:
         """Add a discovered camera as a stream (under ``name``, else its own)."""
         body = {"name": name} if name else None
-        data: JSON = await self._json("POST", f"/api/discovery/{_q(camera)}/add", json=body)
-        return data
+        return await self._parse(StreamOut, "POST", f"/api/discovery/{_q(camera)}/add", json=body)
 
     # -- recordings -------------------------------------------------------------------------
 
     async def recordings(
         self, name: str, start: Time | None = None, end: Time | None = None
-    ) -> list[JSON]:
+    ) -> list[RecordingOut]:
         """Segments overlapping [start, end] (default: the last 24 hours)."""
         params = {"start": start, "end": end}
-        data: list[JSON] = await self._json(
-            "GET", f"/api/streams/{_q(name)}/recordings", params=params
+        return await self._parse(
+            list[RecordingOut], "GET", f"/api/streams/{_q(name)}/recordings", params=params
         )
-        return data
 
-    async def recording(self, recording_id: int) -> JSON:
-        data: JSON = await self._json("GET", f"/api/recordings/{int(recording_id)}")
-        return data
+    async def recording(self, recording_id: int) -> RecordingOut:
+        return await self._parse(RecordingOut, "GET", f"/api/recordings/{int(recording_id)}")
 
     async def recording_file(self, recording_id: int) -> bytes:
         """The segment's Matroska file."""
@@ -221,12 +240,14 @@ class AsyncClient:
         params = {"start": start, "end": end}
         return await self._bytes(f"/api/streams/{_q(name)}/clip.mp4", params=params)
 
-    async def mark_event(self, name: str, seconds: float = 10.0) -> JSON:
+    async def mark_event(self, name: str, seconds: float = 10.0) -> EventWindow:
         """Recording mode ``events``: record a clip around now (pre-roll to post-roll)."""
-        data: JSON = await self._json(
-            "POST", f"/api/streams/{_q(name)}/recordings/event", json={"seconds": seconds}
+        return await self._parse(
+            EventWindow,
+            "POST",
+            f"/api/streams/{_q(name)}/recordings/event",
+            json={"seconds": seconds},
         )
-        return data
 
     # -- motion events ----------------------------------------------------------------------
 
@@ -236,15 +257,13 @@ class AsyncClient:
         start: Time | None = None,
         end: Time | None = None,
         limit: int = 100,
-    ) -> list[JSON]:
+    ) -> list[EventOut]:
         """Motion events overlapping [start, end] (default: the last 24 hours), newest first."""
         params = {"stream": stream, "start": start, "end": end, "limit": limit}
-        data: list[JSON] = await self._json("GET", "/api/events", params=params)
-        return data
+        return await self._parse(list[EventOut], "GET", "/api/events", params=params)
 
-    async def event(self, event_id: int) -> JSON:
-        data: JSON = await self._json("GET", f"/api/events/{int(event_id)}")
-        return data
+    async def event(self, event_id: int) -> EventOut:
+        return await self._parse(EventOut, "GET", f"/api/events/{int(event_id)}")
 
     async def event_snapshot(self, event_id: int) -> bytes:
         """The JPEG at the event's peak."""

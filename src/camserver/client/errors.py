@@ -3,6 +3,7 @@
     CamServerError                (camserver.errors)
     └── ClientError               anything the client raises on purpose
         ├── ServerUnreachable     no connection, or it broke or timed out (httpx, Socket.IO)
+        ├── UnexpectedAnswer      a success whose body is not the shape the API promises
         └── APIError              the server answered an error: .status, .detail, .errors
             ├── BadRequest        400
             ├── Unauthorized      401: no token, or a wrong one
@@ -36,6 +37,7 @@ __all__ = [
     "ServerUnreachable",
     "TooManyRequests",
     "Unauthorized",
+    "UnexpectedAnswer",
     "error_for",
     "raise_for_status",
 ]
@@ -47,6 +49,11 @@ class ClientError(CamServerError):
 
 class ServerUnreachable(ClientError):
     """No connection to the server, or the connection broke or timed out."""
+
+
+class UnexpectedAnswer(ClientError):
+    """The server answered success with a body that is not the shape the API promises
+    (not a camserver server, or a version that changed it)."""
 
 
 class APIError(ClientError):

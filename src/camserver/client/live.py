@@ -25,8 +25,8 @@ from camserver.client.errors import (
     raise_for_status,
 )
 from camserver.client.frame import Frame
-from camserver.streaming.mjpeg import END, NEED_DATA, MJPEGParser
-from camserver.streaming.mjpeg import Frame as Part
+from camserver.codecs.mjpeg import END, NEED_DATA, MJPEGParser
+from camserver.codecs.mjpeg import Frame as Part
 
 if TYPE_CHECKING:
     from camserver.client.aio import AsyncClient

@@ -79,6 +79,7 @@ class Client:
         self._loop.close()
 
     health = _blocking(AsyncClient.health)
+    cluster = _blocking(AsyncClient.cluster)
     streams = _blocking(AsyncClient.streams)
     stream = _blocking(AsyncClient.stream)
     create_stream = _blocking(AsyncClient.create_stream)

@@ -36,7 +36,7 @@ from camserver.cluster.lease import Lease, Leases
 from camserver.cluster.relay import ClusterHub, FrameRelay
 from camserver.cluster.store import ConfigFeed, RedisStore
 from camserver.errors import ClusterUnavailable, StreamNotFound
-from camserver.models import StreamState, StreamStatus
+from camserver.schema import StreamState, StreamStatus
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.manager import StreamManager
 from camserver.tokens import ManagedToken

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from camserver.cluster.backend import Backend, Subscription
 from camserver.cluster.wire import ConfigChange, WireError, decode_change
 from camserver.errors import ClusterUnavailable, StreamExists, StreamNotFound
-from camserver.models import MotionSettings, RecordingSettings, StreamConfig
+from camserver.schema import MotionSettings, RecordingSettings, StreamConfig
 from camserver.tokens import ManagedToken
 
 __all__ = ["ConfigFeed", "RedisStore"]

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from camserver.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
+from camserver.schema.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
 
 __all__ = [
     "MAX_DATAGRAM",

@@ -15,8 +15,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from pydantic import BaseModel
-
 from camserver.discovery.codec import (
     NEED_DATA,
     PROBE,
@@ -27,34 +25,11 @@ from camserver.discovery.codec import (
 )
 from camserver.discovery.interfaces import Interface
 from camserver.errors import NameConflict
-from camserver.models import StreamConfig
+from camserver.schema import DiscoveredCamera
 
-__all__ = ["DiscoveredCamera", "DiscoveryService", "open_udp_socket"]
+__all__ = ["DiscoveryService", "open_udp_socket"]
 
 log = logging.getLogger(__name__)
-
-
-class DiscoveredCamera(BaseModel):
-    """A camera seen by discovery (also the API's shape for it)."""
-
-    name: str
-    ip: str
-    port: int
-    stream_port: int
-    first_seen: float
-    last_seen: float
-    legacy: bool
-    mac: str | None = None
-    model: str | None = None
-    fw: str | None = None
-    claimed_ip: str | None = None
-    conflict: bool = False
-    """Another camera, at another address, announces the same name: check before adding."""
-
-    def stream_config(self, name: str | None = None) -> StreamConfig:
-        """The stream that reads this camera, on the stream port it announced."""
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return StreamConfig.for_host(name or self.name, f"{host}:{self.port}", self.stream_port)
 
 
 Listener = Callable[[DiscoveredCamera], None]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from camserver import __version__
-from camserver.models import StreamConfig
+from camserver.schema import StreamConfig
 
 __all__ = ["Command", "Topics", "discovery", "parse_command", "removal", "states"]
 

@@ -23,9 +23,9 @@ import aiomqtt
 
 from camserver.errors import CamServerError, ConfigError, StreamNotFound
 from camserver.integrations import ha
-from camserver.models import MotionPatch, RecordingPatch, StreamPatch
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
+from camserver.schema import MotionPatch, RecordingPatch, StreamPatch
 from camserver.streaming.manager import StreamManager
 
 __all__ = ["MqttBridge", "broker_from_url"]

@@ -8,7 +8,7 @@ answers are final. One deadline (``timeout``) covers a whole attempt, from conne
 answer's end, and at most ``MAX_ANSWER`` bytes of an answer are read (and thrown away): a
 receiver answering 1 GiB took the server from 319 MB to 5.7 GB, one dripping a byte every
 2 s held a "5 s" attempt for 40 s. URLs are secrets (a Home Assistant webhook's id is in
-its path): logs show them masked (:func:`camserver.logs.mask_url`). The same network
+its path): logs show them masked (:func:`camserver.schema.urls.mask_url`). The same network
 rules as camera URLs apply (``CAMSERVER_ALLOWED_NETWORKS``; link-local addresses refused),
 checked at each attempt on the address actually used.
 
@@ -32,10 +32,10 @@ import httpx
 
 from camserver import __version__
 from camserver.errors import StreamNotFound, TargetNotAllowed, UpstreamConnectError
-from camserver.logs import mask_url
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
 from camserver.netguard import NetworkGuard
+from camserver.schema.urls import mask_url
 
 __all__ = ["WebhookCounters", "Webhooks"]
 

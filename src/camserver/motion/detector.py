@@ -28,7 +28,7 @@ import simplejpeg
 from PIL import Image, ImageDraw
 
 from camserver.errors import BadFrame
-from camserver.models import MotionSettings
+from camserver.schema import MotionSettings
 
 __all__ = ["Analysis", "MotionDetector", "decode_gray"]
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from camserver.errors import BadFrame
-from camserver.models import MotionSettings
 from camserver.motion.detector import Analysis, MotionDetector, decode_gray
+from camserver.schema import MotionSettings
 from camserver.streaming.hub import FrameHub, HubFrame
 
 __all__ = ["MotionCounters", "MotionWorker"]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from camserver.errors import RecordingError
+from camserver.schema import RecordingKind
 from camserver.sqlite_table import LockedSQLite
 
 __all__ = ["Recording", "RecordingIndex", "RecordingKind", "SQLiteIndex"]
 
-RecordingKind = Literal["continuous", "event", "timelapse"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recordings (

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from camserver.codecs import jpeg
 from camserver.errors import RecordingError
-from camserver.models import RecordingMode, RecordingSettings
 from camserver.recording.index import Recording, RecordingIndex, RecordingKind
 from camserver.recording.repair import repair_unfinished
 from camserver.recording.tap import Tap
 from camserver.recording.timelapse import Timelapse, day_of, timelapse_mp4
 from camserver.recording.writer import SegmentWriter
-from camserver.streaming import jpeg
+from camserver.schema import RecordingMode, RecordingSettings
 from camserver.streaming.hub import FrameHub, HubFrame
 
 __all__ = ["Recorder", "RecorderCounters"]

@@ -20,12 +20,12 @@ from collections.abc import Generator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from camserver.codecs import jpeg
 from camserver.errors import RecordingError
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording, RecordingIndex
 from camserver.recording.playback import RecordedFrame, frames_between
 from camserver.recording.writer import SegmentWriter
-from camserver.streaming import jpeg
 from camserver.streaming.hub import HubFrame
 
 __all__ = [

@@ -42,7 +42,7 @@ _SEND_TIMEOUT = 5.0  # esp_http_server's send/recv timeout
 # /control in CameraWebServer (cmd_handler in app_httpd.cpp): each variable goes to one
 # sensor setter; the OV2640 driver refuses a value outside its range and the handler then
 # answers 500, as it does for an unknown variable. The simulator's own table, written from
-# the firmware, not from what camserver validates (camserver.esp32).
+# the firmware, not from what camserver validates (camserver.schema.esp32).
 _SETTERS = """
 framesize 0 15 | quality 4 63 | contrast -2 2 | brightness -2 2 | saturation -2 2
 gainceiling 0 6 | colorbar 0 1 | awb 0 1 | agc 0 1 | aec 0 1 | hmirror 0 1 | vflip 0 1

@@ -24,6 +24,7 @@ import httpx
 from httpx import BasicAuth
 
 from camserver import __version__
+from camserver.codecs.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
 from camserver.errors import (
     TargetNotAllowed,
     UpstreamConnectError,
@@ -31,11 +32,10 @@ from camserver.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from camserver.models import StreamState, StreamStatus
 from camserver.netguard import NetworkGuard, Target
+from camserver.schema import StreamState, StreamStatus
 from camserver.streaming.camera_http import open_stream
 from camserver.streaming.hub import FrameHub
-from camserver.streaming.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
 from camserver.upstream import REQUEST_ERRORS, describe_error
 
 __all__ = ["FpsMeter", "Ingest", "IngestCounters", "IngestTiming", "backoff_delay"]

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import httpx
 
+from camserver.codecs import jpeg
 from camserver.errors import (
     SnapshotUnavailable,
     StreamNotFound,
@@ -29,17 +30,16 @@ from camserver.errors import (
     UpstreamConnectError,
     UpstreamError,
 )
-from camserver.logs import mask_url
-from camserver.models import (
+from camserver.netguard import NetworkGuard
+from camserver.schema import (
     StreamConfig,
     StreamOut,
     StreamPatch,
     StreamState,
     StreamStatus,
 )
-from camserver.netguard import NetworkGuard
+from camserver.schema.urls import mask_url
 from camserver.store import StreamStore
-from camserver.streaming import jpeg
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.ingest import Ingest, IngestTiming
 from camserver.upstream import fetch

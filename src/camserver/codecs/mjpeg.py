@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from camserver.streaming import jpeg
+from camserver.codecs import jpeg
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from camserver.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
-from camserver.logs import mask_url
+from camserver.schema.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
+from camserver.schema.urls import mask_url
 
 __all__ = [
     "NAME_PATTERN",

@@ -1,0 +1,73 @@
+"""The API's data shapes: what the server takes and answers, and what the client returns.
+
+Pure pydantic models (and the ESP32 facts they validate with): this package imports
+nothing else of camserver, so the server's routers, its store and the client
+(``camserver.client``) share them without the client importing server code.
+"""
+
+from camserver.schema.camera import CameraValues, ControlResult, SettingsResult
+from camserver.schema.discovery import AddBody, DiscoveredCamera, DiscoveredOut
+from camserver.schema.motion import EventOut
+from camserver.schema.recordings import EventMark, EventWindow, RecordingKind, RecordingOut
+from camserver.schema.server import ClusterNode, ClusterOut, HealthOut, RedisHealth
+from camserver.schema.streams import (
+    NAME_PATTERN,
+    AuthScheme,
+    MotionPatch,
+    MotionSettings,
+    MotionZone,
+    RecordingMode,
+    RecordingPatch,
+    RecordingSettings,
+    StreamConfig,
+    StreamCreate,
+    StreamName,
+    StreamOut,
+    StreamPatch,
+    StreamState,
+    StreamStatus,
+    ZoneKind,
+    check_url,
+    urls_for_host,
+)
+from camserver.schema.tokens import TokenCreate, TokenCreated, TokenOut, TokenRole
+
+__all__ = [
+    "NAME_PATTERN",
+    "AddBody",
+    "AuthScheme",
+    "CameraValues",
+    "ClusterNode",
+    "ClusterOut",
+    "ControlResult",
+    "DiscoveredCamera",
+    "DiscoveredOut",
+    "EventMark",
+    "EventOut",
+    "EventWindow",
+    "HealthOut",
+    "MotionPatch",
+    "MotionSettings",
+    "MotionZone",
+    "RecordingKind",
+    "RecordingMode",
+    "RecordingOut",
+    "RecordingPatch",
+    "RecordingSettings",
+    "RedisHealth",
+    "SettingsResult",
+    "StreamConfig",
+    "StreamCreate",
+    "StreamName",
+    "StreamOut",
+    "StreamPatch",
+    "StreamState",
+    "StreamStatus",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenOut",
+    "TokenRole",
+    "ZoneKind",
+    "check_url",
+    "urls_for_host",
+]

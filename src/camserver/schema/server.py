@@ -1,0 +1,44 @@
+"""The server's own state as the API shows it: health and the cluster."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+__all__ = ["ClusterNode", "ClusterOut", "HealthOut", "RedisHealth"]
+
+
+class HealthOut(BaseModel):
+    """``GET /healthz``."""
+
+    status: str
+    """``ok``, or ``degraded`` while a cluster node cannot reach Redis."""
+    node: str | None = None
+    """Cluster mode: this node's id."""
+    redis: str | None = None
+    """Cluster mode: ``ok`` or ``unreachable: <why>``."""
+
+
+class ClusterNode(BaseModel):
+    id: str
+    address: str | None = None
+    cameras: list[str] = []
+    viewers: int = 0
+    last_heartbeat: float | None = None
+    pulls: bool = True
+    """False: a serve-only node (it pulls no camera)."""
+    started: float | None = None
+
+
+class RedisHealth(BaseModel):
+    url: str
+    """Without its password."""
+    reachable: bool
+    last_error: str | None = None
+
+
+class ClusterOut(BaseModel):
+    """``GET /api/cluster``."""
+
+    node: str
+    redis: RedisHealth
+    nodes: list[ClusterNode]
