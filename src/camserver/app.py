@@ -22,6 +22,7 @@ from uvicorn.config import WS_PROTOCOLS
 from uvicorn.importer import import_from_string
 
 from camserver import __version__
+from camserver.access import TokenChecker
 from camserver.api import (
     camera_settings,
     cluster,
@@ -43,7 +44,6 @@ from camserver.api.security import (
     AccessMiddleware,
     BodyLimitMiddleware,
     EngineIOGate,
-    TokenChecker,
     TokenlessSessions,
 )
 from camserver.config import Settings
@@ -54,7 +54,7 @@ from camserver.connections import (
     limited_protocol,
 )
 from camserver.logs import CollapseHandlerErrors, RedactTokens
-from camserver.runtime import Runtime
+from camserver.runtime import Runtime, StartCameras
 from camserver.telemetry import ConnectionCollector
 
 __all__ = ["WEB_DIR", "CamServerApp", "create_app", "uvicorn_options"]
@@ -129,7 +129,10 @@ def _sio_manager(settings: Settings) -> Any:
     )
 
 
-def create_app(settings: Settings | None = None) -> CamServerApp:
+def create_app(
+    settings: Settings | None = None, *, cameras: StartCameras | None = None
+) -> CamServerApp:
+    """The application; ``cameras`` starts cameras that live as long as it (``--demo``)."""
     settings = settings or Settings()
     checker = TokenChecker(settings.api_token, settings.view_token)
     tokenless = TokenlessSessions(
@@ -145,7 +148,7 @@ def create_app(settings: Settings | None = None) -> CamServerApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
-        async with Runtime.running(settings, realtime, checker) as runtime:
+        async with Runtime.running(settings, realtime, checker, cameras) as runtime:
             wrapper.runtime = runtime
             runtime.metrics.register(ConnectionCollector(wrapper.limits))
             try:

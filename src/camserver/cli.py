@@ -211,7 +211,12 @@ def _serve(args: argparse.Namespace) -> int:
     # clips (PyAV's files included: FFmpeg creates them with the process umask). The
     # recordings were 0644 in 0755 folders while the database was 0600.
     os.umask(0o077)
-    app = create_app(settings)
+    cameras = None
+    if settings.demo:
+        from camserver.demo import demo_cameras
+
+        cameras = demo_cameras(settings.demo)
+    app = create_app(settings, cameras=cameras)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -1,9 +1,9 @@
 """Everything long-lived a running server holds, built and torn down in one place.
 
 :meth:`Runtime.running` is the body of the ASGI lifespan: it opens the httpx client, the
-store, the stream manager (hubs and ingest tasks), discovery, the housekeeping jobs and,
-with ``demo``, the simulated cameras, and closes them in reverse order. Requests get the
-:class:`Runtime` through Starlette's lifespan state (``api/deps.py``).
+store, the stream manager (hubs and ingest tasks), discovery, the housekeeping jobs and
+the cameras given to it (``--demo``'s simulated ones), and closes them in reverse order.
+Requests get the :class:`Runtime` through Starlette's lifespan state (``api/deps.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,8 +20,8 @@ import httpx
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
 from camserver import __version__
+from camserver.access import TokenChecker
 from camserver.api.events import Realtime
-from camserver.api.security import TokenChecker
 from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveryService
@@ -31,7 +31,7 @@ from camserver.memory import Housekeeper
 from camserver.motion.service import MotionService, start_motion
 from camserver.netguard import NetworkGuard
 from camserver.recording.service import RecordingService, start_recording
-from camserver.schema import DiscoveredCamera, MotionSettings, RecordingSettings, StreamConfig
+from camserver.schema import DiscoveredCamera, StreamConfig
 from camserver.store import SQLiteStore, StreamStore
 from camserver.streaming.ingest import IngestTiming
 from camserver.streaming.manager import StreamManager
@@ -41,7 +41,11 @@ if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
     from camserver.integrations.mqtt import MqttBridge
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "StartCameras"]
+
+StartCameras = Callable[[AsyncExitStack], Awaitable[list[StreamConfig]]]
+"""Starts cameras that live as long as the server (entering their contexts on the stack)
+and returns the streams that read them: ``camserver serve --demo`` (``camserver.demo``)."""
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,11 @@ class Runtime:
     @classmethod
     @asynccontextmanager
     async def running(
-        cls, settings: Settings, realtime: Realtime, checker: TokenChecker
+        cls,
+        settings: Settings,
+        realtime: Realtime,
+        checker: TokenChecker,
+        cameras: StartCameras | None = None,
     ) -> AsyncIterator[Runtime]:
         async with AsyncExitStack() as stack:
             # trust_env=False: a proxy set for the host must not carry LAN camera traffic.
@@ -87,8 +95,9 @@ class Runtime:
                     headers={"User-Agent": f"camserver/{__version__}"},
                 )
             )
-            # Simulated cameras stop last, after the streams that read them.
-            demo = await _start_demo(stack, settings.demo) if settings.demo else []
+            # Cameras started with the server (``--demo``: camserver.demo) stop last,
+            # after the streams that read them.
+            demo = await cameras(stack) if cameras is not None else []
             if settings.redis_url is None:
                 store: StreamStore = await SQLiteStore.open(settings.db)
                 stack.push_async_callback(store.close)
@@ -261,27 +270,6 @@ async def _start_motion(
 
     stack.push_async_callback(stop_leading)
     return motion, webhooks, mqtt
-
-
-async def _start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
-    """Start ``count`` simulated cameras in-process; their stream configurations."""
-    from camserver.sim.camera import SimCamera
-
-    configs = []
-    for i in range(1, count + 1):
-        # demo-1 watches a still scene that an object crosses every 15 s, with motion
-        # detection on; the others show the moving test pattern.
-        scene = {"moving_object": True, "object_period": 15.0} if i == 1 else None
-        cam = await stack.enter_async_context(SimCamera(f"demo-{i}", scene=scene))
-        cfg = StreamConfig.for_host(f"demo-{i}", cam.address)
-        # The demo shows recording too, within bounds: a day, 200 MB per camera.
-        cfg.recording = RecordingSettings(
-            mode="continuous", timelapse_interval=10, max_age_hours=24, max_bytes=200_000_000
-        )
-        cfg.motion = MotionSettings(enabled=scene is not None)
-        configs.append(cfg)
-        log.info("demo camera demo-%d on http://%s", i, cam.address)
-    return configs
 
 
 async def _start_discovery(

@@ -41,13 +41,11 @@ from typing import Any
 
 import socketio
 
+from camserver.access import TokenChecker, bearer_token, query_token
 from camserver.api.errors import status_for
 from camserver.api.frame_acks import Unacked
 from camserver.api.security import (
-    TokenChecker,
     TokenlessSessions,
-    bearer_token,
-    query_token,
 )
 from camserver.api.sio_adapter import EngineIOSockets
 from camserver.api.sio_wire import event_frames

@@ -42,7 +42,7 @@ from camserver.streaming.manager import StreamManager
 from camserver.tokens import ManagedToken
 
 if TYPE_CHECKING:
-    from camserver.api.security import TokenChecker
+    from camserver.access import TokenChecker
 
 __all__ = ["Cluster"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 
-from camserver.api.security import TokenChecker
+from camserver.access import TokenChecker
 from camserver.cluster.backend import Backend
 from camserver.cluster.node import Cluster
 from camserver.cluster.store import RedisStore

@@ -21,11 +21,10 @@ from camserver.errors import MotionError, StreamNotFound
 from camserver.motion.detector import Analysis
 from camserver.motion.events import EventStore, MotionEvent, SQLiteEvents
 from camserver.motion.worker import MotionWorker
-from camserver.recording.service import RecordingService
 from camserver.streaming.hub import HubFrame
 from camserver.streaming.manager import StreamManager
 
-__all__ = ["MotionService", "MotionSink", "MotionState", "start_motion"]
+__all__ = ["EventRecorder", "MotionService", "MotionSink", "MotionState", "start_motion"]
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +51,20 @@ class _Live:
         self.begun: asyncio.Task[None] | None = None
 
 
+class EventRecorder(Protocol):
+    """What motion needs of recording (``RecordingService`` offers it): a clip that goes
+    on while motion does."""
+
+    def extend_event(self, name: str, start: float, end: float) -> bool: ...
+
+
 class MotionService:
     def __init__(
         self,
         manager: StreamManager,
         store: EventStore,
         root: Path,
-        recording: RecordingService,
+        recording: EventRecorder,
         holds: Callable[[str], bool] | None = None,
     ) -> None:
         self.manager = manager
@@ -105,7 +111,7 @@ class MotionService:
             live.peak, live.peak_frame = a.area, frame
         if a.moving and live is not None:
             # Mode 'events': the clip goes on until POST_ROLL after the last motion.
-            self.recording.recorder.mark_event(name, a.ts, a.ts)
+            self.recording.extend_event(name, a.ts, a.ts)
         if a.ended and live is not None:
             del self._live[name]
             self._spawn(self._finish(name, live, a.ts))
@@ -211,7 +217,7 @@ async def start_motion(
     stack: AsyncExitStack,
     manager: StreamManager,
     settings: Settings,
-    recording: RecordingService,
+    recording: EventRecorder,
     store: EventStore | None = None,
     holds: Callable[[str], bool] | None = None,
 ) -> MotionService:

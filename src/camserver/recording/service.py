@@ -68,6 +68,12 @@ class RecordingService:
         else:
             self.recorder.detach(hub)
 
+    def extend_event(self, name: str, start: float, end: float) -> bool:
+        """Motion goes on (``camserver.motion``'s :class:`EventRecorder`): in mode ``events``
+        the clip of ``name`` covers ``start``..``end`` plus the rolls, if this node records
+        it. False if it does not."""
+        return self.recorder.mark_event(name, start, end)
+
     async def mark_event(self, name: str, start: float, end: float) -> bool:
         """Mode ``events``: record ``name`` from ``start`` to ``end`` (pre- and post-roll
         added); here, or on the node that records it. False if nobody records it so."""
