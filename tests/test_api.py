@@ -153,8 +153,11 @@ async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraF
         "retry_at",
         "upstream_connects",
         "viewers",
+        "demand",
         "node",
     }
+    # Nobody watches, nothing records: no demand (the camera is not on demand anyway).
+    assert st["demand"] == {"viewers": 0, "recording": False, "motion": False, "remote": 0}
     assert st["node"] is None  # one node: no cluster
     assert st["retry_at"] is None  # streaming: no attempt to wait for
 
@@ -276,3 +279,44 @@ def test_every_endpoint_and_dependency_is_async() -> None:
     for route in routes:
         walk(route.dependant, route.path)
     assert sync == []
+
+
+async def test_recording_and_motion_keep_an_on_demand_camera_as_demand_not_viewers(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    """Issue 27: the recorder and the motion detector are demand by name; ``viewers``
+    counts only people and programs watching (the demo showed "3 viewers" for one page)."""
+    cam = await camera("c1", fps=10)
+    async with AsyncExitStack() as stack:
+        server = await start_server(stack, settings.model_copy(update={"on_demand_grace": 0.5}))
+        await server.add_camera(
+            "c1",
+            cam,
+            on_demand=True,
+            recording={"mode": "continuous"},
+            motion={"enabled": True},
+        )
+        st = await server.wait_state("c1", "streaming")  # wanted with nobody watching
+        assert st["viewers"] == 0
+        assert st["demand"] == {"viewers": 0, "recording": True, "motion": True, "remote": 0}
+        async with server.client.stream("GET", "/api/streams/c1/mjpeg") as resp:
+            assert resp.status_code == 200
+            st = await server.status("c1")
+            assert st["viewers"] == 1
+            assert st["demand"]["viewers"] == 1
+            listed = (await server.client.get("/api/streams")).json()
+            assert listed[0]["status"]["viewers"] == 1
+            metrics = (await server.client.get("/metrics")).text
+            kinds = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("camserver_stream_viewers{")
+            ]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in kinds) == 1, kinds
+        r = await server.client.patch(
+            "/api/streams/c1", json={"recording": {"mode": "off"}, "motion": {"enabled": False}}
+        )
+        assert r.status_code == 200, r.text
+        st = await server.wait_state("c1", "idle")  # nothing needs it: let go after the grace
+        assert st["demand"] == {"viewers": 0, "recording": False, "motion": False, "remote": 0}
+        await wait_for(lambda: cam.active_streams == 0, what="the camera connection closed")

@@ -1,4 +1,4 @@
-"""The ingest's plain-HTTP path (``camserver.streaming.camera_http``) against small real
+"""The ingest's plain-HTTP path (``camserver.sources.camera_http``) against small real
 servers on loopback: framing by chunks, by length and by connection close, answers sent
 whole and byte by byte, heads that never end, and bodies cut short."""
 
@@ -12,7 +12,7 @@ import pytest
 import uvloop
 
 from camserver.errors import UpstreamProtocolError, UpstreamTimeout
-from camserver.streaming.camera_http import open_stream
+from camserver.sources.camera_http import open_stream
 
 Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
 REQUEST = b"GET /stream HTTP/1.1\r\nHost: cam\r\n\r\n"

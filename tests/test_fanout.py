@@ -169,7 +169,7 @@ async def test_a_burst_of_viewers_from_one_client_stays_under_its_cap(
     # Each request is admitted (checked against the cap) and counted with no await in
     # between: eight at once from one address must not all pass a cap of three.
     await streaming_camera(server, camera, fps=20)
-    server.state.manager.max_viewers_per_client = 3
+    server.state.manager.admission.max_viewers_per_client = 3
     got = await asyncio.gather(*(raw_get(server, "/api/streams/x/mjpeg", "1.1") for _ in range(8)))
     try:
         codes = sorted(head.split(b" ", 2)[1] for _, head, _ in got)

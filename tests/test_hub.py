@@ -58,14 +58,39 @@ async def test_a_cancelled_waiter_does_not_break_the_others() -> None:
 def test_viewer_counts_by_kind_and_change_callback() -> None:
     hub = LocalHub("x")
     seen: list[int] = []
-    hub.on_change = seen.append
+    hub.demand.on_change = lambda: seen.append(hub.viewers)
     with hub.viewer("mjpeg"), hub.viewer("mjpeg"):
-        hub.set_viewers("socketio", 3)
-        hub.set_viewers("socketio", 3)  # unchanged: no callback
+        hub.demand.set_viewers("socketio", 3)
+        hub.demand.set_viewers("socketio", 3)  # unchanged: no callback
         assert hub.viewers == 5
-        assert hub.viewers_by_kind() == {"mjpeg": 2, "socketio": 3}
+        assert hub.demand.viewers_by_kind() == {"mjpeg": 2, "socketio": 3}
     assert hub.viewers == 3
     assert seen == [1, 2, 5, 4, 3]
+
+
+def test_recording_and_motion_are_demand_by_name_not_viewers() -> None:
+    hub = LocalHub("x")
+    changes: list[bool] = []
+    hub.demand.on_change = lambda: changes.append(hub.demand.needed)
+    assert not hub.demand.needed
+    hub.demand.need("recording")
+    hub.demand.need("recording")  # unchanged: no callback
+    hub.demand.need("motion")
+    assert hub.viewers == 0
+    assert hub.demand.needed
+    assert hub.demand.reasons().model_dump() == {
+        "viewers": 0,
+        "recording": True,
+        "motion": True,
+        "remote": 0,
+    }
+    with hub.viewer("mjpeg", "10.0.0.1"):
+        assert hub.demand.reasons().viewers == 1
+        assert hub.demand.viewers_from("10.0.0.1") == 1
+    hub.demand.need("recording", False)
+    hub.demand.need("motion", False)
+    assert not hub.demand.needed
+    assert changes == [True, True, True, True, True, False]
 
 
 def test_viewer_count_drops_even_when_the_viewer_fails() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from camserver.streaming.ingest import FpsMeter, backoff_delay
+from camserver.sources.supervisor import FpsMeter, backoff_delay
 from tests.conftest import CameraFactory, Server, wait_for
 
 

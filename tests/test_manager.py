@@ -1,4 +1,4 @@
-"""StreamManager on its own: a real SQLite store and httpx client, no HTTP server; the
+"""StreamRegistry on its own: a real SQLite store and httpx client, no HTTP server; the
 camera (when one is needed) is the simulator."""
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from camserver.errors import (
     TooManyViewers,
 )
 from camserver.schema import StreamConfig, StreamPatch, StreamState, StreamStatus
+from camserver.sources import SourceTiming
 from camserver.store import SQLiteStore
-from camserver.streaming.ingest import IngestTiming
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from tests.conftest import CameraFactory, wait_for
 
-FAST = IngestTiming(connect_timeout=2, read_timeout=1.5, backoff_initial=0.1, backoff_max=0.5)
+FAST = SourceTiming(connect_timeout=2, read_timeout=1.5, backoff_initial=0.1, backoff_max=0.5)
 
 
 @pytest.fixture
-async def manager(tmp_path: Path) -> AsyncIterator[StreamManager]:
+async def manager(tmp_path: Path) -> AsyncIterator[StreamRegistry]:
     store = await SQLiteStore.open(tmp_path / "m.db")
     async with httpx.AsyncClient(trust_env=False) as client:
-        m = StreamManager(store, client, FAST, max_streams=3, max_viewers=2, on_demand_grace=0.2)
+        m = StreamRegistry(store, client, FAST, max_streams=3, max_viewers=2, on_demand_grace=0.2)
         await m.load()
         try:
             yield m
@@ -43,7 +43,7 @@ def off(name: str, **kw: object) -> StreamConfig:
     return StreamConfig.for_host(name, "192.0.2.1").model_copy(update={"enabled": False, **kw})
 
 
-async def test_create_list_delete_and_limits(manager: StreamManager) -> None:
+async def test_create_list_delete_and_limits(manager: StreamRegistry) -> None:
     out = await manager.create(off("a"))
     assert out.status.state is StreamState.STOPPED
     with pytest.raises(StreamExists):
@@ -65,7 +65,7 @@ async def test_create_list_delete_and_limits(manager: StreamManager) -> None:
         manager.status("b")
 
 
-async def test_put_replaces_and_update_patches(manager: StreamManager) -> None:
+async def test_put_replaces_and_update_patches(manager: StreamRegistry) -> None:
     await manager.put(off("a"))
     out = await manager.put(off("a", on_demand=True))
     assert out.on_demand is True
@@ -76,30 +76,30 @@ async def test_put_replaces_and_update_patches(manager: StreamManager) -> None:
         await manager.update("nope", StreamPatch(enabled=True))
 
 
-async def test_admission_counts_every_kind(manager: StreamManager) -> None:
+async def test_admission_counts_every_kind(manager: StreamRegistry) -> None:
     await manager.create(off("a"))
-    hub = manager.admit("a")
+    hub = manager.admission.admit("a")
     with hub.viewer("mjpeg"):
-        hub.set_viewers("socketio", 1)
+        hub.demand.set_viewers("socketio", 1)
         with pytest.raises(TooManyViewers, match="maximum of 2 viewers"):
-            manager.admit("a")
+            manager.admission.admit("a")
         with pytest.raises(TooManyViewers):
-            await manager.snapshot("a")
-        hub.set_viewers("socketio", 0)
-        assert manager.admit("a") is hub
+            await manager.snapshots.take("a")
+        hub.demand.set_viewers("socketio", 0)
+        assert manager.admission.admit("a") is hub
     with pytest.raises(StreamNotFound):
-        manager.admit("ghost")
+        manager.admission.admit("ghost")
 
 
-async def test_snapshot_without_frame_or_url(manager: StreamManager) -> None:
+async def test_snapshot_without_frame_or_url(manager: StreamRegistry) -> None:
     cfg = StreamConfig(name="raw", stream_url="http://192.0.2.1/s", enabled=False)
     await manager.create(cfg)
     with pytest.raises(SnapshotUnavailable, match="no snapshot URL"):
-        await manager.snapshot("raw")
+        await manager.snapshots.take("raw")
     assert manager.hub("raw").viewers == 0  # the snapshot viewer was counted out again
 
 
-async def test_on_demand_follows_viewers(manager: StreamManager, camera: CameraFactory) -> None:
+async def test_on_demand_follows_viewers(manager: StreamRegistry, camera: CameraFactory) -> None:
     cam = await camera("od", fps=20)
     events: list[tuple[str, StreamState]] = []
 
@@ -123,7 +123,7 @@ async def test_on_demand_follows_viewers(manager: StreamManager, camera: CameraF
     assert events[-1] == ("od", StreamState.IDLE)
 
 
-async def test_a_failing_listener_does_not_stop_the_others(manager: StreamManager) -> None:
+async def test_a_failing_listener_does_not_stop_the_others(manager: StreamRegistry) -> None:
     seen: list[str] = []
 
     def broken(name: str, status: StreamStatus) -> None:

@@ -134,7 +134,7 @@ async def test_fifty_mjpeg_and_twenty_socketio_viewers_one_upstream(
 ) -> None:
     cam = await streaming_camera(server, camera, fps=15)
     # 70 viewers from one address: above the default cap of 50 per client and stream.
-    server.state.manager.max_viewers_per_client = 100
+    server.state.manager.admission.max_viewers_per_client = 100
     sios = []
     got: dict[int, int] = {}
     try:

@@ -32,9 +32,9 @@ from camserver.motion.service import MotionService, start_motion
 from camserver.netguard import NetworkGuard
 from camserver.recording.service import RecordingService, start_recording
 from camserver.schema import DiscoveredCamera, StreamConfig
+from camserver.sources import SourceTiming
 from camserver.store import SQLiteStore, StreamStore
-from camserver.streaming.ingest import IngestTiming
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from camserver.telemetry import LoopLagMonitor, StateCollector
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Runtime:
     settings: Settings
     client: httpx.AsyncClient
     store: StreamStore
-    manager: StreamManager
+    manager: StreamRegistry
     realtime: Realtime
     discovery: DiscoveryService | None
     discovery_off: str
@@ -109,7 +109,7 @@ class Runtime:
                 store = redis_store
             saved = {t.id: t.last_used for t in checker.managed.values()}
             stack.push_async_callback(_save_last_used, checker, store, saved)
-            manager = StreamManager(
+            manager = StreamRegistry(
                 store,
                 client,
                 _timing(settings),
@@ -196,17 +196,17 @@ async def _save_last_used_often(
         await _save_last_used(checker, store, saved)
 
 
-def _timing(settings: Settings) -> IngestTiming:
+def _timing(settings: Settings) -> SourceTiming:
     """The ingest's settings, which share their names with camserver's."""
-    return IngestTiming(
-        **{f.name: getattr(settings, f.name) for f in dataclasses.fields(IngestTiming)}
+    return SourceTiming(
+        **{f.name: getattr(settings, f.name) for f in dataclasses.fields(SourceTiming)}
     )
 
 
 async def _start_motion(
     stack: AsyncExitStack,
     settings: Settings,
-    manager: StreamManager,
+    manager: StreamRegistry,
     recording: RecordingService,
     realtime: Realtime,
     cluster: Cluster | None,
@@ -273,7 +273,7 @@ async def _start_motion(
 
 
 async def _start_discovery(
-    stack: AsyncExitStack, settings: Settings, manager: StreamManager, realtime: Realtime
+    stack: AsyncExitStack, settings: Settings, manager: StreamRegistry, realtime: Realtime
 ) -> tuple[DiscoveryService | None, str]:
     """Start UDP discovery; on failure the server runs on without it (and says why)."""
     if not settings.discovery_listen:
@@ -315,7 +315,7 @@ async def _start_discovery(
     return service, ""
 
 
-async def _auto_add(manager: StreamManager, cam: DiscoveredCamera) -> None:
+async def _auto_add(manager: StreamRegistry, cam: DiscoveredCamera) -> None:
     cfg = cam.stream_config()
     if cfg.name in manager or cfg.stream_url in manager.names_by_url():
         return

@@ -119,7 +119,7 @@ class StateCollector(Collector):
             bad.add_metric([name], s.bad_frames)
             connects.add_metric([name], s.upstream_connects)
             fps.add_metric([name], s.fps)
-            kinds = manager.hub(name).viewers_by_kind()
+            kinds = manager.hub(name).demand.viewers_by_kind()
             for kind in ("socketio", "mjpeg", "snapshot"):
                 viewers.add_metric([name, kind], kinds.get(kind, 0))
             mjpeg_total += kinds.get("mjpeg", 0)

@@ -13,7 +13,7 @@ from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotAnESP32
 from camserver.schema import ControlResult, SettingsResult, StreamConfig
 from camserver.schema.esp32 import CONTROL_RANGES, check_control
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from camserver.upstream import read_status, set_control
 
 router = APIRouter(prefix="/api/streams", tags=["camera settings"])
@@ -25,7 +25,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _esp32(manager: StreamManager, name: str) -> StreamConfig:
+async def _esp32(manager: StreamRegistry, name: str) -> StreamConfig:
     cfg = manager.config(name)
     if cfg.host is None:
         raise NotAnESP32(

@@ -19,7 +19,7 @@ from camserver.errors import CamServerError, DiscoveryUnavailable, NotPermitted,
 from camserver.motion.service import MotionService
 from camserver.recording.service import RecordingService
 from camserver.runtime import Runtime
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from camserver.tokens import ALL, Grant
 
 __all__ = [
@@ -49,7 +49,7 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_manager(runtime: RuntimeDep) -> StreamManager:
+async def get_manager(runtime: RuntimeDep) -> StreamRegistry:
     return runtime.manager
 
 
@@ -125,5 +125,5 @@ ClientDep = Annotated[httpx.AsyncClient, Depends(get_client)]
 DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]
 RecordingDep = Annotated[RecordingService, Depends(get_recording)]
 MotionDep = Annotated[MotionService, Depends(get_motion)]
-ManagerDep = Annotated[StreamManager, Depends(get_manager)]
+ManagerDep = Annotated[StreamRegistry, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

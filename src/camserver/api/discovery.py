@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from camserver.api.deps import DiscoveryDep, ManagerDep, Unscoped
 from camserver.errors import NotDiscovered, UnknownInterface
 from camserver.schema import AddBody, DiscoveredCamera, DiscoveredOut, StreamOut
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 
 # Discovery is about every camera: not for tokens scoped to some streams.
 router = APIRouter(prefix="/api/discovery", tags=["discovery"], dependencies=[Unscoped])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/discovery", tags=["discovery"], dependencies=[Un
 _ERROR = {"content": {"application/json": {"example": {"detail": "..."}}}}
 
 
-def _out(cams: list[DiscoveredCamera], manager: StreamManager) -> list[DiscoveredOut]:
+def _out(cams: list[DiscoveredCamera], manager: StreamRegistry) -> list[DiscoveredOut]:
     """The cameras, each with the stream already reading it, if any."""
     by_url = manager.names_by_url()
     return [

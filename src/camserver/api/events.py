@@ -56,7 +56,7 @@ from camserver.motion.service import MotionState
 from camserver.schema import StreamStatus
 from camserver.streaming.fanout import HIGH_WATER, FanoutCounters
 from camserver.streaming.hub import HubFrame
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from camserver.tokens import Grant
 
 __all__ = ["Realtime", "room_for"]
@@ -109,7 +109,7 @@ class Realtime:
         self.tokenless = tokenless or TokenlessSessions()
         """Sessions opened without a token in the handshake (``EngineIOGate``)."""
         self.tokenless.expire = self._drop_session
-        self._manager: StreamManager | None = None
+        self._manager: StreamRegistry | None = None
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._address: dict[str, str] = {}
         """Socket.IO sid → client address (viewers per client are capped)."""
@@ -133,7 +133,7 @@ class Realtime:
         self.sio.on("leave_stream", self._leave)
         self.sio.on("frame_ack", self._frame_ack)
 
-    def attach(self, manager: StreamManager) -> None:
+    def attach(self, manager: StreamRegistry) -> None:
         self._manager = manager
         manager.add_listener(self._on_status)
         manager.add_change_listener(self._on_change)
@@ -146,7 +146,7 @@ class Realtime:
         self._broadcasters.clear()
 
     @property
-    def manager(self) -> StreamManager:
+    def manager(self) -> StreamRegistry:
         if self._manager is None:
             raise RuntimeError("Realtime used before attach()")
         return self._manager
@@ -165,7 +165,7 @@ class Realtime:
         if name in self.manager:
             members = [sid for sid, _ in self._members(name) if sid != leaving]
             clients = Counter(self._address.get(sid, "") for sid in members)
-            self.manager.hub(name).set_viewers("socketio", len(members), dict(clients))
+            self.manager.hub(name).demand.set_viewers("socketio", len(members), dict(clients))
 
     def _write_direct(
         self, name: str, frame: HubFrame, members: list[tuple[str, str]]
@@ -216,8 +216,8 @@ class Realtime:
         await self.sio.emit(event, data, to=EVERYTHING, namespace=NAMESPACE)
 
     def _on_status(self, name: str, status: StreamStatus) -> None:
-        if self.manager.placement is not None and name in self.manager:
-            status = self.manager.status(name)  # the cluster-wide view, not this node's
+        if name in self.manager:
+            status = self.manager.status(name)  # as the placement shows it (cluster-wide)
         payload = {"name": name, "status": status.model_dump(mode="json")}
         rooms = [EVERYTHING, status_room(name)]
         self.spawn(self.sio.emit("stream_status", payload, to=rooms, namespace=NAMESPACE))
@@ -314,7 +314,7 @@ class Realtime:
         try:
             if grant is None or not grant.sees(name) or not self._checker.valid(grant):
                 raise StreamNotFound(name)  # as if it did not exist: names do not leak
-            hub = self.manager.admit(name, self._address.get(sid))
+            hub = self.manager.admission.admit(name, self._address.get(sid))
         except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc), "status": status_for(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)

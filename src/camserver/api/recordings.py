@@ -133,7 +133,7 @@ async def recording_file(
     found = await _get(recording_id, recording, grant)
     path = recording.root / found.path
     if not path.is_file():
-        if found.node and recording.manager.placement is not None:
+        if found.node:  # (set in cluster mode only)
             raise RecordingNotFound(
                 f"recording {recording_id}: its file is not in this node's recordings folder "
                 f"(recorded by node {found.node}; cluster nodes must share "

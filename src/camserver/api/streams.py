@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from camserver.api.deps import GrantDep, ManagerDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
 from camserver.schema import StreamCreate, StreamOut, StreamPatch, StreamStatus
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from camserver.streaming.restream import CONTENT_TYPE, MJPEGResponse
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
@@ -83,7 +83,7 @@ async def stream_status(name: VisibleName, manager: ManagerDep) -> StreamStatus:
 async def snapshot(name: VisibleName, manager: ManagerDep, request: Request) -> Response:
     """The latest frame if it is under ~2 s old, else one fetched from the camera."""
     client = request.client.host if request.client else None
-    data = await unless_client_leaves(request, manager.snapshot(name, client))
+    data = await unless_client_leaves(request, manager.snapshots.take(name, client))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
@@ -93,10 +93,10 @@ FpsQuery = Annotated[
 
 
 def mjpeg_response(
-    name: str, manager: StreamManager, fps: float | None, request: Request
+    name: str, manager: StreamRegistry, fps: float | None, request: Request
 ) -> MJPEGResponse:
     client = request.client.host if request.client else None
-    hub = manager.admit(name, client)  # 404 or 503 before the response starts
+    hub = manager.admission.admit(name, client)  # 404 or 503 before the response starts
     return MJPEGResponse(
         hub, fps, client=client, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )

@@ -35,10 +35,9 @@ from camserver.cluster.backend import Backend
 from camserver.cluster.lease import Lease, Leases
 from camserver.cluster.relay import ClusterHub, FrameRelay
 from camserver.cluster.store import ConfigFeed, RedisStore
-from camserver.errors import ClusterUnavailable, StreamNotFound
+from camserver.errors import ClusterUnavailable
 from camserver.schema import StreamState, StreamStatus
-from camserver.streaming.hub import LocalHub
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 from camserver.tokens import ManagedToken
 
 if TYPE_CHECKING:
@@ -57,13 +56,14 @@ REBALANCE_EVERY = 3.0
 
 
 class Cluster:
-    """Implements :class:`~camserver.streaming.manager.Placement` for a manager."""
+    """This node in the cluster; :class:`~camserver.cluster.placement.ClusterPlacement`
+    is the registry's placement on top of it."""
 
     def __init__(
         self,
         backend: Backend,
         store: RedisStore,
-        manager: StreamManager,
+        manager: StreamRegistry,
         *,
         address: str,
         lease_ttl: float,
@@ -113,36 +113,23 @@ class Cluster:
         """``listener(name)`` when this node takes or lets go of a camera."""
         manager.add_listener(self._on_state)
 
-    # -- Placement ----------------------------------------------------------------------
+    # -- for the placement (camserver.cluster.placement) ---------------------------------
 
-    def new_hub(self, name: str) -> LocalHub:
+    def new_hub(self, name: str) -> ClusterHub:
         hub = ClusterHub(name, self.relay.counters)
         self.hubs[name] = hub
         return hub
 
     def changed(self, name: str) -> None:
+        """A stream's configuration or local demand changed: decide again soon."""
         self._dirty = True
         self._wake.set()
         self.relay.update()
 
-    def status(self, name: str, local: StreamStatus) -> StreamStatus:
-        viewers = self._cluster_viewers(name)
-        if name in self.held:
-            return local.model_copy(update={"node": self.node, "viewers": viewers})
-        raw = self._statuses.get(name)
-        if raw is not None and raw.get("node") in self.nodes:
-            return StreamStatus(**{**raw, "viewers": viewers})
-        try:
-            cfg = self.manager.config(name)
-        except StreamNotFound:
-            return local
-        if not cfg.enabled:
-            state = StreamState.STOPPED
-        elif cfg.on_demand and not self._wanted_by_viewers(name):
-            state = StreamState.IDLE
-        else:
-            state = StreamState.CONNECTING
-        return StreamStatus(state=state, viewers=viewers)
+    async def _halt(self, name: str) -> None:
+        """This node no longer holds the camera: let it go."""
+        if name in self.manager:
+            await self.manager.supervisor(name).stop(StreamState.STOPPED)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -302,8 +289,8 @@ class Cluster:
                 await self._give_up(name, "no longer wanted")
         wanted = [n for n in names if self._should_run(n, now)]
         for name in wanted:
-            if name in self.held and not self.manager.ingest_running(name):
-                self.manager.run_ingest(name)  # restarted after a change of URL or login
+            if name in self.held and not self.manager.supervisor(name).running:
+                self.manager.supervisor(name).start()  # restarted after a change of URL or login
         share = math.ceil(len(wanted) / max(1, len(self._pullers())))
         candidates = [n for n in wanted if n not in self.held] if self.pulls else []
         if candidates:
@@ -375,7 +362,7 @@ class Cluster:
         hub = self.hubs.get(lease.name)
         if hub is not None:
             hub.hold(lease, self.backend)
-        self.manager.run_ingest(lease.name)
+        self.manager.supervisor(lease.name).start()
         self.relay.update()
         self._dirty = True
         self._held_changed(lease.name)
@@ -388,7 +375,7 @@ class Cluster:
         hub = self.hubs.get(name)
         if hub is not None:
             hub.release()
-        await self.manager.halt_ingest(name)
+        await self._halt(name)
         self.relay.update()
         self._dirty = True
         self._held_changed(name)
@@ -402,7 +389,7 @@ class Cluster:
         hub = self.hubs.get(name)
         if hub is not None:
             hub.release()
-        await self.manager.halt_ingest(name)
+        await self._halt(name)
         self._held_changed(name)  # (the recorder stops taking frames before it is free)
         with contextlib.suppress(ClusterUnavailable):  # else it expires by itself
             await self.leases.release(lease)

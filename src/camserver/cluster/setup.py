@@ -9,11 +9,12 @@ from contextlib import AsyncExitStack
 from camserver.access import TokenChecker
 from camserver.cluster.backend import Backend
 from camserver.cluster.node import Cluster
+from camserver.cluster.placement import ClusterPlacement
 from camserver.cluster.store import RedisStore
 from camserver.cluster.wire import Keys
 from camserver.config import Settings
 from camserver.errors import ClusterUnavailable
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 
 __all__ = ["join", "open_store"]
 
@@ -40,7 +41,7 @@ async def join(
     stack: AsyncExitStack,
     settings: Settings,
     store: RedisStore,
-    manager: StreamManager,
+    manager: StreamRegistry,
     checker: TokenChecker,
 ) -> Cluster:
     """Start this node's part: config feed, frame relay, leases, heartbeat."""
@@ -55,7 +56,7 @@ async def join(
         grace=settings.on_demand_grace,
         checker=checker,
     )
-    manager.placement = cluster
+    manager.placement = ClusterPlacement(cluster)
     cluster.start()
     stack.push_async_callback(cluster.close)
     log.info(

@@ -26,7 +26,7 @@ from camserver.integrations import ha
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
 from camserver.schema import MotionPatch, RecordingPatch, StreamPatch
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 
 __all__ = ["MqttBridge", "broker_from_url"]
 
@@ -62,7 +62,7 @@ class MqttBridge:
         self,
         url: str,
         topics: ha.Topics,
-        manager: StreamManager,
+        manager: StreamRegistry,
         moving: Callable[[str], bool],
         base_url: str,
         snapshot_every: float,

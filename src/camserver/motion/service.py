@@ -22,7 +22,7 @@ from camserver.motion.detector import Analysis
 from camserver.motion.events import EventStore, MotionEvent, SQLiteEvents
 from camserver.motion.worker import MotionWorker
 from camserver.streaming.hub import HubFrame
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 
 __all__ = ["EventRecorder", "MotionService", "MotionSink", "MotionState", "start_motion"]
 
@@ -61,7 +61,7 @@ class EventRecorder(Protocol):
 class MotionService:
     def __init__(
         self,
-        manager: StreamManager,
+        manager: StreamRegistry,
         store: EventStore,
         root: Path,
         recording: EventRecorder,
@@ -215,7 +215,7 @@ class MotionService:
 
 async def start_motion(
     stack: AsyncExitStack,
-    manager: StreamManager,
+    manager: StreamRegistry,
     settings: Settings,
     recording: EventRecorder,
     store: EventStore | None = None,

@@ -101,7 +101,7 @@ class MotionWorker:
         with self._lock:
             self._watched[hub.name] = w
         # A watched camera has a viewer: an on-demand camera stays connected.
-        hub.set_viewers("motion", 1)
+        hub.demand.need("motion")
 
     def unwatch(self, name: str) -> None:
         with self._lock:
@@ -110,7 +110,7 @@ class MotionWorker:
             w.stop()
             w.gone = True
             if not w.hub.closed:
-                w.hub.set_viewers("motion", 0)
+                w.hub.demand.need("motion", False)
             if w.detector.active:  # an event going on ends now
                 w.detector.active = False
                 self._loop.call_soon(

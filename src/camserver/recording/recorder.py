@@ -146,7 +146,7 @@ class Recorder:
         with self._lock:
             self._active[hub.name] = _Active(tap, mode, timelapse)
         # A recording camera is watched: an on-demand camera stays connected.
-        hub.set_viewers("recorder", 1)
+        hub.demand.need("recording")
 
     def detach(self, hub: FrameHub) -> None:
         """Stop recording ``hub``; what is queued is still written, then the segment ends."""
@@ -154,7 +154,7 @@ class Recorder:
             active = self._active.get(hub.name)
         if active is not None:
             active.tap.close()
-            hub.set_viewers("recorder", 0)
+            hub.demand.need("recording", False)
 
     def mark_event(self, name: str, start: float, end: float) -> bool:
         """Mode ``events``: keep ``name``'s frames from ``start`` - PRE_ROLL to ``end`` +

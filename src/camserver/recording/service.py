@@ -17,7 +17,7 @@ from camserver.recording.index import RecordingIndex, SQLiteIndex
 from camserver.recording.recorder import Recorder
 from camserver.recording.repair import repair_unfinished
 from camserver.recording.timelapse import DayRenderer
-from camserver.streaming.manager import StreamManager
+from camserver.streaming.registry import StreamRegistry
 
 __all__ = ["RecordingService", "start_recording"]
 
@@ -29,7 +29,7 @@ EventRelay = Callable[[str, float, float], Awaitable[None]]
 class RecordingService:
     def __init__(
         self,
-        manager: StreamManager,
+        manager: StreamRegistry,
         recorder: Recorder,
         index: RecordingIndex,
         days: DayRenderer,
@@ -99,7 +99,7 @@ def _keep_private(root: Path) -> None:
 
 async def start_recording(
     stack: AsyncExitStack,
-    manager: StreamManager,
+    manager: StreamRegistry,
     settings: Settings,
     index: RecordingIndex | None = None,
     holds: Callable[[str], bool] | None = None,

@@ -13,6 +13,7 @@ from camserver.schema.server import ClusterNode, ClusterOut, HealthOut, RedisHea
 from camserver.schema.streams import (
     NAME_PATTERN,
     AuthScheme,
+    Demand,
     MotionPatch,
     MotionSettings,
     MotionZone,
@@ -40,6 +41,7 @@ __all__ = [
     "ClusterNode",
     "ClusterOut",
     "ControlResult",
+    "Demand",
     "DiscoveredCamera",
     "DiscoveredOut",
     "EventMark",

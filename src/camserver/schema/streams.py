@@ -16,6 +16,7 @@ from camserver.schema.urls import mask_url
 
 __all__ = [
     "NAME_PATTERN",
+    "Demand",
     "RecordingPatch",
     "RecordingSettings",
     "StreamConfig",
@@ -49,6 +50,19 @@ class StreamState(enum.StrEnum):
     RETRYING = "retrying"
 
 
+class Demand(BaseModel):
+    """Who needs the camera now, and why (an ``on_demand`` camera is connected while
+    anything here does)."""
+
+    viewers: int = Field(0, description="People and programs watching (as ``viewers``).")
+    recording: bool = Field(False, description="The recorder takes its frames.")
+    motion: bool = Field(False, description="The motion detector watches it.")
+    remote: int = Field(
+        0,
+        description="Cluster mode: of the viewers, those on other nodes.",
+    )
+
+
 class StreamStatus(BaseModel):
     state: StreamState = StreamState.STOPPED
     fps: float = 0.0
@@ -62,7 +76,10 @@ class StreamStatus(BaseModel):
         None, description="While retrying: epoch seconds of the next attempt."
     )
     upstream_connects: int = 0
-    viewers: int = 0
+    viewers: int = Field(
+        0, description="People and programs watching; the recorder and motion detector are not."
+    )
+    demand: Demand = Field(default_factory=Demand)
     node: str | None = Field(
         None, description="Cluster mode: the node pulling the camera (null when none)."
     )

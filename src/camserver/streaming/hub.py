@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from camserver.keycount import KeyCounts
+from camserver.streaming.demand import StreamDemand
 
 __all__ = ["FrameHub", "HubFrame", "LocalHub"]
 
@@ -52,19 +52,16 @@ class FrameHub(Protocol):
     def closed(self) -> bool: ...
 
     @property
+    def demand(self) -> StreamDemand: ...
+
+    @property
     def viewers(self) -> int: ...
-
-    def viewers_by_kind(self) -> dict[str, int]: ...
-
-    def set_viewers(self, kind: str, count: int, clients: dict[str, int] | None = None) -> None: ...
 
     def encoded(self, key: str, frame: HubFrame, encode: Callable[[HubFrame], bytes]) -> bytes: ...
 
     def publish(self, data: bytes, camera_ts: str | None = None, token: int = 0) -> HubFrame: ...
 
     async def next_frame(self, after: int, timeout: float | None = None) -> HubFrame | None: ...
-
-    def viewers_from(self, client: str) -> int: ...
 
     def viewer(self, kind: str, client: str | None = None) -> AbstractContextManager[None]: ...
 
@@ -77,32 +74,26 @@ class LocalHub:
     """In-process hub. Not thread-safe: use it from the event loop only."""
 
     __slots__ = (
-        "_clients",
         "_closed",
-        "_counted_clients",
         "_encoded",
-        "_kinds",
         "_latest",
         "_listeners",
         "_seq",
         "_waiters",
+        "demand",
         "name",
-        "on_change",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.on_change: Callable[[int], None] | None = None
-        """Called with the new total whenever the number of viewers changes."""
+        self.demand = StreamDemand()
+        """Who needs this stream's frames (viewers by kind, recording, motion)."""
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._latest: HubFrame | None = None
         self._seq = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._listeners: list[Callable[[HubFrame | None], None]] = []
         self._closed = False
-        self._kinds: dict[str, int] = {}
-        self._clients = KeyCounts()
-        self._counted_clients: dict[str, dict[str, int]] = {}
 
     @property
     def latest(self) -> HubFrame | None:
@@ -114,44 +105,12 @@ class LocalHub:
 
     @property
     def viewers(self) -> int:
-        """Viewers registered with :meth:`viewer` (all kinds)."""
-        return sum(self._kinds.values())
+        """People and programs watching (``demand.viewers``)."""
+        return self.demand.viewers
 
-    def viewers_by_kind(self) -> dict[str, int]:
-        return dict(self._kinds)
-
-    def viewers_from(self, client: str) -> int:
-        """Viewers from the client address ``client``, of every kind."""
-        return self._clients.get(client, 0) + sum(
-            counts.get(client, 0) for counts in self._counted_clients.values()
-        )
-
-    @contextmanager
-    def viewer(self, kind: str, client: str | None = None) -> Iterator[None]:
+    def viewer(self, kind: str, client: str | None = None) -> AbstractContextManager[None]:
         """Count a viewer of ``kind`` (from address ``client``) while the block runs."""
-        self._kinds[kind] = self._kinds.get(kind, 0) + 1
-        if client is not None:
-            self._clients.add(client)
-        self._changed()
-        try:
-            yield
-        finally:
-            self._kinds[kind] -= 1
-            if client is not None:
-                self._clients.remove(client)
-            self._changed()
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.viewers)
-
-    def set_viewers(self, kind: str, count: int, clients: dict[str, int] | None = None) -> None:
-        """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members), and
-        how many of them each client address has."""
-        self._counted_clients[kind] = clients or {}
-        if self._kinds.get(kind, 0) != count:
-            self._kinds[kind] = count
-            self._changed()
+        return self.demand.viewer(kind, client)
 
     def encoded(self, key: str, frame: HubFrame, encode: Callable[[HubFrame], bytes]) -> bytes:
         """``encode(frame)``, computed once per frame and ``key`` however many viewers ask."""

@@ -1,4 +1,4 @@
-"""A camera's endless HTTP response over a plain asyncio connection: the ingest's fast path.
+"""A camera's endless HTTP response over a plain asyncio connection: the HTTP pull's fast path.
 
 httpx costs ~37-50 µs per network read (anyio cancel scopes and h11 decoding the chunked
 body in pure Python), and an ESP32 on Wi-Fi sends a VGA frame in 15-20 reads: ~0.6 ms of
@@ -7,11 +7,11 @@ CPU per frame, the largest fixed cost per frame when a camera has few viewers (p
 decodes the response and its chunked framing inside ``data_received``, and each piece of
 the body goes straight to a callback, with no task switch per read.
 
-The ingest uses it for plain-HTTP cameras without a login or with Basic auth; HTTPS and
-Digest auth (a challenge and a second request) go through httpx.
+``camserver.sources.http_pull`` uses it for plain-HTTP cameras without a login or with
+Basic auth; HTTPS and Digest auth (a challenge and a second request) go through httpx.
 
 Errors are camserver's own (``UpstreamConnectError``, ``UpstreamTimeout``,
-``UpstreamProtocolError``), with the sentences the ingest shows as ``last_error``.
+``UpstreamProtocolError``), worded by ``camserver.sources.sentences`` as the httpx path's.
 """
 
 from __future__ import annotations
@@ -25,10 +25,14 @@ from typing import Any, Final, cast
 import httptools
 
 from camserver.errors import (
-    UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
-    UpstreamTimeout,
+)
+from camserver.sources.sentences import (
+    broke_mid_stream,
+    cannot_connect,
+    no_connection_within,
+    silent_for,
 )
 from camserver.upstream import describe_error
 
@@ -81,7 +85,7 @@ class CameraStream(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.fail(UpstreamProtocolError(f"the connection broke mid-stream: {exc}"))
+            self.fail(broke_mid_stream(str(exc)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.head.done():
@@ -89,7 +93,7 @@ class CameraStream(asyncio.Protocol):
             self.fail(UpstreamProtocolError(f"no answer from the camera: {cause}"))
         elif self._framed:
             # Quirk (ESP32 Wi-Fi drops): the body stops in the middle of a chunk.
-            self.fail(UpstreamProtocolError("the connection broke mid-stream: body cut short"))
+            self.fail(broke_mid_stream("body cut short"))
         elif not self.done.done():
             self.done.set_result(None)  # a body delimited by the connection: it ended
 
@@ -127,7 +131,7 @@ class CameraStream(asyncio.Protocol):
             self.done.set_result(None)
         self.close()
 
-    # -- for the ingest ------------------------------------------------------------------
+    # -- for the HTTP pull ------------------------------------------------------------------
 
     def receive_body(self, handler: Callable[[bytes], None]) -> None:
         """From now on, hand each piece of the body to ``handler`` (which may raise an
@@ -164,7 +168,7 @@ class CameraStream(asyncio.Protocol):
         while not fut.done():
             left = self.last_data + read_timeout - self._loop.time()
             if left <= 0:
-                raise UpstreamTimeout(f"the camera sent nothing for {read_timeout:g} s")
+                raise silent_for(read_timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fut), left)
 
@@ -177,11 +181,9 @@ async def open_stream(host: str, port: int, request: bytes, connect_timeout: flo
         async with asyncio.timeout(connect_timeout):
             _, stream = await loop.create_connection(CameraStream, host, port)
     except TimeoutError as exc:
-        raise UpstreamTimeout(
-            f"the camera did not accept a connection within {connect_timeout:g} s"
-        ) from exc
+        raise no_connection_within(connect_timeout) from exc
     except OSError as exc:
-        raise UpstreamConnectError(f"cannot connect to the camera: {describe_error(exc)}") from exc
+        raise cannot_connect(describe_error(exc)) from exc
     assert stream._transport is not None
     stream._transport.write(request)
     return stream

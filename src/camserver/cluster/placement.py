@@ -1,0 +1,65 @@
+"""The registry's placement in cluster mode: a stream's source runs only on the node that
+holds the camera's lease (``camserver.cluster.node.Cluster`` decides in its loop), and its
+status is the one the holder reports, seen from any node."""
+
+from __future__ import annotations
+
+from camserver.cluster.node import Cluster
+from camserver.errors import StreamNotFound
+from camserver.schema import StreamState, StreamStatus
+from camserver.streaming.hub import LocalHub
+from camserver.streaming.placement import StreamRecord
+
+__all__ = ["ClusterPlacement"]
+
+
+class ClusterPlacement:
+    """Implements :class:`~camserver.streaming.placement.Placement` on a :class:`Cluster`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def new_hub(self, name: str) -> LocalHub:
+        return self.cluster.new_hub(name)
+
+    async def reconcile(self, stream: StreamRecord) -> None:
+        if not stream.cfg.enabled:
+            await stream.supervisor.stop(StreamState.STOPPED)
+        self.cluster.changed(stream.cfg.name)
+
+    def demand_changed(self, stream: StreamRecord) -> None:
+        self.cluster.changed(stream.cfg.name)
+
+    def forget(self, stream: StreamRecord) -> None:
+        pass  # (the cluster's loop gives up a deleted camera's lease)
+
+    def frames_coming(self, stream: StreamRecord) -> bool:
+        return True  # the holder connects on demand and relays the first frame
+
+    def status(self, stream: StreamRecord, local: StreamStatus) -> StreamStatus:
+        """The holder's status (viewers: on every node), else what can be said here."""
+        cluster, name = self.cluster, stream.cfg.name
+        viewers = cluster._cluster_viewers(name)
+        remote = viewers - stream.hub.viewers
+        if name in cluster.held:
+            demand = local.demand.model_copy(update={"viewers": viewers, "remote": remote})
+            return local.model_copy(
+                update={"node": cluster.node, "viewers": viewers, "demand": demand}
+            )
+        raw = cluster._statuses.get(name)
+        if raw is not None and raw.get("node") in cluster.nodes:
+            status = StreamStatus(**{**raw, "viewers": viewers})
+            demand = status.demand.model_copy(update={"viewers": viewers, "remote": remote})
+            return status.model_copy(update={"demand": demand})
+        try:
+            cfg = cluster.manager.config(name)
+        except StreamNotFound:
+            return local
+        if not cfg.enabled:
+            state = StreamState.STOPPED
+        elif cfg.on_demand and not cluster._wanted_by_viewers(name):
+            state = StreamState.IDLE
+        else:
+            state = StreamState.CONNECTING
+        demand = stream.hub.demand.reasons(viewers=viewers, remote=remote)
+        return StreamStatus(state=state, viewers=viewers, demand=demand)

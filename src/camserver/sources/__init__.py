@@ -1,0 +1,40 @@
+"""Everything that brings frames in.
+
+A :class:`Source` runs one session with a camera and hands each whole JPEG to its
+:class:`FrameSink`; a :class:`Supervisor` runs it session after session for one stream
+(backoff with jitter, the healthy-reset rule, state, ``last_error``, ``retry_at``) and
+publishes to the stream's hub. A new kind of source is one module here and one line in
+:data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from camserver.netguard import NetworkGuard
+from camserver.schema import StreamConfig
+from camserver.sources.base import FrameSink, Source, SourceTiming
+from camserver.sources.http_pull import HttpPull
+from camserver.sources.supervisor import Supervisor
+
+__all__ = ["KINDS", "FrameSink", "Source", "SourceTiming", "Supervisor", "source_for"]
+
+SourceFactory = Callable[[StreamConfig, httpx.AsyncClient, SourceTiming, NetworkGuard], Source]
+
+KINDS: dict[str, SourceFactory] = {
+    "http": HttpPull.for_config,
+}
+"""Source kinds by name: what a stream's configuration connects with."""
+
+
+def kind_of(cfg: StreamConfig) -> str:
+    """The source kind a stream uses (every stream pulls over HTTP so far)."""
+    return "http"
+
+
+def source_for(
+    cfg: StreamConfig, client: httpx.AsyncClient, timing: SourceTiming, guard: NetworkGuard
+) -> Source:
+    return KINDS[kind_of(cfg)](cfg, client, timing, guard)
