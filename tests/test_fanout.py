@@ -1,4 +1,4 @@
-"""MJPEG viewers served in one pass per frame (``camserver.streaming.fanout``): the raw
+"""MJPEG viewers served in one pass per frame (``camserver.live.mjpeg``): the raw
 wire format, slow and stalled viewers, viewers that leave mid-frame, metrics, and the
 fallback under an ASGI server that offers no direct socket."""
 
@@ -15,8 +15,8 @@ import pytest
 
 from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
-from camserver.streaming import fanout
-from camserver.streaming.fanout import HIGH_WATER, MJPEGFanout
+from camserver.live.counters import counters
+from camserver.live.mjpeg import HIGH_WATER, MJPEGFanout
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 from tests.test_restream import mjpeg_viewers, slow_reader, streaming_camera
 
@@ -85,12 +85,12 @@ async def test_a_stalled_viewer_skips_frames_and_holds_at_most_one_part(
     await streaming_camera(server, camera, fps=25, framesize=12, replay=10)  # ~60 KB frames
     url = f"{server.url}/api/streams/x/mjpeg"
     hub = server.state.manager.hub("x")
-    skipped = fanout.counters.skipped_slow
+    skipped = counters.mjpeg.skipped_slow
     stalled = [await slow_reader(url) for _ in range(2)]
     try:
         await wait_for(lambda: hub.viewers == 2, what="two stalled viewers counted")
         await wait_for(
-            lambda: fanout.counters.skipped_slow > skipped + 20, 20, what="frames skipped"
+            lambda: counters.mjpeg.skipped_slow > skipped + 20, 20, what="frames skipped"
         )
         out = MJPEGFanout._active[id(hub)]
         assert out.viewers == 2
@@ -138,13 +138,13 @@ async def test_fps_cap_and_stream_deletion_on_the_direct_path(
     server: Server, camera: CameraFactory
 ) -> None:
     await streaming_camera(server, camera, fps=20)
-    rate = fanout.counters.skipped_rate
+    rate = counters.mjpeg.skipped_rate
     async with mjpeg_viewers(f"{server.url}/api/streams/x/mjpeg?fps=4", 1) as (v,):
         await wait_for(lambda: len(v.frames) >= 9, 10, what="nine frames at 4 fps")
         stamps = [float(f.camera_ts or 0) for _, f in v.frames]
         span = stamps[-1] - stamps[1]
         assert len(stamps) - 2 <= 4 * span + 1, (len(stamps), span)
-        assert fanout.counters.skipped_rate > rate
+        assert counters.mjpeg.skipped_rate > rate
         assert (await server.client.delete("/api/streams/x")).status_code == 204
         assert v.task is not None
         await asyncio.wait_for(v.task, 10)  # ended cleanly: no exception

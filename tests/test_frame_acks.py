@@ -10,7 +10,8 @@ from typing import Any
 
 import websockets
 
-from camserver.api.frame_acks import MAX_UNACKED, MIN_IN_FLIGHT, Unacked
+from camserver.live.counters import counters
+from camserver.live.frame_acks import MAX_UNACKED, MIN_IN_FLIGHT, Unacked
 from tests.conftest import CameraFactory, Server, wait_for
 from tests.test_socketio import raw_viewer
 
@@ -114,10 +115,10 @@ async def test_a_viewer_that_acknowledges_frames_stays_live_when_it_falls_behind
     await server.add_camera("c1", cam)
     await server.wait_state("c1", "streaming")
     realtime = server.state.realtime
-    skipped = realtime.counters.skipped_unacked
+    skipped = counters.socketio.skipped_unacked
     acking = await RawViewer.join(server.url, "c1", ack=True)
     plain = await RawViewer.join(server.url, "c1", ack=False)
-    await wait_for(lambda: len(realtime._acking.get("c1", {})) == 1, 5, what="ack join")
+    await wait_for(lambda: len(realtime.delivery._acking.get("c1", {})) == 1, 5, what="ack join")
     # Both show a frame in 0.2 s: 5 of the camera's 15 a second. For 8 s.
     await asyncio.gather(
         acking.watch("c1", 0.2, 8.0),
@@ -129,11 +130,11 @@ async def test_a_viewer_that_acknowledges_frames_stays_live_when_it_falls_behind
     # MAX_UNACKED plus one frame's handling, on a busy machine too.
     assert late[plain] > 3.0, late
     assert late[acking] < 1.5, late
-    assert realtime.counters.skipped_unacked > skipped + 20
+    assert counters.socketio.skipped_unacked > skipped + 20
     assert len(acking.lags) >= 20  # it still shows frames at its own pace
     await acking.close()
     await plain.close()
-    await wait_for(lambda: "c1" not in realtime._acking, 5, what="the window forgotten")
+    await wait_for(lambda: "c1" not in realtime.delivery._acking, 5, what="the window forgotten")
 
 
 async def test_bad_frame_acks_are_ignored(server: Server, camera: CameraFactory) -> None:

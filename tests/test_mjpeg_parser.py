@@ -333,8 +333,8 @@ def test_esp32_fast_path_keeps_the_camera_timestamp() -> None:
 
 def test_camserver_keep_alive_parts_are_marked_resent() -> None:
     # camserver's own re-stream (another camserver, the Python client) read back.
+    from camserver.live.mjpeg import BOUNDARY, encode_part, encode_resent
     from camserver.streaming.hub import HubFrame
-    from camserver.streaming.restream import BOUNDARY, encode_part, encode_resent
 
     one, two = HubFrame(1, 5.5, JPEGS[0]), HubFrame(2, 6.5, JPEGS[1])
     stream = encode_part(one) + encode_resent(one) + encode_part(two) + b"--" + BOUNDARY.encode()

@@ -1,4 +1,4 @@
-"""``camserver.api.sio_wire`` against the libraries' own decoders: if an upgrade of
+"""``camserver.live.sio_wire`` against the libraries' own decoders: if an upgrade of
 python-socketio, python-engineio or websockets changes the wire format, this fails."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import socketio.packet
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from camserver.api.sio_wire import event_frames
+from camserver.live.sio_wire import event_frames
 
 
 def parse_frames(data: bytes) -> list[Frame]:

@@ -15,8 +15,9 @@ import pytest
 import socketio
 import websockets
 
-from camserver.api.events import MAX_BACKLOG
-from camserver.streaming.fanout import HIGH_WATER
+from camserver.live.counters import counters
+from camserver.live.mjpeg import HIGH_WATER
+from camserver.live.socketio import MAX_BACKLOG
 from tests.conftest import CameraFactory, Server, wait_for
 
 
@@ -202,7 +203,7 @@ async def test_slow_viewer_does_not_slow_another(
     await server.add_camera("c1", cam)
     await server.wait_state("c1", "streaming")
     realtime = server.state.realtime
-    skipped = realtime.counters.skipped_slow
+    skipped = counters.socketio.skipped_slow
     slow = [await slow_viewer(server.url, "c1") for _ in range(2)]
     polling = await stalled_polling_viewer(server, "c1")
     fast = await viewer()
@@ -213,7 +214,7 @@ async def test_slow_viewer_does_not_slow_another(
     # python-socketio's queue, where the server keeps at most MAX_BACKLOG packets.
     await wait_for(
         lambda: (
-            realtime.counters.skipped_slow >= skipped + 20
+            counters.socketio.skipped_slow >= skipped + 20
             and sockets.queue_size(polling) >= MAX_BACKLOG
         ),
         20,
@@ -223,7 +224,7 @@ async def test_slow_viewer_does_not_slow_another(
     assert hub.latest is not None
     start = hub.latest.seq
     peak_queue = peak_unsent = 0
-    direct = [ws.transport() for ws in realtime._direct.values()]
+    direct = [ws.transport() for ws in realtime.delivery._direct.values()]
 
     def forty_more() -> bool:
         nonlocal peak_queue, peak_unsent
@@ -261,9 +262,9 @@ async def test_polling_and_websocket_viewers_get_the_same_frames(
     try:
         assert (await polling.call("join_stream", {"name": "c1"}))["ok"]
         await ws.join("c1")
-        sent = server.state.realtime.counters.sent
+        sent = counters.socketio.sent
         await wait_for(lambda: len(got) >= 10 and len(ws.frames) >= 10, 20, what="frames")
-        assert server.state.realtime.counters.sent > sent  # the WebSocket one: direct
+        assert counters.socketio.sent > sent  # the WebSocket one: direct
         for frames in (got, ws.frames):
             assert all(f["name"] == "c1" and f["data"][:2] == b"\xff\xd8" for f in frames)
             seqs = [f["seq"] for f in frames]
@@ -306,7 +307,7 @@ async def test_engineio_internals_are_what_the_adapter_reads(
     server: Server, viewer: ViewerFactory
 ) -> None:
     """Fails loudly if a python-engineio upgrade moves the per-client packet queues that
-    ``camserver.api.sio_adapter`` reads to skip slow viewers."""
+    ``camserver.live.engineio`` reads to skip slow viewers."""
     sockets = server.state.realtime.sockets
     v = await viewer()
     sockets.verify()
@@ -340,7 +341,7 @@ async def test_joining_again_and_again_without_reading_holds_a_bounded_backlog(
         for _ in range(200):
             await ws.send(join)
             await server.client.post(path, content=join)
-        (direct,) = [d.transport() for d in realtime._direct.values()]
+        (direct,) = [d.transport() for d in realtime.delivery._direct.values()]
         assert direct is not None
         await asyncio.sleep(0.5)  # the last joins handled
         # One frame past the high-water mark at most (old code: 5 MB after 300 joins).

@@ -38,8 +38,8 @@ from camserver.api import (
 )
 from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
-from camserver.api.events import Realtime
 from camserver.api.head import HeadAsGet
+from camserver.api.realtime import Realtime
 from camserver.api.security import (
     AccessMiddleware,
     BodyLimitMiddleware,
@@ -47,12 +47,8 @@ from camserver.api.security import (
     TokenlessSessions,
 )
 from camserver.config import Settings
-from camserver.connections import (
-    ConnectionLimits,
-    DirectWebSocketsProtocol,
-    counted_ws_protocol,
-    limited_protocol,
-)
+from camserver.connections import ConnectionLimits
+from camserver.live.sockets import DirectWebSocketsProtocol, counted_ws_protocol, limited_protocol
 from camserver.logs import CollapseHandlerErrors, RedactTokens
 from camserver.runtime import Runtime, StartCameras
 from camserver.telemetry import ConnectionCollector

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
 from camserver import __version__
 from camserver.access import TokenChecker
-from camserver.api.events import Realtime
+from camserver.api.realtime import Realtime
 from camserver.config import Settings
 from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveryService

@@ -12,8 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from camserver import __version__
+from camserver.live.counters import counters
 from camserver.schema import StreamState
-from camserver.streaming import fanout
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
@@ -136,10 +136,10 @@ class StateCollector(Collector):
             "resent: keep-alive while the camera sends nothing)",
             labels=["outcome"],
         )
-        out.add_metric(["sent"], fanout.counters.sent)
-        out.add_metric(["slow"], fanout.counters.skipped_slow)
-        out.add_metric(["rate"], fanout.counters.skipped_rate)
-        out.add_metric(["resent"], fanout.counters.resent)
+        out.add_metric(["sent"], counters.mjpeg.sent)
+        out.add_metric(["slow"], counters.mjpeg.skipped_slow)
+        out.add_metric(["rate"], counters.mjpeg.skipped_rate)
+        out.add_metric(["resent"], counters.mjpeg.resent)
         yield out
         sio = GaugeMetricFamily("camserver_socketio_clients", "Connected Socket.IO clients")
         sio.add_metric([], rt.realtime.sockets.count())
@@ -151,9 +151,9 @@ class StateCollector(Collector):
             "acknowledged an earlier frame in time)",
             labels=["outcome"],
         )
-        direct.add_metric(["sent"], rt.realtime.counters.sent)
-        direct.add_metric(["slow"], rt.realtime.counters.skipped_slow)
-        direct.add_metric(["unacked"], rt.realtime.counters.skipped_unacked)
+        direct.add_metric(["sent"], counters.socketio.sent)
+        direct.add_metric(["slow"], counters.socketio.skipped_slow)
+        direct.add_metric(["unacked"], counters.socketio.skipped_unacked)
         yield direct
         yield from _recording_metrics(rt.recording)
         yield from _motion_metrics(rt.motion)

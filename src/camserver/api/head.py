@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from camserver.connections import DIRECT
+from camserver.live.sockets import DIRECT
 
 __all__ = ["HeadAsGet"]
 

@@ -26,6 +26,7 @@ from camserver.api.deps import GrantDep, ManagerDep, RecordingDep, VisibleName, 
 from camserver.api.disconnect import unless_client_leaves
 from camserver.errors import NotRecording, RecordingNotFound, TooManyConversions
 from camserver.keycount import KeyCounts
+from camserver.live.mjpeg import CONTENT_TYPE, encode_part
 from camserver.recording.clips import make_clip
 from camserver.recording.index import Recording
 from camserver.recording.playback import RecordedFrame, frame_at, frames_between, frames_from
@@ -33,7 +34,6 @@ from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from camserver.recording.timelapse import day_of, day_rows, render_day, timelapse_mp4
 from camserver.schema import EventMark, EventWindow, RecordingOut
 from camserver.streaming.hub import HubFrame
-from camserver.streaming.restream import CONTENT_TYPE, encode_part
 
 router = APIRouter(tags=["recordings"])
 

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from camserver.access import TokenChecker, bearer_token, query_token
-from camserver.connections import DIRECT, DirectWrite
 from camserver.keycount import KeyCounts
+from camserver.live.sockets import DIRECT, DirectWrite
 
 __all__ = [
     "AccessMiddleware",

@@ -9,9 +9,9 @@ from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import GrantDep, ManagerDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
+from camserver.live.mjpeg import CONTENT_TYPE, MJPEGResponse
 from camserver.schema import StreamCreate, StreamOut, StreamPatch, StreamStatus
 from camserver.streaming.registry import StreamRegistry
-from camserver.streaming.restream import CONTENT_TYPE, MJPEGResponse
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 

@@ -7,19 +7,21 @@ nothing else of camserver, so the server's routers, its store and the client
 
 from camserver.schema.camera import CameraValues, ControlResult, SettingsResult
 from camserver.schema.discovery import AddBody, DiscoveredCamera, DiscoveredOut
-from camserver.schema.motion import EventOut
-from camserver.schema.recordings import EventMark, EventWindow, RecordingKind, RecordingOut
+from camserver.schema.motion import EventOut, MotionPatch, MotionSettings, MotionZone, ZoneKind
+from camserver.schema.recordings import (
+    EventMark,
+    EventWindow,
+    RecordingKind,
+    RecordingMode,
+    RecordingOut,
+    RecordingPatch,
+    RecordingSettings,
+)
 from camserver.schema.server import ClusterNode, ClusterOut, HealthOut, RedisHealth
 from camserver.schema.streams import (
     NAME_PATTERN,
     AuthScheme,
     Demand,
-    MotionPatch,
-    MotionSettings,
-    MotionZone,
-    RecordingMode,
-    RecordingPatch,
-    RecordingSettings,
     StreamConfig,
     StreamCreate,
     StreamName,
@@ -27,11 +29,9 @@ from camserver.schema.streams import (
     StreamPatch,
     StreamState,
     StreamStatus,
-    ZoneKind,
-    check_url,
-    urls_for_host,
 )
 from camserver.schema.tokens import TokenCreate, TokenCreated, TokenOut, TokenRole
+from camserver.schema.urls import check_url, urls_for_host
 
 __all__ = [
     "NAME_PATTERN",

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
-import re
 from typing import Annotated, Literal, Self
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from camserver.schema.esp32 import MAX_HTTP_PORT, MAX_PORT, parse_port, stream_port
-from camserver.schema.urls import mask_url
+from camserver.schema.motion import MotionPatch, MotionSettings
+from camserver.schema.recordings import RecordingPatch, RecordingSettings
+from camserver.schema.urls import MAX_URL_LENGTH, check_url, urls_for_host
 
 __all__ = [
     "NAME_PATTERN",
     "Demand",
-    "RecordingPatch",
-    "RecordingSettings",
     "StreamConfig",
     "StreamCreate",
     "StreamName",
@@ -26,14 +22,10 @@ __all__ = [
     "StreamPatch",
     "StreamState",
     "StreamStatus",
-    "check_url",
-    "urls_for_host",
 ]
 
 AuthScheme = Literal["basic", "digest"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
-MAX_URL_LENGTH = 2048
 
 StreamName = Annotated[
     str,
@@ -83,96 +75,6 @@ class StreamStatus(BaseModel):
     node: str | None = Field(
         None, description="Cluster mode: the node pulling the camera (null when none)."
     )
-
-
-def _split_host(value: str, highest: int = MAX_HTTP_PORT) -> tuple[str, int]:
-    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` → (host for a URL, port). The port
-    goes up to ``highest``: by default one that leaves room for the stream on port + 1."""
-    value = value.strip()
-    if "://" in value or "/" in value:
-        raise ValueError(
-            "host must be a host name or IP address, optionally with :port "
-            "(give a full URL as stream_url instead)"
-        )
-    port = 80
-    host = value
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            raise ValueError("unclosed '[' in IPv6 host")
-        host, rest = value[1:end], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("expected ':port' after the IPv6 address")
-            port = _port(rest[1:], highest)
-        ipaddress.IPv6Address(host)
-        return f"[{host}]", port
-    if value.count(":") == 1:
-        host, port_text = value.split(":")
-        port = _port(port_text, highest)
-    elif value.count(":") > 1:
-        ipaddress.IPv6Address(value)
-        return f"[{value}]", port
-    if not _HOSTNAME.match(host):
-        raise ValueError(f"{host!r} is not a valid host name or IP address")
-    _check_hostname(host, "host")
-    return host, port
-
-
-def _port(text: str, highest: int) -> int:
-    port = parse_port(text, highest)
-    if port is None:
-        why = " (the stream is served on port + 1)" if highest == MAX_HTTP_PORT else ""
-        raise ValueError(f"port must be a number from 1 to {highest}{why}")
-    return port
-
-
-def urls_for_host(host: str, stream_on: int | None = None) -> tuple[str, str, str]:
-    """(normalised host, snapshot URL, stream URL): the stream on ``stream_on`` if given
-    (a camera that announced its stream port), else by the firmware's rule, port + 1."""
-    name, port = _split_host(host, MAX_HTTP_PORT if stream_on is None else MAX_PORT)
-    return (
-        f"{name}:{port}",
-        f"http://{name}:{port}/capture",
-        f"http://{name}:{stream_port(port) if stream_on is None else stream_on}/stream",
-    )
-
-
-def check_url(url: str, field: str) -> str:
-    if len(url) > MAX_URL_LENGTH:
-        raise ValueError(f"{field} is longer than {MAX_URL_LENGTH} characters")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"{field} is not a valid URL: {exc}") from exc
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{field} must start with http:// or https://")
-    if not parts.hostname:
-        raise ValueError(f"{field} has no host")
-    if any(c.isspace() for c in url):
-        raise ValueError(f"{field} must not contain spaces")
-    if parts.username is not None or parts.password is not None:
-        # It would be shown to every viewer and written to logs: logins are kept apart.
-        raise ValueError(
-            f"{field} must not contain a login (user:password@): give username and password"
-        )
-    _check_hostname(parts.hostname, field)
-    return url
-
-
-def _check_hostname(host: str, field: str) -> None:
-    """Refuse host names that cannot be IDNA-encoded: they would fail on every request."""
-    try:
-        ipaddress.ip_address(host)
-        return
-    except ValueError:
-        pass
-    try:
-        encoded = host.encode("idna")
-        encoded.decode("idna")
-    except UnicodeError as exc:
-        raise ValueError(f"{field} has an invalid host name {host!r}") from exc
 
 
 class StreamCreate(BaseModel):
@@ -236,163 +138,6 @@ class StreamCreate(BaseModel):
             motion=self.motion or MotionSettings(),
         )
         return cfg.with_host(self.host) if self.host is not None else cfg
-
-
-RecordingMode = Literal["off", "continuous", "events"]
-
-
-class RecordingSettings(BaseModel):
-    """How a stream is recorded (``docs/recording.md``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: RecordingMode = Field(
-        "off",
-        description="'continuous': every frame; 'events': clips around marked (motion) events.",
-    )
-    timelapse_interval: float | None = Field(
-        None, ge=1, le=86400, description="Also keep one frame every this many seconds."
-    )
-    max_age_hours: float | None = Field(
-        None, gt=0, le=24 * 3650, description="Delete recordings older than this."
-    )
-    max_bytes: int | None = Field(
-        None, ge=1_000_000, description="Delete the oldest recordings above this size."
-    )
-
-    @property
-    def active(self) -> bool:
-        """Frames are kept (a mode other than off, or a timelapse): the camera is wanted
-        even with no viewer."""
-        return self.mode != "off" or bool(self.timelapse_interval)
-
-
-class RecordingPatch(BaseModel):
-    """Recording fields to change; a field given as null is cleared."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: RecordingMode | None = None
-    timelapse_interval: float | None = Field(None, ge=1, le=86400)
-    max_age_hours: float | None = Field(None, gt=0, le=24 * 3650)
-    max_bytes: int | None = Field(None, ge=1_000_000)
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: RecordingMode | None) -> RecordingMode | None:
-        if v is None:
-            raise ValueError("mode cannot be null: give 'off', 'continuous' or 'events'")
-        return v
-
-    def apply(self, current: RecordingSettings) -> RecordingSettings:
-        return current.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
-
-
-ZoneKind = Literal["include", "exclude"]
-
-
-class MotionZone(BaseModel):
-    """A polygon over the picture, in relative coordinates (0..1 from the top left)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: ZoneKind = Field(
-        "exclude",
-        description="'exclude': motion here is ignored; 'include': only motion in include "
-        "zones counts.",
-    )
-    points: list[tuple[float, float]] = Field(
-        min_length=3, max_length=64, description="[[x, y], ...], each 0..1."
-    )
-    name: str | None = Field(None, max_length=64)
-
-    @field_validator("points")
-    @classmethod
-    def _points(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        for x, y in v:
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"point ({x}, {y}) is outside 0..1")
-        return v
-
-
-class MotionSettings(BaseModel):
-    """Motion detection from the picture (``docs/motion.md``). The defaults work on an
-    ESP32-CAM by day and at night: the brightness of each frame is normalised to the
-    background's (auto-exposure), noise below the threshold is ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    fps: float = Field(5.0, ge=0.5, le=30, description="Frames analysed per second.")
-    threshold: int = Field(
-        15, ge=2, le=255, description="Sensitivity: how much a pixel must change (0-255)."
-    )
-    min_area: float = Field(
-        1.0, ge=0.01, le=100, description="Percent of the picture (zones applied) that must change."
-    )
-    min_frames: int = Field(
-        2, ge=1, le=100, description="Analysed frames in a row with motion before an event."
-    )
-    cooldown: float = Field(
-        5.0, ge=0, le=3600, description="Seconds without motion before an event ends."
-    )
-    light_change_pause: float = Field(
-        2.0,
-        ge=0,
-        le=600,
-        description="Seconds to ignore after most of the picture changed at once (lights, "
-        "the IR filter switching).",
-    )
-    zones: list[MotionZone] = Field(default_factory=list, max_length=16)
-    webhook_url: str | None = Field(
-        None,
-        max_length=MAX_URL_LENGTH,
-        description="Also POST this stream's events here. A secret: answers show it masked "
-        "(scheme, host and port), and sending the masked form back keeps it.",
-    )
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook(cls, v: str | None) -> str | None:
-        return None if v is None else check_url(v, "webhook_url")
-
-
-class MotionPatch(BaseModel):
-    """Motion fields to change; fields left out stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool | None = None
-    fps: float | None = Field(None, ge=0.5, le=30)
-    threshold: int | None = Field(None, ge=2, le=255)
-    min_area: float | None = Field(None, ge=0.01, le=100)
-    min_frames: int | None = Field(None, ge=1, le=100)
-    cooldown: float | None = Field(None, ge=0, le=3600)
-    light_change_pause: float | None = Field(None, ge=0, le=600)
-    zones: list[MotionZone] | None = Field(None, max_length=16)
-    webhook_url: str | None = Field(None, max_length=MAX_URL_LENGTH, description="'' removes it.")
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook(cls, v: str | None) -> str | None:
-        return v if not v else check_url(v, "webhook_url")
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None and name != "webhook_url":
-                raise ValueError(f"{name} cannot be null: leave it out to keep it")
-        return self
-
-    def apply(self, current: MotionSettings) -> MotionSettings:
-        update = {k: getattr(self, k) for k in self.model_fields_set}
-        if "webhook_url" in update and not update["webhook_url"]:
-            update["webhook_url"] = None
-        elif current.webhook_url and update.get("webhook_url") == mask_url(current.webhook_url):
-            # What GET shows (masked) sent back unchanged, as a form that saves every
-            # field does: keep the URL it stands for.
-            del update["webhook_url"]
-        return MotionSettings.model_validate({**current.model_dump(), **update})
 
 
 class StreamConfig(BaseModel):

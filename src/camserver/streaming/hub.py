@@ -136,7 +136,7 @@ class LocalHub:
     def listen(self, listener: Callable[[HubFrame | None], None]) -> Callable[[], None]:
         """Call ``listener(frame)`` synchronously on every publish, and ``listener(None)``
         when the hub closes; returns the function that stops it. For outputs that serve
-        all their viewers in one pass (``camserver.streaming.fanout``); a listener must not
+        all their viewers in one pass (``camserver.live.mjpeg``); a listener must not
         block and must not raise."""
         self._listeners.append(listener)
 

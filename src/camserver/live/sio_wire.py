@@ -3,7 +3,7 @@
 python-socketio sends a binary event as two Engine.IO messages (the JSON with a
 placeholder, then the attachment), each encoded, queued and framed again per client.
 :func:`event_frames` builds the same two WebSocket frames with python-socketio's,
-python-engineio's and websockets' own encoders, once; ``camserver.api.events`` writes the
+python-engineio's and websockets' own encoders, once; ``camserver.live.socketio`` writes the
 result to every viewer's socket. ``tests/test_sio_wire.py`` checks it against what the
 libraries produce and decode, so an upgrade that changes the protocol fails loudly.
 """

@@ -1,12 +1,16 @@
-"""The one place camserver reads python-engineio's private state.
+"""The one place camserver reads python-engineio's private state and undocumented
+environ keys.
 
 python-socketio has no public way to ask how many packets wait for a client, and camserver
 needs that to skip a slow viewer for a frame instead of queueing without bound. The
 state lives on ``AsyncServer.eio.sockets`` (Engine.IO session id → socket) and each
 socket's ``queue`` (an ``asyncio.Queue`` of outgoing packets), as of python-engineio 4.x;
 :meth:`EngineIOSockets.release` also puts a packet there.
-:meth:`EngineIOSockets.verify` checks those shapes and fails loudly when an upgrade
-changes them; ``tests/test_socketio.py`` calls it against a live server with a client.
+The ASGI scope of a connection (its client address, camserver's scope extensions) is
+under the environ's ``asgi.scope`` key, which python-engineio's ASGI driver sets and does
+not document (:func:`asgi_scope`). :meth:`EngineIOSockets.verify` checks those shapes and
+fails loudly when an upgrade changes them; ``tests/test_socketio.py`` calls it against a
+live server with a client.
 """
 
 from __future__ import annotations
@@ -16,7 +20,20 @@ from typing import Any
 import engineio.packet
 import socketio
 
-__all__ = ["EngineIOInternalsChanged", "EngineIOSockets"]
+__all__ = ["EngineIOInternalsChanged", "EngineIOSockets", "asgi_scope"]
+
+
+def asgi_scope(environ: dict[str, Any]) -> dict[str, Any]:
+    """The ASGI scope of the connection behind a Socket.IO ``connect`` handler's
+    ``environ`` (python-engineio's ASGI environ says REMOTE_ADDR 127.0.0.1 whoever
+    connects: the real address is the scope's ``client``)."""
+    scope = environ.get("asgi.scope")
+    if not isinstance(scope, dict):
+        raise EngineIOInternalsChanged(
+            "python-engineio's environ has no 'asgi.scope' any more: "
+            "camserver.live.engineio needs updating for this version"
+        )
+    return scope
 
 
 class EngineIOInternalsChanged(RuntimeError):
@@ -33,7 +50,7 @@ class EngineIOSockets:
         if not isinstance(sockets, dict):
             raise EngineIOInternalsChanged(
                 "python-engineio's AsyncServer has no 'sockets' dict any more: "
-                "camserver.api.sio_adapter needs updating for this version"
+                "camserver.live.engineio needs updating for this version"
             )
         return sockets
 
@@ -45,7 +62,7 @@ class EngineIOSockets:
             if not all(callable(getattr(queue, m, None)) for m in ("qsize", "put_nowait")):
                 raise EngineIOInternalsChanged(
                     "python-engineio's socket has no 'queue' with qsize() and put_nowait(): "
-                    "camserver.api.sio_adapter needs updating for this version"
+                    "camserver.live.engineio needs updating for this version"
                 )
 
     def count(self) -> int:

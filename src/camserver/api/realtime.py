@@ -1,41 +1,24 @@
-"""Socket.IO: live frames by room, stream status and discovery events.
+"""Socket.IO, the control side: who may connect, rooms, and the events that are not frames.
 
 Client → server: ``join_stream`` / ``leave_stream`` with ``{"name": ...}``, acknowledged
 with ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}`` (a refused join
 adds ``"status"``: the HTTP status the same refusal gets, 404 or 503). A join with
 ``"ack": true`` asks for flow control: the client sends ``frame_ack`` ``{name: seq, ...}``
 with the newest frame it showed of each stream, and gets no frames of a stream while one sent
-to it went unacknowledged too long (``camserver.api.frame_acks``).
+to it went unacknowledged too long (``camserver.live.frame_acks``).
 
-Server → client: ``frame`` ``{"name", "seq", "ts", "token", "data": <binary JPEG>}`` (``token``:
-the cluster's fencing token of the node that pulled the frame, 0 on one node) to the room
-``stream:<name>``; ``stream_status`` ``{"name", "status"}`` to every client on each state
-change (so a dashboard sees tiles it is not watching too); ``stream_changed``
-``{"name", "change": "created" | "updated" | "deleted"}`` when a stream's configuration
-changes (on any node of a cluster); ``camera_discovered``.
-
-One broadcaster task per watched stream reads the hub and sends each frame to the room's
-members on this node only: in cluster mode every node feeds its own hub from Redis.
-
-- A viewer on a WebSocket opened directly (the dashboard, python-socketio clients with
-  ``transports=["websocket"]``) gets the frame's two WebSocket frames, encoded once per
-  frame for everyone (``camserver.api.sio_wire``), written straight to its socket
-  (``camserver.connections.DirectWebSocket``): one write per viewer per frame instead of
-  python-socketio's emit, Engine.IO's queue and writer task, and two ASGI sends. A viewer
-  whose socket still holds more than ``HIGH_WATER`` unsent bytes skips the frame.
-- Any other viewer (long-polling, or a session upgraded from it) gets an emit
-  (``ignore_queue``: not through the cluster's Redis manager).
-
-python-socketio queues packets per client without bound, so a client whose queue is backed
-up is skipped for that frame: a slow viewer gets fewer, newer frames and never builds up
-latency or memory.
+Server → client: ``frame`` to the room ``stream:<name>`` (sent by
+``camserver.live.socketio``, which documents it); ``stream_status`` ``{"name", "status"}``
+to every client on each state change (so a dashboard sees tiles it is not watching too);
+``stream_changed`` ``{"name", "change": "created" | "updated" | "deleted"}`` when a
+stream's configuration changes (on any node of a cluster); ``motion``;
+``camera_discovered``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from typing import Any
 
@@ -43,34 +26,20 @@ import socketio
 
 from camserver.access import TokenChecker, bearer_token, query_token
 from camserver.api.errors import status_for
-from camserver.api.frame_acks import Unacked
-from camserver.api.security import (
-    TokenlessSessions,
-)
-from camserver.api.sio_adapter import EngineIOSockets
-from camserver.api.sio_wire import event_frames
-from camserver.connections import DIRECT_WS, DirectWebSocket
+from camserver.api.security import TokenlessSessions
 from camserver.errors import StreamNotFound, TooManyViewers
+from camserver.live.engineio import asgi_scope
+from camserver.live.socketio import NAMESPACE, FrameDelivery, room_for
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
 from camserver.schema import StreamStatus
-from camserver.streaming.fanout import HIGH_WATER, FanoutCounters
-from camserver.streaming.hub import HubFrame
+from camserver.streaming.hub import FrameHub
 from camserver.streaming.registry import StreamRegistry
 from camserver.tokens import Grant
 
 __all__ = ["Realtime", "room_for"]
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "/"
-# A binary event is two Engine.IO packets (placeholder + attachment): 4 queued packets
-# means the client is two frames behind.
-MAX_BACKLOG = 4
-
-
-def room_for(name: str) -> str:
-    return f"stream:{name}"
 
 
 def status_room(name: str) -> str:
@@ -93,9 +62,9 @@ class Realtime:
         cluster: dict[str, Any] = {}
         if client_manager is not None:
             # Cluster mode: python-socketio's Redis manager carries status and discovery
-            # events to every node; frames never go through it (ignore_queue=True below).
-            # WebSocket only: a polling session lives on one node, and a load balancer
-            # without sticky sessions would scatter its requests.
+            # events to every node; frames never go through it (ignore_queue=True in
+            # camserver.live.socketio). WebSocket only: a polling session lives on one
+            # node, and a load balancer without sticky sessions would scatter its requests.
             cluster = {"client_manager": client_manager, "transports": ["websocket"]}
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
@@ -104,28 +73,20 @@ class Realtime:
             cors_allowed_origins=("*" if cors_origins == ["*"] else cors_origins) or None,
             max_http_buffer_size=64 * 1024,
         )
-        self.sockets = EngineIOSockets(self.sio)
+        self.delivery = FrameDelivery(self.sio, self._hub)
+        """Frames to the rooms (``camserver.live.socketio``)."""
+        self.sockets = self.delivery.sockets
         self._checker = checker or TokenChecker(None, None)
         self.tokenless = tokenless or TokenlessSessions()
         """Sessions opened without a token in the handshake (``EngineIOGate``)."""
         self.tokenless.expire = self._drop_session
         self._manager: StreamRegistry | None = None
-        self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._address: dict[str, str] = {}
         """Socket.IO sid → client address (viewers per client are capped)."""
         self._grants: dict[str, Grant] = {}
         """Socket.IO sid → what its token allows."""
         self._held: dict[str, int | None] = {}
         """Socket.IO sid → its key in ``checker.held``."""
-        self._first_emits: set[str] = set()
-        """Socket.IO sids whose join's first frame is being emitted."""
-        self._direct: dict[str, DirectWebSocket] = {}
-        """Socket.IO sid → its WebSocket's socket, when frames may be written to it."""
-        self._acking: dict[str, dict[str, Unacked]] = {}
-        """Stream name → Socket.IO sid → frames sent to it and not acknowledged yet, for
-        viewers that joined with ``"ack": true``."""
-        self.counters = FanoutCounters()
-        """Frames per viewer written directly (sent) or skipped (slow socket, unacked)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -139,17 +100,20 @@ class Realtime:
         manager.add_change_listener(self._on_change)
 
     async def close(self) -> None:
-        tasks = [*self._broadcasters.values(), *self._tasks]
+        await self.delivery.close()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._broadcasters.clear()
 
     @property
     def manager(self) -> StreamRegistry:
         if self._manager is None:
             raise RuntimeError("Realtime used before attach()")
         return self._manager
+
+    def _hub(self, name: str) -> FrameHub:
+        return self.manager.hub(name)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -158,58 +122,11 @@ class Realtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _members(self, name: str) -> list[tuple[str, str]]:
-        return list(self.sio.manager.get_participants(NAMESPACE, room_for(name)))
-
     def _count(self, name: str, leaving: str | None = None) -> None:
         if name in self.manager:
-            members = [sid for sid, _ in self._members(name) if sid != leaving]
+            members = [sid for sid, _ in self.delivery.members(name) if sid != leaving]
             clients = Counter(self._address.get(sid, "") for sid in members)
             self.manager.hub(name).demand.set_viewers("socketio", len(members), dict(clients))
-
-    def _write_direct(
-        self, name: str, frame: HubFrame, members: list[tuple[str, str]]
-    ) -> list[str]:
-        """Write ``frame`` to every member on a direct WebSocket; returns the members an
-        emit must skip (written to, slow, or backlogged), or all of them."""
-        queued = self.sockets.queue_size
-        direct = self._direct
-        acking = self._acking.get(name)
-        now = time.monotonic() if acking else 0.0
-        skip: list[str] = []
-        wire: bytes | None = None
-        for sid, eio_sid in members:
-            if queued(eio_sid) >= MAX_BACKLOG:
-                skip.append(sid)
-                continue
-            window = acking.get(sid) if acking else None
-            if window is not None and window.blocked(now):
-                skip.append(sid)
-                self.counters.skipped_unacked += 1
-                continue
-            ws = direct.get(sid)
-            transport = None if ws is None else ws.transport()
-            if transport is None:
-                if window is not None:
-                    window.sent(frame.seq, now)
-                continue  # polling or upgraded: emit
-            skip.append(sid)
-            if transport.get_write_buffer_size() > HIGH_WATER:
-                self.counters.skipped_slow += 1
-                continue
-            if wire is None:
-                wire = self._wire(name, frame)
-            transport.write(wire)
-            self.counters.sent += 1
-            if window is not None:
-                window.sent(frame.seq, now)
-        return skip
-
-    def _wire(self, name: str, frame: HubFrame) -> bytes:
-        """The frame event's WebSocket frames, encoded once per frame for every viewer."""
-        return self.manager.hub(name).encoded(
-            "socketio", frame, lambda f: event_frames("frame", self._payload(name, f))
-        )
 
     async def emit_all(self, event: str, data: Any) -> None:
         """To every client that sees every stream (not to scoped tokens)."""
@@ -265,14 +182,9 @@ class Realtime:
         else:
             for name in grant.streams:
                 await self.sio.enter_room(sid, status_room(name), namespace=NAMESPACE)
-        # python-engineio's ASGI environ says REMOTE_ADDR 127.0.0.1 whoever connects: the
-        # real address is in the ASGI scope.
-        scope = environ.get("asgi.scope", {})
-        client = scope.get("client") or ("",)
+        client = asgi_scope(environ).get("client") or ("",)
         self._address[sid] = str(client[0])
-        direct = scope.get("extensions", {}).get(DIRECT_WS)
-        if isinstance(direct, DirectWebSocket):
-            self._direct[sid] = direct
+        self.delivery.connected(sid, environ)
         log.debug("socket.io client %s connected", sid)
 
     def _end_session(self, sid: str) -> None:
@@ -286,19 +198,16 @@ class Realtime:
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        if eio_sid is not None:
-            self.sockets.release(eio_sid)
+        self.delivery.disconnected(sid)
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
         self._checker.held.release(self._held.pop(sid, None))
-        self._direct.pop(sid, None)
         prefix = room_for("")
         for room in self.sio.rooms(sid, namespace=NAMESPACE):
             if room.startswith(prefix):
                 name = room.removeprefix(prefix)
                 self._count(name, leaving=sid)
-                self._forget_acks(sid, name)  # a window lives only while its room does
+                self.delivery.left(sid, name)  # a window lives only while its room does
 
     @staticmethod
     def _name_of(data: Any) -> str | None:
@@ -319,36 +228,7 @@ class Realtime:
             return {"ok": False, "error": str(exc), "status": status_for(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
         self._count(name)
-        if data.get("ack") is True:  # a join again starts afresh
-            self._acking.setdefault(name, {})[sid] = Unacked()
-        else:
-            self._forget_acks(sid, name)
-        task = self._broadcasters.get(name)
-        if task is None or task.done():
-            self._broadcasters[name] = asyncio.create_task(
-                self._broadcast(name), name=f"sio-broadcast:{name}"
-            )
-        frame = hub.latest
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        # A picture at once, not on the next frame, the way the next frames will go (so
-        # they cannot overtake it) and within the same bounds: joining again and again
-        # without reading grew memory without end (+98 MB in 24 s) while this first frame
-        # was written with no check.
-        if (
-            frame is not None
-            and eio_sid is not None
-            and sid not in self._first_emits  # (one at a time: see below)
-            and not self._write_direct(name, frame, [(sid, eio_sid)])
-        ):
-            # python-socketio runs each join in a task of its own, and an emit queues its
-            # packets only after awaits: joins in flight together would each pass the
-            # backlog check first. One first-frame emit per client at a time.
-            self._first_emits.add(sid)
-            try:
-                payload = self._payload(name, frame)
-                await self.sio.emit("frame", payload, to=sid, ignore_queue=True)
-            finally:
-                self._first_emits.discard(sid)
+        await self.delivery.joined(sid, name, hub, ack=data.get("ack") is True)
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
     async def _leave(self, sid: str, data: Any = None) -> dict[str, Any]:
@@ -356,19 +236,12 @@ class Realtime:
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         await self.sio.leave_room(sid, room_for(name), namespace=NAMESPACE)
-        self._forget_acks(sid, name)
+        self.delivery.left(sid, name)
         try:
             self._count(name)
             return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
         except StreamNotFound as exc:
             return {"ok": False, "error": str(exc)}
-
-    def _forget_acks(self, sid: str, name: str) -> None:
-        windows = self._acking.get(name)
-        if windows is not None:
-            windows.pop(sid, None)
-            if not windows:
-                del self._acking[name]
 
     async def _frame_ack(self, sid: str, data: Any = None) -> None:
         """``{name: seq, ...}``: the newest frame of each stream the client showed."""
@@ -376,50 +249,5 @@ class Realtime:
             log.debug("socket.io client %s: frame_ack expects {name: seq}, got %r", sid, data)
             return
         for name, seq in data.items():  # JSON: the names are strings
-            window = self._acking.get(name, {}).get(sid)
-            if window is not None and isinstance(seq, int) and not isinstance(seq, bool):
-                window.ack(seq, time.monotonic())
-
-    @staticmethod
-    def _payload(name: str, frame: Any) -> dict[str, Any]:
-        return {
-            "name": name,
-            "seq": frame.seq,
-            "ts": frame.ts,
-            "token": frame.token,
-            "data": frame.data,
-        }
-
-    async def _broadcast(self, name: str) -> None:
-        """Emit each new frame of ``name`` to its room while the room has members."""
-        try:
-            hub = self.manager.hub(name)
-        except StreamNotFound:
-            return
-        last = hub.latest.seq if hub.latest else 0
-        room = room_for(name)
-        while True:
-            frame = await hub.next_frame(last, timeout=2.0)
-            members = self._members(name)
-            if not members or hub.closed:
-                break
-            if frame is None:
-                continue
-            last = frame.seq
-            skip = self._write_direct(name, frame, members)
-            if len(skip) == len(members):
-                continue
-            try:
-                await self.sio.emit(
-                    "frame",
-                    self._payload(name, frame),
-                    room=room,
-                    skip_sid=skip or None,
-                    namespace=NAMESPACE,
-                    # Frames go to this node's viewers only; other nodes relay their own.
-                    ignore_queue=True,
-                )
-            except Exception:  # one bad client must not end the room's frames
-                log.exception("stream %s: emitting a frame failed", name)
-        if self._broadcasters.get(name) is asyncio.current_task():
-            del self._broadcasters[name]
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                self.delivery.ack(sid, name, seq)
