@@ -48,7 +48,12 @@ from camserver.api.security import (
 )
 from camserver.config import Settings
 from camserver.connections import ConnectionLimits
-from camserver.live.sockets import DirectWebSocketsProtocol, counted_ws_protocol, limited_protocol
+from camserver.live.sockets import (
+    DirectWebSocketsProtocol,
+    counted_ws_protocol,
+    limited_protocol,
+)
+from camserver.live.sockets import verify as verify_uvicorn
 from camserver.logs import CollapseHandlerErrors, RedactTokens
 from camserver.runtime import Runtime, StartCameras
 from camserver.telemetry import ConnectionCollector
@@ -90,7 +95,10 @@ class CamServerApp:
 
 
 def uvicorn_options(app: CamServerApp) -> dict[str, Any]:
-    """How uvicorn must serve ``app`` (``camserver serve`` and the tests alike)."""
+    """How uvicorn must serve ``app`` (``camserver serve`` and the tests alike). Raises
+    :class:`~camserver.live.sockets.UvicornInternalsChanged` when the installed uvicorn
+    lacks what camserver's protocols rely on (an untested upgrade)."""
+    verify_uvicorn()
     settings = app.settings
     # "auto" is websockets' sans-I/O protocol when websockets is installed (it is a
     # dependency); camserver's subclass lets Socket.IO frames skip the ASGI path.
