@@ -19,6 +19,7 @@ import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Browser, async_playwright
+from pydantic import SecretStr
 
 from bench import harness
 from camserver.app import CamServerApp, create_app, uvicorn_options
@@ -26,6 +27,7 @@ from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
 from camserver.runtime import Runtime
 from camserver.sim.camera import SimCamera
+from tests.helpers.auth import ADMIN, VIEW
 
 CHROMIUM = harness.CHROMIUM
 ARGS = harness.CHROMIUM_ARGS
@@ -44,8 +46,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not smoke:
         return
     items[:] = [i for i in items if i not in smoke] + smoke
+    from tests.helpers.bench_smoke import SMOKE, BenchSmoke
     from tests.suite_report import missing
-    from tests.test_bench_smoke import SMOKE, BenchSmoke
 
     if missing("motion", "redis-server"):
         return  # the test is skipped (or fails, strict) for its missing need
@@ -207,6 +209,14 @@ def settings(tmp_path: Path) -> Settings:
         discovery_port=free_udp_port(),
         **FAST,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture
+async def locked(settings: Settings, camera: CameraFactory) -> AsyncIterator[Server]:
+    """A server that wants tokens (``tests.helpers.auth``: ADMIN, VIEW)."""
+    tokens = {"api_token": SecretStr(ADMIN), "view_token": SecretStr(VIEW)}
+    async with AsyncExitStack() as stack:
+        yield await start_server(stack, settings.model_copy(update=tokens))
 
 
 @pytest.fixture

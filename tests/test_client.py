@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from pydantic import SecretStr
 
 from camserver.client import (
     AsyncClient,
@@ -30,8 +29,8 @@ from camserver.client import (
 from camserver.client.errors import APIError
 from camserver.config import Settings
 from tests.conftest import CameraFactory, Server, free_port, start_server, wait_for
+from tests.helpers.auth import ADMIN, VIEW
 
-ADMIN, VIEW = "admin-Secret-0001", "view-Secret-00002"
 Call = Callable[..., Any]
 
 
@@ -218,13 +217,6 @@ async def test_every_method_of_the_async_client_without_a_token(
     with pytest.raises(ServerUnreachable):  # nobody listens there
         async with AsyncClient(f"http://127.0.0.1:{free_port()}", timeout=2) as nobody:
             await nobody.health()
-
-
-@pytest.fixture
-async def locked(settings: Settings, camera: CameraFactory) -> AsyncIterator[Server]:
-    tokens = {"api_token": SecretStr(ADMIN), "view_token": SecretStr(VIEW)}
-    async with AsyncExitStack() as stack:
-        yield await start_server(stack, settings.model_copy(update=tokens))
 
 
 async def test_every_method_of_the_blocking_client_with_tokens(

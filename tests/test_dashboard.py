@@ -9,38 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Route, expect
+from playwright.async_api import Browser, Route, expect
 
 from camserver.config import Settings
 from tests.conftest import CHROMIUM, CameraFactory, Server, start_server, wait_for
+from tests.helpers.dashboard import Console, open_page, tile_frame_seq
 
 pytestmark = pytest.mark.requires(CHROMIUM)
-
-
-class Console:
-    def __init__(self, page: Page) -> None:
-        self.problems: list[str] = []
-        page.on("console", self._message)
-        page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
-
-    def _message(self, msg: ConsoleMessage) -> None:
-        if msg.type in ("error", "warning"):
-            self.problems.append(f"{msg.type}: {msg.text}")
-
-
-async def open_page(
-    browser: Browser, server: Server, width: int = 1280, height: int = 900
-) -> tuple[Page, Console]:
-    page = await browser.new_page(viewport={"width": width, "height": height})
-    console = Console(page)
-    await page.goto(server.url + "/")
-    await expect(page.locator("#banner")).to_be_hidden()
-    return page, console
-
-
-async def tile_frame_seq(page: Page, name: str) -> int:
-    seq = await page.locator(f'.tile[data-name="{name}"]').get_attribute("data-seq")
-    return int(seq or 0)
 
 
 async def test_add_camera_and_watch_it_live(

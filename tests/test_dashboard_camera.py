@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 from camserver.config import Settings
 from camserver.sim.frames import read_send_time
 from tests.conftest import CHROMIUM, CameraFactory, Server, start_server, wait_for
-from tests.test_dashboard import open_page
+from tests.helpers.dashboard import open_page
 
 pytestmark = pytest.mark.requires(CHROMIUM)
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import CHROMIUM, CameraFactory, Server
-from tests.test_dashboard import open_page
+from tests.helpers.dashboard import open_page
 
 pytestmark = pytest.mark.requires(CHROMIUM)
 

@@ -18,7 +18,7 @@ from camserver.config import Settings
 from camserver.live.counters import counters
 from camserver.live.mjpeg import HIGH_WATER, MJPEGFanout
 from tests.conftest import CameraFactory, Server, start_server, wait_for
-from tests.test_restream import mjpeg_viewers, slow_reader, streaming_camera
+from tests.helpers.mjpeg import mjpeg_viewers, slow_reader, streaming_camera
 
 
 async def raw_get(server: Server, path: str, version: str) -> tuple[socket.socket, bytes, bytes]:

@@ -13,7 +13,7 @@ import websockets
 from camserver.live.counters import counters
 from camserver.live.frame_acks import MAX_UNACKED, MIN_IN_FLIGHT, Unacked
 from tests.conftest import CameraFactory, Server, wait_for
-from tests.test_socketio import raw_viewer
+from tests.helpers.socketio import raw_viewer
 
 
 def test_unacked_blocks_on_an_old_frame_and_opens_on_its_ack() -> None:

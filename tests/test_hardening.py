@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from camserver.config import Settings
 from tests.conftest import CameraFactory, Proc, start_server, wait_for, wait_healthy
-from tests.test_ingest import StateRecorder
+from tests.helpers.ingest import StateRecorder
 
 
 async def test_kill_9_during_a_burst_loses_no_acknowledged_change(

@@ -12,6 +12,7 @@ import pytest
 
 from camserver.sources.supervisor import FpsMeter, backoff_delay
 from tests.conftest import CameraFactory, Server, wait_for
+from tests.helpers.ingest import StateRecorder
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
@@ -30,29 +31,6 @@ def test_fps_meter() -> None:
         m.tick(100 + i * 0.1)
     assert m.rate(105.0) == pytest.approx(10.0, rel=0.05)
     assert m.rate(200.0) == 0.0
-
-
-class StateRecorder:
-    """Polls a stream's status and remembers every state and error seen."""
-
-    def __init__(self, server: Server, name: str) -> None:
-        self.server, self.name = server, name
-        self.states: list[str] = []
-        self.errors: set[str] = set()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            st = await self.server.status(self.name)
-            if not self.states or self.states[-1] != st["state"]:
-                self.states.append(st["state"])
-            if st["last_error"]:
-                self.errors.add(st["last_error"])
-            await asyncio.sleep(0.03)
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 FAULTS: list[tuple[dict[str, Any], str | None, bool]] = [

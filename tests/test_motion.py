@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from camserver.config import Settings
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from tests.conftest import CameraFactory, Server, free_port, start_server, wait_for
-from tests.test_restream import mjpeg_viewers
+from tests.helpers.mjpeg import mjpeg_viewers
 
 DEFAULTS = {
     "enabled": False,

@@ -32,7 +32,7 @@ from camserver.recording.timelapse import Timelapse, day_of
 from camserver.sim.frames import FrameRenderer, read_send_time
 from camserver.streaming.hub import HubFrame
 from tests.conftest import ARGS, CHROMIUM, CameraFactory, Proc, start_server, wait_for, wait_healthy
-from tests.test_restream import mjpeg_viewers
+from tests.helpers.mjpeg import mjpeg_viewers
 
 FULL = {"mode": "continuous", "timelapse_interval": 10, "max_age_hours": 72, "max_bytes": 2e10}
 

@@ -6,68 +6,18 @@ import asyncio
 import io
 import itertools
 import re
-import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 import socketio
 from PIL import Image
 
-from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
-from camserver.sim.camera import SimCamera
 from tests.conftest import CameraFactory, Server, start_server, wait_for
-
-
-@dataclass
-class MjpegViewer:
-    frames: list[tuple[float, Frame]] = field(default_factory=list)
-    content_type: str = ""
-    task: asyncio.Task[None] | None = None
-
-
-async def _read(client: httpx.AsyncClient, url: str, viewer: MjpegViewer) -> None:
-    async with client.stream("GET", url) as resp:
-        assert resp.status_code == 200
-        viewer.content_type = resp.headers["content-type"]
-        parser = MJPEGParser.from_content_type(viewer.content_type)
-        async for chunk in resp.aiter_raw():
-            parser.receive_data(chunk)
-            while (e := parser.next_event()) is not NEED_DATA:
-                if isinstance(e, Frame):
-                    viewer.frames.append((time.time(), e))
-
-
-@asynccontextmanager
-async def mjpeg_viewers(url: str, n: int, timeout: float = 30) -> AsyncIterator[list[MjpegViewer]]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
-        viewers = [MjpegViewer() for _ in range(n)]
-        for v in viewers:
-            v.task = asyncio.create_task(_read(client, url, v))
-        try:
-            yield viewers
-        finally:
-            for v in viewers:
-                assert v.task is not None
-                v.task.cancel()
-            await asyncio.gather(*(v.task for v in viewers if v.task), return_exceptions=True)
-
-
-async def streaming_camera(
-    server: Server, camera: CameraFactory, name: str = "x", **kw: Any
-) -> SimCamera:
-    cam = await camera(name, **kw)
-    await server.add_camera(name, cam)
-    await server.wait_state(name, "streaming")
-    return cam
+from tests.helpers.mjpeg import mjpeg_viewers, slow_reader, streaming_camera
 
 
 @pytest.mark.requires("ffmpeg")
@@ -163,20 +113,6 @@ async def test_fifty_mjpeg_and_twenty_socketio_viewers_one_upstream(
     finally:
         for sio in sios:
             await sio.disconnect()
-
-
-async def slow_reader(url: str) -> socket.socket:
-    """Requests the MJPEG stream, then never reads (tiny receive buffer)."""
-    host, port = url.removeprefix("http://").split("/")[0].split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    path = "/" + url.split("/", 3)[3]
-    await asyncio.get_running_loop().sock_sendall(
-        sock, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    )
-    return sock
 
 
 async def test_a_client_that_stops_reading_does_not_slow_another(

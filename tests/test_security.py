@@ -25,19 +25,7 @@ from camserver.config import Settings
 from camserver.logs import RedactTokens
 from camserver.sim.http import Login
 from tests.conftest import CameraFactory, Proc, Server, start_server, wait_for, wait_healthy
-
-ADMIN, VIEW = "admin-Secret-0001", "view-Secret-00002"
-
-
-@pytest.fixture
-async def locked(settings: Settings, camera: CameraFactory) -> AsyncIterator[Server]:
-    tokens = {"api_token": SecretStr(ADMIN), "view_token": SecretStr(VIEW)}
-    async with AsyncExitStack() as stack:
-        yield await start_server(stack, settings.model_copy(update=tokens))
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.helpers.auth import ADMIN, VIEW, auth
 
 
 async def test_public_routes_need_no_token(locked: Server) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -19,34 +18,7 @@ from camserver.live.counters import counters
 from camserver.live.mjpeg import HIGH_WATER
 from camserver.live.socketio import MAX_BACKLOG
 from tests.conftest import CameraFactory, Server, wait_for
-
-
-class Viewer:
-    """A python-socketio client recording the frames it receives."""
-
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.frames: list[dict[str, Any]] = []
-        self.statuses: list[dict[str, Any]] = []
-        self.changes: list[dict[str, Any]] = []
-        self.sio.on("frame", self._frame)
-        self.sio.on("stream_status", self._status)
-        self.sio.on("stream_changed", self._change)
-
-    async def _frame(self, data: dict[str, Any]) -> None:
-        data["received"] = time.time()
-        self.frames.append(data)
-
-    async def _status(self, data: dict[str, Any]) -> None:
-        self.statuses.append(data)
-
-    async def _change(self, data: dict[str, Any]) -> None:
-        self.changes.append(data)
-
-    async def join(self, name: str) -> dict[str, Any]:
-        ack: dict[str, Any] = await self.sio.call("join_stream", {"name": name}, timeout=5)
-        return ack
-
+from tests.helpers.socketio import Viewer, raw_viewer
 
 ViewerFactory = Callable[[], Awaitable[Viewer]]
 
@@ -155,23 +127,6 @@ async def test_stream_status_events(
     ]
     await wait_for(lambda: len(v.changes) >= 4, what="stream_changed events")
     assert v.changes == expected
-
-
-async def raw_viewer(url: str, join: dict[str, Any], rcvbuf: int) -> websockets.ClientConnection:
-    """A Socket.IO client on a bare WebSocket (receive buffer ``rcvbuf`` bytes, websockets
-    reading one message ahead) that has sent ``join_stream`` with ``join``."""
-    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    host, port = url.removeprefix("http://").split(":")
-    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    ws = await websockets.connect(ws_url, sock=sock, max_queue=1, max_size=None)
-    assert str(await ws.recv()).startswith("0")  # Engine.IO open
-    await ws.send("40")
-    assert str(await ws.recv()).startswith("40")  # Socket.IO connect
-    await ws.send("421" + json.dumps(["join_stream", join]))
-    return ws
 
 
 async def slow_viewer(url: str, name: str) -> websockets.ClientConnection:

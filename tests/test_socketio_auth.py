@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from bench.harness import npm_ci
 from camserver.config import Settings
 from tests.conftest import CameraFactory, Server, start_server
+from tests.helpers.auth import ADMIN, VIEW
 
-ADMIN, VIEW = "admin-Secret-0001", "view-Secret-00002"
 NODE_DIR = Path(__file__).parent / "node"
 
 

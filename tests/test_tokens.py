@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from camserver.config import Settings
 from tests.conftest import CameraFactory, Server, start_server, wait_for
-from tests.test_security import ADMIN, auth, locked  # noqa: F401 - the fixture
+from tests.helpers.auth import ADMIN, auth
 
 # (method, path, status for a token scoped to stream "a", as a viewer)
 ROUTES: list[tuple[str, str, int]] = [
@@ -93,7 +93,7 @@ async def _status(client: httpx.AsyncClient, method: str, path: str, token: str)
 
 
 @pytest.fixture
-async def two(locked: Server, camera: CameraFactory) -> Server:  # noqa: F811
+async def two(locked: Server, camera: CameraFactory) -> Server:
     cam = await camera("a", fps=15)
     r = await locked.client.post(
         "/api/streams", json={"name": "a", "host": cam.address}, headers=auth(ADMIN)

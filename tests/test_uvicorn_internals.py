@@ -41,7 +41,7 @@ def test_a_uvicorn_without_one_of_them_is_refused_by_name() -> None:
 
 
 def test_engineio_environ_without_the_asgi_scope_is_refused() -> None:
-    with pytest.raises(EngineIOInternalsChanged, match="asgi.scope"):
+    with pytest.raises(EngineIOInternalsChanged, match=r"asgi\.scope"):
         asgi_scope({"REMOTE_ADDR": "127.0.0.1"})
 
 

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from camserver.sim.camera import SimCamera
 from tests.conftest import Proc, free_port, wait_for, wait_healthy
-from tests.test_socketio import Viewer
+from tests.helpers.socketio import Viewer
 
 REDIS_CONF = Path(__file__).parents[2] / "deploy" / "cluster" / "redis.conf"
 HEADERS = {"X-Requested-With": "camserver-tests"}

@@ -23,15 +23,11 @@ from tests.cluster.conftest import (
     text,
 )
 from tests.conftest import wait_for, wait_healthy
+from tests.helpers.cluster import settled
 
 pytestmark = pytest.mark.requires("redis-server")
 
 CAMS = ("cam0", "cam1", "cam2")
-
-
-async def settled(c: Cluster) -> dict[str, str]:
-    await wait_for(c.all_held, 15, 0.1, what="every camera held")
-    return await c.holders()
 
 
 async def mjpeg_frames(url: str, count: int, cam: SimCamera | None = None) -> int:

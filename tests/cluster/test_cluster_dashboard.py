@@ -16,7 +16,7 @@ from playwright.async_api import Browser, expect
 
 from tests.cluster.conftest import Cluster, ClusterFactory
 from tests.conftest import CHROMIUM, free_port, wait_for
-from tests.test_dashboard import Console, tile_frame_seq
+from tests.helpers.dashboard import Console, tile_frame_seq
 
 pytestmark = pytest.mark.requires("redis-server", "haproxy", CHROMIUM)
 

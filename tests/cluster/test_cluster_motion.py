@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import Cluster, ClusterFactory, text
-from tests.cluster.test_cluster import settled
 from tests.conftest import wait_for
-from tests.test_mqtt import HomeAssistant, Mosquitto
+from tests.helpers.cluster import settled
+from tests.helpers.mqtt import HomeAssistant, Mosquitto
 
 pytestmark = pytest.mark.requires("redis-server", "mosquitto")
 

@@ -16,8 +16,8 @@ import pytest
 
 from camserver.recording.recorder import PRE_ROLL
 from tests.cluster.conftest import Cluster, ClusterFactory
-from tests.cluster.test_cluster import settled
 from tests.conftest import wait_for
+from tests.helpers.cluster import settled
 
 pytestmark = pytest.mark.requires("redis-server")
 

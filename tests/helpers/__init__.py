@@ -1,0 +1,3 @@
+"""Helpers that several test files share (no test file imports another:
+tests/test_architecture.py).
+"""
