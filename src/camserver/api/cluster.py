@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
 
 from camserver.api.deps import RuntimeDep, Unscoped
+from camserver.schema import ClusterNode, ClusterOut, RedisHealth
+
+if TYPE_CHECKING:
+    from camserver.cluster.node import Cluster
 
 router = APIRouter(prefix="/api/cluster", tags=["cluster"])
 
@@ -21,4 +25,27 @@ async def cluster(runtime: RuntimeDep) -> dict[str, Any]:
     local viewers, last heartbeat (epoch seconds)."""
     if runtime.cluster is None:
         raise HTTPException(404, "this server is not in cluster mode (CAMSERVER_REDIS_URL unset)")
-    return runtime.cluster.describe()
+    return describe(runtime.cluster).model_dump()
+
+
+def describe(cluster: Cluster) -> ClusterOut:
+    """What ``GET /api/cluster`` shows (``camserver.client`` reads it as :class:`ClusterOut`)."""
+    nodes = []
+    for node in cluster.nodes:
+        info = cluster.node_info.get(node, {})
+        nodes.append(
+            ClusterNode(
+                id=node,
+                address=info.get("address"),
+                cameras=sorted(cluster.held) if node == cluster.node else info.get("cameras", []),
+                viewers=info.get("viewers", 0),
+                last_heartbeat=info.get("beat"),
+                pulls=info.get("pulls", True),
+                started=info.get("started"),
+            )
+        )
+    backend = cluster.backend
+    redis = RedisHealth(
+        url=backend.safe_url, reachable=backend.reachable, last_error=backend.last_error
+    )
+    return ClusterOut(node=cluster.node, redis=redis, nodes=nodes)

@@ -34,14 +34,13 @@ from typing import TYPE_CHECKING, Any
 from camserver.cluster.backend import Backend
 from camserver.cluster.lease import Lease, Leases
 from camserver.cluster.relay import ClusterHub, FrameRelay
-from camserver.cluster.store import ConfigFeed, RedisStore
+from camserver.cluster.store import ConfigFeed
 from camserver.errors import ClusterUnavailable
-from camserver.schema import StreamState, StreamStatus
+from camserver.schema import StreamConfig, StreamState, StreamStatus
 from camserver.streaming.registry import StreamRegistry
-from camserver.tokens import ManagedToken
 
 if TYPE_CHECKING:
-    from camserver.access import TokenChecker
+    pass
 
 __all__ = ["Cluster"]
 
@@ -62,14 +61,13 @@ class Cluster:
     def __init__(
         self,
         backend: Backend,
-        store: RedisStore,
         manager: StreamRegistry,
+        feed: ConfigFeed,
         *,
         address: str,
         lease_ttl: float,
         grace: float,
         pulls: bool = True,
-        checker: TokenChecker,
     ) -> None:
         self.backend = backend
         self.node = backend.node
@@ -83,15 +81,8 @@ class Cluster:
         self.pulls = pulls
         """False: this node serves viewers only and never takes a camera."""
         self.started = time.time()
-        self.feed = ConfigFeed(
-            backend,
-            store,
-            manager.apply_remote,
-            manager.drop_remote,
-            manager.names,
-            _tokens_into(checker),
-            lambda: ([manager.config(n) for n in manager.names()], list(checker.managed.values())),
-        )
+        self.feed = feed
+        """Configuration and tokens from Redis (built by ``camserver.cluster.setup``)."""
         self.nodes: list[str] = []
         self.node_info: dict[str, dict[str, Any]] = {}
         self._statuses: dict[str, dict[str, Any]] = {}
@@ -263,22 +254,14 @@ class Cluster:
     def _should_run(self, name: str, now: float) -> bool:
         if name not in self.manager:
             return False
-        cfg = self.manager.config(name)
-        if not cfg.enabled:
-            return False
-        # A recorded or watched-for-motion camera is wanted with no viewer, as on one node.
-        if (
-            not cfg.on_demand
-            or cfg.recording.active
-            or cfg.motion.enabled
-            or self._wanted_by_viewers(name)
-        ):
-            self._idle_since.pop(name, None)
-            return True
-        if name not in self.held:
-            return False
-        idle = self._idle_since.setdefault(name, now)
-        return now - idle < self.grace
+        return wanted(
+            self.manager.config(name),
+            self._wanted_by_viewers(name),
+            name in self.held,
+            self._idle_since,
+            self.grace,
+            now,
+        )
 
     async def _place(self) -> None:
         b, k = self.backend, self.backend.keys
@@ -330,7 +313,15 @@ class Cluster:
                     room -= 1
                     self._free_since.pop(name, None)
                     self._take(lease)
-        if now - self._last_rebalance >= REBALANCE_EVERY and self._overloaded(share):
+        if now - self._last_rebalance >= REBALANCE_EVERY and overloaded(
+            len(self.held),
+            share,
+            [
+                len(self.node_info[node].get("cameras", []))
+                for node in self._pullers()
+                if node != self.node and node in self.node_info
+            ],
+        ):
             self._last_rebalance = now
             # The camera with the fewest viewers here, held longest (not one just taken).
             name = min(self.held, key=lambda n: (self._local_viewers(n), self.held[n].since))
@@ -341,18 +332,6 @@ class Cluster:
     def _pullers(self) -> list[str]:
         """Live nodes that take cameras (a node not heard from yet counts as one)."""
         return [n for n in self.nodes if self.node_info.get(n, {}).get("pulls", True)]
-
-    def _overloaded(self, share: int) -> bool:
-        """More than the fair share, or two more cameras than the least busy live node
-        (say one that just joined)."""
-        if len(self.held) > share:
-            return True
-        others = [
-            len(self.node_info[node].get("cameras", []))
-            for node in self._pullers()
-            if node != self.node and node in self.node_info
-        ]
-        return bool(others) and len(self.held) - min(others) >= 2
 
     # -- taking and letting go ------------------------------------------------------------
 
@@ -421,37 +400,32 @@ class Cluster:
             self._dirty = True
             self._wake.set()
 
-    def describe(self) -> dict[str, Any]:
-        """What ``GET /api/cluster`` shows."""
-        nodes = []
-        for node in self.nodes:
-            info = self.node_info.get(node, {})
-            nodes.append(
-                {
-                    "id": node,
-                    "address": info.get("address"),
-                    "cameras": sorted(self.held) if node == self.node else info.get("cameras", []),
-                    "viewers": info.get("viewers", 0),
-                    "last_heartbeat": info.get("beat"),
-                    "pulls": info.get("pulls", True),
-                    "started": info.get("started"),
-                }
-            )
-        return {
-            "node": self.node,
-            "redis": {
-                "url": self.backend.safe_url,
-                "reachable": self.backend.reachable,
-                "last_error": self.backend.last_error,
-            },
-            "nodes": nodes,
-        }
+
+def wanted(
+    cfg: StreamConfig,
+    watched: bool,
+    held: bool,
+    idle_since: dict[str, float],
+    grace: float,
+    now: float,
+) -> bool:
+    """Whether camera ``cfg`` should be pulled somewhere: enabled, and not on demand, or
+    recorded, or watched for motion, or ``watched`` (viewers on some node); a held camera
+    nobody wants any longer stays for ``grace`` seconds (``idle_since`` keeps the start)."""
+    if not cfg.enabled:
+        return False
+    # A recorded or watched-for-motion camera is wanted with no viewer, as on one node.
+    if not cfg.on_demand or cfg.recording.active or cfg.motion.enabled or watched:
+        idle_since.pop(cfg.name, None)
+        return True
+    if not held:
+        return False
+    idle = idle_since.setdefault(cfg.name, now)
+    return now - idle < grace
 
 
-def _tokens_into(checker: TokenChecker) -> Callable[[list[ManagedToken]], None]:
-    """A feed callback that replaces ``checker``'s managed tokens."""
-
-    def load(tokens: list[ManagedToken]) -> None:
-        checker.managed = {t.hash: t for t in tokens}
-
-    return load
+def overloaded(held: int, share: int, others: list[int]) -> bool:
+    """A node holding ``held`` cameras holds too many: more than the fair ``share``, or two
+    more than the least busy other live node (``others``: what each holds; say one that
+    just joined)."""
+    return held > share or (bool(others) and held - min(others) >= 2)

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from camserver.access import TokenChecker
 from camserver.cluster.backend import Backend
 from camserver.cluster.node import Cluster
 from camserver.cluster.placement import ClusterPlacement
-from camserver.cluster.store import RedisStore
+from camserver.cluster.store import ConfigFeed, RedisStore
 from camserver.cluster.wire import Keys
 from camserver.config import Settings
 from camserver.errors import ClusterUnavailable
 from camserver.streaming.registry import StreamRegistry
+from camserver.tokens import ManagedToken
 
 __all__ = ["join", "open_store"]
 
@@ -46,15 +48,23 @@ async def join(
 ) -> Cluster:
     """Start this node's part: config feed, frame relay, leases, heartbeat."""
     backend = store.backend
-    cluster = Cluster(
+    feed = ConfigFeed(
         backend,
         store,
+        manager.apply_remote,
+        manager.drop_remote,
+        manager.names,
+        _tokens_into(checker),
+        lambda: ([manager.config(n) for n in manager.names()], list(checker.managed.values())),
+    )
+    cluster = Cluster(
+        backend,
         manager,
+        feed,
         address=f"{settings.host}:{settings.port}",
         lease_ttl=settings.lease_ttl,
         pulls=settings.cluster_pull,
         grace=settings.on_demand_grace,
-        checker=checker,
     )
     manager.placement = ClusterPlacement(cluster)
     cluster.start()
@@ -66,3 +76,12 @@ async def join(
         settings.redis_prefix,
     )
     return cluster
+
+
+def _tokens_into(checker: TokenChecker) -> Callable[[list[ManagedToken]], None]:
+    """A feed callback that replaces ``checker``'s managed tokens."""
+
+    def load(tokens: list[ManagedToken]) -> None:
+        checker.managed = {t.hash: t for t in tokens}
+
+    return load

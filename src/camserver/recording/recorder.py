@@ -23,6 +23,7 @@ from pathlib import Path
 
 from camserver.codecs import jpeg
 from camserver.errors import RecordingError
+from camserver.recording.clip_cache import CLIP_CACHE_SECONDS, cached_clips, drop_clip
 from camserver.recording.index import Recording, RecordingIndex, RecordingKind
 from camserver.recording.repair import repair_unfinished
 from camserver.recording.tap import Tap
@@ -46,7 +47,6 @@ PRE_ROLL = 5.0
 """Seconds of frames before a marked event that its clip starts with."""
 POST_ROLL = 5.0
 """Seconds after a marked event ends that its clip goes on."""
-CLIP_CACHE_SECONDS = 3600.0
 
 
 @dataclass(slots=True)
@@ -259,7 +259,7 @@ class Recorder:
                         total -= r.bytes + r.derived
         # Clips (clip.mp4, today's timelapse so far) are a cache: an hour after they were
         # made they go, and the oldest go first beyond clip_cache_bytes.
-        clips = self._clips()
+        clips = cached_clips(self.root)
         cached = sum(size for _, size, _ in clips)
         kept: list[tuple[Path, int]] = []
         for path, size, mtime in clips:
@@ -290,23 +290,8 @@ class Recorder:
                     break
                 self._delete(oldest[0], "the disk is short of free space")
 
-    def _clips(self) -> list[tuple[Path, int, float]]:
-        """The clip cache's files (and the parts a crash left; not those being made),
-        oldest first."""
-        found = []
-        stale = time.time() - CLIP_CACHE_SECONDS
-        for path in (self.root / ".clips").glob("*/*"):
-            with contextlib.suppress(OSError):
-                info = path.stat()
-                made = path.suffix == ".mp4"
-                if made or (path.suffix == ".part" and info.st_mtime < stale):
-                    found.append((path, info.st_size, info.st_mtime))
-        return sorted(found, key=lambda item: item[2])
-
     def _drop_clip(self, path: Path, size: int, why: str) -> bool:
-        try:
-            path.unlink()
-        except OSError:
+        if not drop_clip(path):
             return False
         self.counters.clips_deleted += 1
         self.counters.clip_bytes_deleted += size

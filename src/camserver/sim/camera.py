@@ -6,6 +6,10 @@ chunked, boundary before each part, ``X-Timestamp`` since boot, no closing bound
 Like the firmware, the stream port serves one client at a time: a second client's TCP
 connection is accepted but gets nothing until the first leaves.
 
+The parts: ``stream`` (the stream port), ``control`` (``/status`` and ``/control``),
+``faults`` (the switches), ``http`` (requests and answers), ``frames`` and ``scene``
+(pictures), ``responder`` (UDP discovery).
+
 Extensions for tests (not in any firmware): ``GET/POST /sim/faults`` to read or change
 the fault switches, ``GET /sim/stats`` for connection and frame counters.
 """
@@ -17,111 +21,21 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import random
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from camserver.sim.frames import FRAMESIZES, FrameRenderer, embed_send_time, jpeg_quality
-from camserver.sim.http import Login, Request, chunk, read_request, response
+from camserver.sim.control import CORS, STATUS_KEYS, control
+from camserver.sim.faults import Faults
+from camserver.sim.frames import FRAMESIZES, FrameRenderer, jpeg_quality
+from camserver.sim.http import Login, Request, read_request, response
 from camserver.sim.responder import AnnounceFormat, SimResponder
 from camserver.sim.scene import Scene, SceneRenderer
+from camserver.sim.stream import BOUNDARY, StreamPort
 
 __all__ = ["BOUNDARY", "Faults", "SimCamera", "free_port_pair"]
 
 log = logging.getLogger(__name__)
-
-BOUNDARY = "123456789000000000000987654321"
-STREAM_CONTENT_TYPE = f"multipart/x-mixed-replace;boundary={BOUNDARY}"
-_PART_BOUNDARY = f"\r\n--{BOUNDARY}\r\n".encode()
-_CORS = {"Access-Control-Allow-Origin": "*"}
-_SEND_TIMEOUT = 5.0  # esp_http_server's send/recv timeout
-
-# /control in CameraWebServer (cmd_handler in app_httpd.cpp): each variable goes to one
-# sensor setter; the OV2640 driver refuses a value outside its range and the handler then
-# answers 500, as it does for an unknown variable. The simulator's own table, written from
-# the firmware, not from what camserver validates (camserver.schema.esp32).
-_SETTERS = """
-framesize 0 15 | quality 4 63 | contrast -2 2 | brightness -2 2 | saturation -2 2
-gainceiling 0 6 | colorbar 0 1 | awb 0 1 | agc 0 1 | aec 0 1 | hmirror 0 1 | vflip 0 1
-awb_gain 0 1 | agc_gain 0 30 | aec_value 0 1200 | aec2 0 1 | dcw 0 1 | bpc 0 1 | wpc 0 1
-raw_gma 0 1 | lenc 0 1 | special_effect 0 6 | wb_mode 0 4 | ae_level -2 2
-led_intensity 0 255
-"""
-_SENSOR_LIMITS = {
-    var: (int(lo), int(hi))
-    for var, lo, hi in (
-        item.split() for item in _SETTERS.replace("\n", "|").split("|") if item.strip()
-    )
-}
-
-# Keys of /status in the firmware's order; it reports no "vflip" though /control takes it.
-_STATUS_KEYS = (
-    "xclk",
-    "pixformat",
-    "framesize",
-    "quality",
-    "brightness",
-    "contrast",
-    "saturation",
-    "sharpness",
-    "special_effect",
-    "wb_mode",
-    "awb",
-    "awb_gain",
-    "aec",
-    "aec2",
-    "ae_level",
-    "aec_value",
-    "agc",
-    "agc_gain",
-    "gainceiling",
-    "bpc",
-    "wpc",
-    "raw_gma",
-    "lenc",
-    "hmirror",
-    "dcw",
-    "colorbar",
-    "led_intensity",
-)
-
-
-@dataclass
-class Faults:
-    """Fault switches. Counts are per stream connection; 0 means off."""
-
-    drop_every: int = 0
-    """Close the connection in the middle of every Nth frame."""
-    stall_seconds: float = 0.0
-    """Send nothing for this long: once at the next frame, or every ``stall_every`` frames."""
-    stall_every: int = 0
-    truncate_every: int = 0
-    """Every Nth JPEG is cut in half (Content-Length matches the cut, no EOI)."""
-    garbage_every: int = 0
-    """Every Nth frame is preceded by random bytes between the parts."""
-    http_500: bool = False
-    """The stream port answers ``500 Internal Server Error``."""
-    refuse: bool = False
-    """The stream port is closed: connections are refused."""
-    endless_part: bool = False
-    """After the part headers (no Content-Length), send JPEG-like bytes and never finish."""
-
-    def update(self, changes: dict[str, Any]) -> None:
-        names = {f.name: f for f in dataclasses.fields(self)}
-        for key, value in changes.items():
-            f = names.get(key)
-            if f is None:
-                raise ValueError(f"unknown fault {key!r}")
-            kind = type(getattr(self, key))
-            if kind is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{key} must be true or false")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{key} must be a number >= 0")
-            setattr(self, key, kind(value))
 
 
 def free_port_pair(host: str = "127.0.0.1", span: int = 2) -> int:
@@ -176,7 +90,7 @@ class SimCamera:
         self.fps = fps
         self.capture_delay = capture_delay
         self.faults = faults or Faults()
-        self.settings: dict[str, int] = {k: 0 for k in _STATUS_KEYS}
+        self.settings: dict[str, int] = {k: 0 for k in STATUS_KEYS}
         self.settings.update(
             xclk=20,
             pixformat=4,
@@ -281,7 +195,7 @@ class SimCamera:
 
     async def _open_stream_port(self) -> None:
         self._stream = await asyncio.start_server(
-            self._serve_stream, self.host, self.stream_port, reuse_address=True
+            StreamPort(self).serve, self.host, self.stream_port, reuse_address=True
         )
 
     async def _close_stream_port(self) -> None:
@@ -375,15 +289,15 @@ class SimCamera:
                 "image/jpeg",
                 {
                     "Content-Disposition": "inline; filename=capture.jpg",
-                    **_CORS,
+                    **CORS,
                     "X-Timestamp": self._timestamp(),
                 },
             )
         if req.path == "/status":
-            status = {k: self.settings[k] for k in _STATUS_KEYS}
-            return response(200, json.dumps(status).encode(), "application/json", _CORS)
+            status = {k: self.settings[k] for k in STATUS_KEYS}
+            return response(200, json.dumps(status).encode(), "application/json", CORS)
         if req.path == "/control":
-            return self._control(req)
+            return control(self.settings, req)
         if req.path == "/":
             page = f"<html><body><h1>{self.name}</h1><img src='/capture'></body></html>"
             return response(200, page.encode())
@@ -418,164 +332,3 @@ class SimCamera:
             scene = None if self.scene is None else dataclasses.asdict(self.scene)
             return response(200, json.dumps({"scene": scene}).encode(), "application/json")
         return response(404, b"Nothing matches the given URI", "text/plain")
-
-    def _control(self, req: Request) -> bytes:
-        var, val = req.query.get("var"), req.query.get("val")
-        if not var or val is None or val == "":
-            return response(404, b"404 Not Found", "text/plain")
-        limits = _SENSOR_LIMITS.get(var)
-        try:
-            # The firmware parses val with atoi(): anything else reads as 0.
-            value = int(val)
-        except ValueError:
-            value = 0
-        if limits is None or not limits[0] <= value <= limits[1]:
-            return response(500, b"500 Internal Server Error", "text/plain")
-        if var == "framesize" and value not in FRAMESIZES:
-            return response(500, b"500 Internal Server Error", "text/plain")
-        self.settings[var] = value
-        return response(200, b"", "text/html", _CORS)
-
-    # -- port 81 ------------------------------------------------------------------------
-
-    async def _serve_stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.tcp_connections += 1
-        self._stream_writers.add(writer)
-        self.stream_clients += 1
-        # A client whose close (FIN) is already in the kernel is gone, even if this busy
-        # loop has not run its handler yet: it does not count against the new one.
-        others = sum(1 for w in self._stream_writers if w is not writer and not _peer_closed(w))
-        self.max_stream_clients = max(self.max_stream_clients, others + 1)
-        try:
-            # One client at a time: the next one waits here, accepted but unanswered.
-            async with self._stream_lock:
-                req = await read_request(reader)
-                if req is None:
-                    return
-                if req.path != "/stream":
-                    writer.write(response(404, b"Nothing matches the given URI", "text/plain"))
-                    await writer.drain()
-                    return
-                refused = self._refused(req)
-                if refused is not None:
-                    writer.write(refused)
-                    await writer.drain()
-                    return
-                if self.faults.http_500:
-                    writer.write(response(500, b"500 Internal Server Error", "text/plain"))
-                    await writer.drain()
-                    return
-                self.stream_connections += 1
-                self.active_streams += 1
-                try:
-                    await self._stream_frames(reader, writer)
-                finally:
-                    self.active_streams -= 1
-        except (ConnectionError, TimeoutError):
-            pass
-        finally:
-            self.stream_clients -= 1
-            self._stream_writers.discard(writer)
-            writer.close()
-
-    async def _stream_frames(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        writer.write(
-            (
-                "HTTP/1.1 200 OK\r\n"
-                f"Content-Type: {STREAM_CONTENT_TYPE}\r\n"
-                "Transfer-Encoding: chunked\r\n"
-                "Access-Control-Allow-Origin: *\r\n"
-                "X-Framerate: 60\r\n\r\n"
-            ).encode()
-        )
-        gone = asyncio.ensure_future(_until_closed(reader))
-        try:
-            n = 0
-            next_at = time.monotonic()
-            while True:
-                next_at += 1.0 / self.fps
-                delay = next_at - time.monotonic()
-                if delay < -1.0:  # fell far behind (stall or slow client): do not burst
-                    next_at = time.monotonic()
-                await asyncio.wait({gone}, timeout=max(0.0, delay))
-                if gone.done():
-                    return
-                n += 1
-                if not await self._send_frame(writer, gone, n):
-                    return
-        finally:
-            gone.cancel()
-
-    async def _send_frame(
-        self, writer: asyncio.StreamWriter, gone: asyncio.Future[None], n: int
-    ) -> bool:
-        """Send frame ``n`` of this connection; False when the connection must end."""
-        f = self.faults
-        if f.stall_seconds > 0 and (f.stall_every == 0 or n % f.stall_every == 0):
-            stall = f.stall_seconds
-            if f.stall_every == 0:
-                f.stall_seconds = 0.0  # one-shot
-            await asyncio.wait({gone}, timeout=stall)
-            if gone.done():
-                return False
-        if f.garbage_every and n % f.garbage_every == 0:
-            writer.write(chunk(os.urandom(random.randint(16, 512)).replace(b"-", b"_")))
-        jpeg = self._render()
-        if self.embed_time:
-            jpeg = embed_send_time(jpeg, time.time())
-        if f.endless_part:
-            return await self._send_endless(writer, gone)
-        if f.truncate_every and n % f.truncate_every == 0:
-            jpeg = jpeg[: len(jpeg) // 2]
-        head = (
-            f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-            f"X-Timestamp: {self._timestamp()}\r\n\r\n"
-        ).encode()
-        writer.write(chunk(_PART_BOUNDARY))
-        writer.write(chunk(head))
-        if f.drop_every and n % f.drop_every == 0:
-            writer.write(chunk(jpeg[: len(jpeg) // 2]))
-            await asyncio.wait_for(writer.drain(), _SEND_TIMEOUT)
-            writer.transport.abort()  # the Wi-Fi link went away mid-frame
-            return False
-        writer.write(chunk(jpeg))
-        await asyncio.wait_for(writer.drain(), _SEND_TIMEOUT)
-        self.frames_sent += 1
-        return True
-
-    async def _send_endless(self, writer: asyncio.StreamWriter, gone: asyncio.Future[None]) -> bool:
-        writer.write(chunk(_PART_BOUNDARY))
-        writer.write(chunk(b"Content-Type: image/jpeg\r\n\r\n"))
-        # SOI, then an SOS segment, then entropy data that never holds FF D9.
-        writer.write(chunk(b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"))
-        filler = bytes(range(0x00, 0x7F)) * 512
-        while self.faults.endless_part and not gone.done():
-            writer.write(chunk(filler))
-            await asyncio.wait_for(writer.drain(), _SEND_TIMEOUT)
-            await asyncio.wait({gone}, timeout=0.01)
-        return False
-
-
-async def _until_closed(reader: asyncio.StreamReader) -> None:
-    """Returns when the peer closes the connection (it sends nothing after its request)."""
-    with contextlib.suppress(ConnectionError):
-        while await reader.read(4096):
-            pass
-
-
-def _peer_closed(writer: asyncio.StreamWriter) -> bool:
-    """The peer has closed its side: its FIN (or a reset) waits in the kernel (a peek)."""
-    transport_socket = writer.get_extra_info("socket")
-    if transport_socket is None:
-        return True
-    try:
-        with socket.socket(fileno=os.dup(transport_socket.fileno())) as sock:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False  # open, nothing to read
-    except OSError:
-        return True
