@@ -146,8 +146,11 @@ def cameras(count: int, fps: float = 15, framesize: str = "VGA") -> Iterator[lis
 def camserver(
     extra_env: dict[str, str] | None = None, python: str = PY
 ) -> Iterator[tuple[str, psutil.Process]]:
-    """camserver on a free port, run by ``python`` (an interpreter with camserver installed)."""
+    """camserver on a free port, run by ``python`` (an interpreter with camserver installed;
+    ``$CAMSERVER_BENCH_SRC``: another checkout's ``src`` to run instead, as
+    ``bench/compare.py`` does for the code before a change)."""
     port = free_port()
+    other_src = os.environ.get("CAMSERVER_BENCH_SRC")
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             "CAMSERVER_DISCOVERY_INTERFACES": "lo",
@@ -159,6 +162,8 @@ def camserver(
             "CAMSERVER_MAX_VIEWERS_PER_CLIENT": "5000",
             **(extra_env or {}),
         }
+        if other_src:
+            env["PYTHONPATH"] = other_src
         args = [python, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]
         with process(args, env) as p:
             url = f"http://127.0.0.1:{port}"
