@@ -1,7 +1,7 @@
 """Motion events: list them by stream and time, read one, its snapshot, delete one.
 
-(Socket.IO's handlers are in ``api/events.py``, an older name; these are the HTTP routes of
-motion *events*.)
+(These are the HTTP routes of motion *events*; Socket.IO's handlers are in
+``api/realtime.py``.)
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ Redis. Imported only when ``CAMSERVER_REDIS_URL`` is set; see docs/cluster.md.
 - ``lease``: which node pulls a camera (lease + fencing token)
 - ``relay``: frames across nodes (``ClusterHub``, ``FrameRelay``)
 - ``store``: configuration in Redis (``RedisStore``, ``ConfigFeed``)
-- ``node``: this node's loop (placement, demand, status, heartbeat)
+- ``node``: this node's loop (leases taken and given up, demand, status, heartbeat)
+- ``placement``: the stream registry's placement in cluster mode (``ClusterPlacement``)
 - ``setup``: wiring into the runtime
 """
