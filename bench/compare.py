@@ -2,7 +2,7 @@
 interleaved (before, after, after, before, ...), so a machine that gets busier or quieter
 affects both alike. For a refactoring that must not cost anything (issue 27).
 
-    .venv/bin/python bench/compare.py --before REV [--rounds 2] [--json]
+    .venv/bin/python bench/compare.py --before REV [--rounds 2] [--only TEXT] [--json]
 
 Figures: MJPEG CPU per viewer-frame at 200 and 500 viewers and Socket.IO at 200
 (``bench/peers.py``'s measure), recording's and motion's CPU per frame over 32 VGA cameras
@@ -98,11 +98,12 @@ def figures(seconds: float) -> dict[str, Figure]:
     }
 
 
-def bench(before: str, rounds: int, seconds: float) -> list[dict[str, Any]]:
+def bench(before: str, rounds: int, seconds: float, only: str = "") -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    chosen = {k: f for k, f in figures(seconds).items() if only.lower() in k.lower()}
     with checkout(before) as src:
         for r in range(1, rounds + 1):
-            for name, figure in figures(seconds).items():
+            for name, figure in chosen.items():
                 # Alternate who goes first, so neither always meets a warmer machine.
                 order: list[tuple[str, Path | None]] = [("before", src), ("after", None)]
                 for side, where in order if r % 2 else order[::-1]:
@@ -149,9 +150,10 @@ def main() -> None:
     ap.add_argument("--before", required=True, help="the git revision to compare with")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--only", default="", help="the figures whose name contains this")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    lines = summary(bench(args.before, args.rounds, args.seconds))
+    lines = summary(bench(args.before, args.rounds, args.seconds, args.only))
     if args.json:
         print(json.dumps(lines, indent=1))
         return

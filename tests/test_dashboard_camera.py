@@ -43,6 +43,10 @@ async def test_camera_page_shows_live_stats_and_changes_the_camera(
     await expect(page.locator('dd[data-key="State"]')).to_have_text("streaming")
     await expect(page.locator('dd[data-key="Camera connections"]')).to_have_text("1")
     await expect(page.locator('dd[data-key="Viewers"]')).not_to_have_text("0")
+    # The page watches; nothing records or detects motion: that is all that needs it.
+    await expect(page.locator('dd[data-key="Needed by"]')).to_have_text(
+        re.compile(r"^\d+ viewers?$")
+    )
 
     # Camera settings as controls, read from the camera, applied at once.
     quality = page.get_by_label("JPEG quality (lower is finer)")

@@ -62,6 +62,11 @@ async def test_demo_cameras_stream_with_no_hardware(
             return any(s["kind"] == "continuous" and s["frames"] for s in r.json())
 
         await wait_for(recorded, 15, what="demo-1 recorded")
+        # Nobody watches: the recorder and the motion detector are demand, not viewers (the
+        # dashboard showed demo-1 with "3 viewers" for one open page).
+        st = (await c.get(p.url + "/api/streams/demo-1/status")).json()
+        assert st["viewers"] == 0, st
+        assert st["demand"] == {"viewers": 0, "recording": True, "motion": True, "remote": 0}
 
         # ... and shows motion events: an object crosses demo-1's scene every 15 s.
         async def moved() -> bool:

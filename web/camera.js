@@ -76,6 +76,15 @@ function pageFrame(msg) {
 
 const bytes = (n) => n < 1e6 ? `${(n / 1e3).toFixed(0)} kB` : n < 1e9 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e9).toFixed(2)} GB`;
 const clock = (t) => t ? new Date(t * 1000).toLocaleTimeString() : "—";
+// Who needs the camera now (an on-demand camera stays connected while anything does).
+function neededBy(d) {
+  if (!d) return "—";
+  const why = [];
+  if (d.viewers) why.push(`${d.viewers} viewer${d.viewers === 1 ? "" : "s"}`);
+  if (d.recording) why.push("recording");
+  if (d.motion) why.push("motion detection");
+  return why.join(", ") || "nothing";
+}
 
 function showStatus(s) {
   const badge = document.getElementById("cam-state");
@@ -85,6 +94,7 @@ function showStatus(s) {
     ["State", s.state], ["Frames a second", s.fps.toFixed(1)], ["Frames", s.frames],
     ["Received", bytes(s.bytes)], ["Bad frames", s.bad_frames],
     ["Camera connections", s.upstream_connects], ["Viewers", s.viewers],
+    ["Needed by", neededBy(s.demand)],
     ["Last frame", clock(s.last_frame_at)],
     ["Last error", s.last_error ? `${s.last_error}${s.last_error_at ? ` (at ${clock(s.last_error_at)})` : ""}` : "none"],
   ];
