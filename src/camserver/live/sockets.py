@@ -86,9 +86,16 @@ class UvicornInternalsChanged(RuntimeError):
     """The installed uvicorn no longer has what this module relies on."""
 
 
+_verified = False
+
+
 def verify(relied_on: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = RELIED_ON) -> None:
     """Raise :class:`UvicornInternalsChanged` naming whatever of :data:`RELIED_ON` the
-    installed uvicorn lacks (methods on the class; attributes its code sets on ``self``)."""
+    installed uvicorn lacks (methods on the class; attributes its code sets on ``self``).
+    The installed uvicorn is checked once per process (reading its source takes ~50 ms)."""
+    global _verified
+    if relied_on is RELIED_ON and _verified:
+        return
     missing = []
     for cls, (methods, attributes) in relied_on.items():
         missing += [f"{cls.__name__}.{m}()" for m in methods if not callable(getattr(cls, m, None))]
@@ -107,6 +114,8 @@ def verify(relied_on: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = RELI
             + ", ".join(missing)
             + " (pin uvicorn to the tested minor version, or update that module)"
         )
+    if relied_on is RELIED_ON:
+        _verified = True
 
 
 LINGER = 2.0
