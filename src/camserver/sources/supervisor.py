@@ -109,8 +109,8 @@ class Supervisor:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def snapshot_status(self, demand: dict[str, int | bool] | None = None) -> StreamStatus:
-        """A copy of the status with fps and viewers brought up to date."""
+    def snapshot_status(self) -> StreamStatus:
+        """A copy of the status with fps, viewers and demand brought up to date."""
         c = self.status
         return StreamStatus(
             state=c.state,
@@ -124,7 +124,7 @@ class Supervisor:
             retry_at=c.retry_at,
             upstream_connects=c.upstream_connects,
             viewers=self.hub.viewers,
-            demand=self.hub.demand.reasons() if demand is None else demand,
+            demand=self.hub.demand.reasons(),
         )
 
     def start(self) -> None:

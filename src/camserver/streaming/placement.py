@@ -102,11 +102,6 @@ class LocalPlacement:
     def frames_coming(self, stream: StreamRecord) -> bool:
         return stream.supervisor.running
 
-    def close(self) -> None:
-        for task in self._grace.values():
-            task.cancel()
-        self._grace.clear()
-
     def _start_grace(self, stream: StreamRecord) -> None:
         task = self._grace.get(stream.cfg.name)
         if task is None or task.done():
