@@ -21,13 +21,12 @@ __all__ = ["StreamDemand"]
 class StreamDemand:
     """The demand on one stream. Use it from the event loop only."""
 
-    __slots__ = ("_clients", "_counted_clients", "_kinds", "_needs", "_viewers", "on_change")
+    __slots__ = ("_clients", "_counted_clients", "_kinds", "_needs", "on_change")
 
     def __init__(self) -> None:
         self.on_change: Callable[[], None] | None = None
         """Called whenever the viewers or the needs change."""
         self._kinds: dict[str, int] = {}
-        self._viewers = 0
         self._clients = KeyCounts()
         self._counted_clients: dict[str, dict[str, int]] = {}
         self._needs: set[str] = set()
@@ -35,12 +34,12 @@ class StreamDemand:
     @property
     def viewers(self) -> int:
         """People and programs watching, of every kind."""
-        return self._viewers
+        return sum(self._kinds.values())
 
     @property
     def needed(self) -> bool:
         """Someone watches, or something (recording, motion) needs the frames."""
-        return self._viewers > 0 or bool(self._needs)
+        return bool(self._needs) or self.viewers > 0
 
     def viewers_by_kind(self) -> dict[str, int]:
         return dict(self._kinds)
@@ -55,7 +54,6 @@ class StreamDemand:
     def viewer(self, kind: str, client: str | None = None) -> Iterator[None]:
         """Count a viewer of ``kind`` (from address ``client``) while the block runs."""
         self._kinds[kind] = self._kinds.get(kind, 0) + 1
-        self._viewers += 1
         if client is not None:
             self._clients.add(client)
         self._changed()
@@ -63,7 +61,6 @@ class StreamDemand:
             yield
         finally:
             self._kinds[kind] -= 1
-            self._viewers -= 1
             if client is not None:
                 self._clients.remove(client)
             self._changed()
@@ -72,10 +69,8 @@ class StreamDemand:
         """Set the count of viewers tracked elsewhere (e.g. Socket.IO room members), and
         how many of them each client address has."""
         self._counted_clients[kind] = clients or {}
-        before = self._kinds.get(kind, 0)
-        if before != count:
+        if self._kinds.get(kind, 0) != count:
             self._kinds[kind] = count
-            self._viewers += count - before
             self._changed()
 
     def need(self, reason: str, on: bool = True) -> None:
@@ -91,7 +86,7 @@ class StreamDemand:
         """The demand as the stream's status shows it (``viewers``: counted elsewhere, as a
         cluster does across nodes)."""
         return Demand(
-            viewers=self._viewers if viewers is None else viewers,
+            viewers=self.viewers if viewers is None else viewers,
             recording="recording" in self._needs,
             motion="motion" in self._needs,
             remote=remote,
