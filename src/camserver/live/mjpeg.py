@@ -113,7 +113,6 @@ class Pacer:
     def sent(self, seq: int, now: float) -> None:
         self.last_seq = seq
         self.last_write = now
-        counters.mjpeg.sent += 1
         if self.interval:
             # Keep the average at the cap when the camera is faster; after a gap
             # (camera stall, slow socket), start counting afresh.
@@ -167,6 +166,7 @@ class Viewer(Pacer):
     def write(self, frame: HubFrame, part: bytes, now: float) -> None:
         self.transport.write(part)
         self.sent(frame.seq, now)
+        counters.mjpeg.sent += 1  # (written directly; the fallback's sends are uvicorn's)
 
 
 class MJPEGFanout:
