@@ -207,7 +207,7 @@ class Realtime:
             if room.startswith(prefix):
                 name = room.removeprefix(prefix)
                 self._count(name, leaving=sid)
-                self.delivery.left(sid, name)  # a window lives only while its room does
+                self.delivery.forget_window(sid, name)
 
     @staticmethod
     def _name_of(data: Any) -> str | None:
@@ -236,7 +236,7 @@ class Realtime:
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         await self.sio.leave_room(sid, room_for(name), namespace=NAMESPACE)
-        self.delivery.left(sid, name)
+        self.delivery.forget_window(sid, name)
         try:
             self._count(name)
             return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}

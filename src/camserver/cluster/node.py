@@ -85,7 +85,8 @@ class Cluster:
         """Configuration and tokens from Redis (built by ``camserver.cluster.setup``)."""
         self.nodes: list[str] = []
         self.node_info: dict[str, dict[str, Any]] = {}
-        self._statuses: dict[str, dict[str, Any]] = {}
+        self.statuses: dict[str, dict[str, Any]] = {}
+        """Camera → the status its holder last reported (read by the placement)."""
         self._viewers: dict[str, dict[str, int]] = {}
         self._demand: dict[str, int] = {}
         self._idle_since: dict[str, float] = {}
@@ -229,9 +230,9 @@ class Cluster:
         for i, name in enumerate(names):
             raw, viewers = got[2 * i], got[2 * i + 1]
             if raw:
-                self._statuses[name] = json.loads(raw)
+                self.statuses[name] = json.loads(raw)
             else:
-                self._statuses.pop(name, None)
+                self.statuses.pop(name, None)
             self._viewers[name] = {key.decode(): int(v) for key, v in viewers.items()}
         self.node_info = {
             n: json.loads(raw) for n, raw in zip(self.nodes, got[-1], strict=True) if raw
@@ -248,7 +249,7 @@ class Cluster:
             elif name in self.hubs:
                 self.hubs[name].deadline = lease.deadline
 
-    def _wanted_by_viewers(self, name: str) -> bool:
+    def wanted_by_viewers(self, name: str) -> bool:
         return self._local_viewers(name) > 0 or self._demand.get(name, 0) > 0
 
     def _should_run(self, name: str, now: float) -> bool:
@@ -256,7 +257,7 @@ class Cluster:
             return False
         return wanted(
             self.manager.config(name),
-            self._wanted_by_viewers(name),
+            self.wanted_by_viewers(name),
             name in self.held,
             self._idle_since,
             self.grace,
@@ -388,7 +389,7 @@ class Cluster:
         hub = self.hubs.get(name)
         return hub.viewers if hub is not None and not hub.closed else 0
 
-    def _cluster_viewers(self, name: str) -> int:
+    def cluster_viewers(self, name: str) -> int:
         others = self._viewers.get(name, {})
         live = set(self.nodes)
         return self._local_viewers(name) + sum(

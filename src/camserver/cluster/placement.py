@@ -39,14 +39,14 @@ class ClusterPlacement:
     def status(self, stream: StreamRecord, local: StreamStatus) -> StreamStatus:
         """The holder's status (viewers: on every node), else what can be said here."""
         cluster, name = self.cluster, stream.cfg.name
-        viewers = cluster._cluster_viewers(name)
+        viewers = cluster.cluster_viewers(name)
         remote = viewers - stream.hub.viewers
         if name in cluster.held:
             demand = local.demand.model_copy(update={"viewers": viewers, "remote": remote})
             return local.model_copy(
                 update={"node": cluster.node, "viewers": viewers, "demand": demand}
             )
-        raw = cluster._statuses.get(name)
+        raw = cluster.statuses.get(name)
         if raw is not None and raw.get("node") in cluster.nodes:
             status = StreamStatus(**{**raw, "viewers": viewers})
             demand = status.demand.model_copy(update={"viewers": viewers, "remote": remote})
@@ -57,7 +57,7 @@ class ClusterPlacement:
             return local
         if not cfg.enabled:
             state = StreamState.STOPPED
-        elif cfg.on_demand and not cluster._wanted_by_viewers(name):
+        elif cfg.on_demand and not cluster.wanted_by_viewers(name):
             state = StreamState.IDLE
         else:
             state = StreamState.CONNECTING

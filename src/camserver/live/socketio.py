@@ -110,7 +110,7 @@ class FrameDelivery:
         if ack:  # a join again starts afresh
             self._acking.setdefault(name, {})[sid] = Unacked()
         else:
-            self.left(sid, name)
+            self.forget_window(sid, name)
         task = self._broadcasters.get(name)
         if task is None or task.done():
             self._broadcasters[name] = asyncio.create_task(
@@ -137,8 +137,9 @@ class FrameDelivery:
             finally:
                 self._first_emits.discard(sid)
 
-    def left(self, sid: str, name: str) -> None:
-        """``sid`` left the room of ``name``: its ack window goes with it."""
+    def forget_window(self, sid: str, name: str) -> None:
+        """``sid``'s ack window for ``name`` ends: it left the room (a window lives only
+        while its room membership does), or joined again without asking for acks."""
         windows = self._acking.get(name)
         if windows is not None:
             windows.pop(sid, None)
