@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, Request, Route, expect
 
 from camserver.config import Settings
 from tests.conftest import CHROMIUM, CameraFactory, Server, start_server, wait_for
@@ -140,11 +140,13 @@ async def test_an_answer_that_comes_late_does_not_undo_a_newer_one(
     page = await browser.new_page()
     console = Console(page)
     fetched, release = asyncio.Event(), asyncio.Event()
+    held: list[Request] = []
 
     async def hold_the_first(route: Route) -> None:
         if fetched.is_set():
             await route.continue_()
             return
+        held.append(route.request)
         response = await route.fetch()  # no camera yet
         fetched.set()
         await release.wait()
@@ -157,7 +159,8 @@ async def test_an_answer_that_comes_late_does_not_undo_a_newer_one(
     await camera("garden", announce_to=("127.255.255.255", listen), fps=15)
     item = page.locator('#found li[data-name="garden"]')
     await expect(item).to_be_visible(timeout=15_000)
-    async with page.expect_response("**/api/discovery") as stale:
+    # (The held answer, not a newer request's that may finish at the same moment.)
+    async with page.expect_response(lambda r: r.request == held[0]) as stale:
         release.set()
     assert await (await stale.value).json() == []
     await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
