@@ -100,3 +100,15 @@ def test_the_rate_cap_passes_the_rate_and_drops_beyond_it() -> None:
     assert all(steady.allow(i / 30) for i in range(300))
     with pytest.raises(ValueError, match="fps"):
         RateCap(fps=0)
+
+
+def test_frame_sizes_by_name_or_number_as_a_pushing_camera_is_told() -> None:
+    from camserver.schema.esp32 import FRAMESIZE_NAMES, framesize_number
+
+    assert FRAMESIZE_NAMES[10] == "VGA"
+    assert FRAMESIZE_NAMES[11] == "SVGA"
+    assert framesize_number("SVGA") == 11
+    assert framesize_number(" svga ") == 11
+    assert framesize_number(10) == 10
+    for bad in ("XXL", 16, -1, True, 10.0, None):
+        assert framesize_number(bad) is None

@@ -11,9 +11,11 @@ from typing import Final
 
 __all__ = [
     "CONTROL_RANGES",
+    "FRAMESIZE_NAMES",
     "MAX_HTTP_PORT",
     "MAX_PORT",
     "check_control",
+    "framesize_number",
     "parse_port",
     "stream_port",
 ]
@@ -79,4 +81,39 @@ def check_control(var: str, value: object) -> str | None:
     lo, hi = limits
     if not lo <= value <= hi:
         return f"must be from {lo} to {hi}"
+    return None
+
+
+# esp32-camera >= 2.0.14 numbering (what current CameraWebServer builds use; older firmware
+# numbered them differently, VGA was 8: docs/facts.md#wire). A pushing camera is told its
+# frame size by name (``{"set": {"framesize": "SVGA"}}``), as its sketch passes it to
+# ``esp_camera``'s ``FRAMESIZE_<name>``.
+FRAMESIZE_NAMES: dict[int, str] = {
+    0: "96X96",
+    1: "QQVGA",
+    2: "128X128",
+    3: "QCIF",
+    4: "HQVGA",
+    5: "240X240",
+    6: "QVGA",
+    7: "320X320",
+    8: "CIF",
+    9: "HVGA",
+    10: "VGA",
+    11: "SVGA",
+    12: "XGA",
+    13: "HD",
+    14: "SXGA",
+    15: "UXGA",
+}
+
+
+def framesize_number(value: object) -> int | None:
+    """A frame size given by number (0-15) or by name (``"SVGA"``, any case); None if
+    it is neither."""
+    if isinstance(value, str):
+        wanted = value.strip().upper()
+        return next((n for n, name in FRAMESIZE_NAMES.items() if name == wanted), None)
+    if isinstance(value, int) and not isinstance(value, bool) and value in FRAMESIZE_NAMES:
+        return value
     return None
