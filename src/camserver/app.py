@@ -32,6 +32,7 @@ from camserver.api import (
     health,
     metrics,
     motion,
+    push,
     recordings,
     streams,
     tokens,
@@ -191,6 +192,7 @@ def create_app(
         docs,
         tokens,
         cluster,
+        push,
     )
     for module in routers:
         app.include_router(module.router)

@@ -129,6 +129,25 @@ def _parser() -> argparse.ArgumentParser:
         help="put the send time in each streamed JPEG (a COM segment), for latency benchmarks",
     )
     m.add_argument("--login-scheme", choices=["basic", "digest"], default="basic")
+    m.add_argument(
+        "--push",
+        metavar="URL",
+        help="push to camserver instead of waiting to be pulled: a URL of the push block "
+        "that POST /api/streams answered (ws_url, frame_url or mjpeg_url)",
+    )
+    m.add_argument("--key", help="the stream's push key (with --push)")
+    m.add_argument(
+        "--push-mode",
+        choices=["ws", "frame", "mjpeg"],
+        default="ws",
+        help="ws: a WebSocket; frame: post a picture and sleep; mjpeg: a multipart POST",
+    )
+    m.add_argument(
+        "--every",
+        type=float,
+        metavar="S",
+        help="frame mode: seconds between pictures when the server names no next_in",
+    )
     return p
 
 
@@ -273,7 +292,11 @@ async def _run_sims(args: argparse.Namespace) -> None:
     )
     if framesize not in FRAMESIZES:
         raise ValueError(f"unknown framesize {args.framesize}")
+    if args.push and not args.key:
+        raise ValueError("--push needs --key (the push key POST /api/streams answered)")
     announce_to = None
+    if args.push:  # a pushing camera is not found by discovery: it finds the server
+        args.discovery_port = args.discovery_listen_port = 0
     if args.discovery_listen_port:
         bcast = next((i.broadcast for i in list_interfaces() if i.address == args.host), None)
         if bcast is None:
@@ -308,6 +331,9 @@ async def _run_sims(args: argparse.Namespace) -> None:
             )
             await stack.enter_async_context(cam)
             cams.append(cam)
+            if args.push:
+                cam.push_to(args.push, args.key or "", args.push_mode, args.every)
+                print(f"{cam.name}: pushing to {args.push} ({args.push_mode})", flush=True)
             print(
                 f"{cam.name}: http://{cam.address}/  stream "
                 f"http://{args.host}:{cam.stream_port}/stream",

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Larger frames are dropped, never buffered."
     )
+    push_max_fps: float = Field(
+        30.0, gt=0, le=1000, description="A push camera's pictures beyond this rate are dropped."
+    )
     snapshot_max_age: float = Field(
         2.0, gt=0, description="A snapshot serves the latest frame if it is younger than this."
     )

@@ -16,7 +16,15 @@ One root, so callers can catch everything camserver raises on purpose::
     │   ├── NotAnESP32         camera settings asked of a stream added by URL
     │   ├── TooManyStreams     the stream limit is reached
     │   ├── TooManyViewers     the stream's viewer limit is reached
-    │   └── TargetNotAllowed   the camera URL is outside the allowed networks
+    │   ├── TargetNotAllowed   the camera URL is outside the allowed networks
+    │   ├── WrongSourceKind    a push operation on a pulled camera, or the other way round
+    │   ├── PushKeyRefused     a push without the stream's current push key
+    │   ├── StreamStopped      a push to a stopped stream
+    │   └── PictureRefused     a pushed picture was refused
+    │       ├── PictureTooBig      over CAMSERVER_MAX_FRAME_BYTES
+    │       ├── NotAPicture        not a whole JPEG
+    │       ├── WrongPictureType   not sent as image/jpeg
+    │       └── PushTooFast        over the push rate cap (dropped)
     ├── DiscoveryError         UDP discovery refused a request
     │   ├── DiscoveryUnavailable  discovery is not running (port busy, turned off)
     │   ├── UnknownInterface      no usable interface of that name
@@ -50,10 +58,15 @@ __all__ = [
     "EventNotFound",
     "MotionError",
     "NameConflict",
+    "NotAPicture",
     "NotAnESP32",
     "NotDiscovered",
     "NotPermitted",
     "NotRecording",
+    "PictureRefused",
+    "PictureTooBig",
+    "PushKeyRefused",
+    "PushTooFast",
     "RecordingError",
     "RecordingNotFound",
     "SnapshotUnavailable",
@@ -61,6 +74,7 @@ __all__ = [
     "StreamError",
     "StreamExists",
     "StreamNotFound",
+    "StreamStopped",
     "TargetNotAllowed",
     "TokenNotFound",
     "TooManyConversions",
@@ -71,6 +85,8 @@ __all__ = [
     "UpstreamError",
     "UpstreamProtocolError",
     "UpstreamTimeout",
+    "WrongPictureType",
+    "WrongSourceKind",
 ]
 
 
@@ -153,6 +169,39 @@ class TooManyStreams(StreamError):
 
 
 class TooManyViewers(StreamError):
+    pass
+
+
+class WrongSourceKind(StreamError):
+    """A push operation on a pulled camera, or a pull setting on a push camera."""
+
+
+class PushKeyRefused(StreamError):
+    """A push without the stream's current key (also for a stream that does not exist:
+    a refusal tells nothing about other streams)."""
+
+
+class StreamStopped(StreamError):
+    """A push camera's stream is stopped (``enabled`` off)."""
+
+
+class PictureRefused(StreamError):
+    pass
+
+
+class PictureTooBig(PictureRefused):
+    pass
+
+
+class NotAPicture(PictureRefused):
+    pass
+
+
+class WrongPictureType(PictureRefused):
+    pass
+
+
+class PushTooFast(PictureRefused):
     pass
 
 

@@ -44,8 +44,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+_SECRET_PARAMS = frozenset({"token", "key"})
+"""Query parameters that carry a secret: a token, a push camera's key."""
+
+
 class RedactTokens(logging.Filter):
-    """Scrubs token values from log records (uvicorn's access log prints query strings).
+    """Scrubs token values and push keys (``?key=``) from log records (uvicorn's access
+    log prints query strings).
 
     A parameter counts as the token by its *decoded* name, as the server reads it: the
     server accepts ``?%74oken=…`` as ``?token=…``, so the redaction must catch it too.
@@ -56,7 +61,7 @@ class RedactTokens(logging.Filter):
     @classmethod
     def _scrub(cls, text: str) -> str:
         def redact(m: re.Match[str]) -> str:
-            return f"{m.group(1)}=***" if unquote_plus(m.group(1)) == "token" else m.group(0)
+            return f"{m.group(1)}=***" if unquote_plus(m.group(1)) in _SECRET_PARAMS else m.group(0)
 
         return cls._PARAM.sub(redact, text) if "=" in text else text
 

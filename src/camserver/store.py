@@ -62,6 +62,9 @@ _MIGRATIONS = [
     ("auth_scheme", "TEXT NOT NULL DEFAULT 'basic'"),
     ("recording", "TEXT"),  # RecordingSettings as JSON; NULL: the defaults
     ("motion", "TEXT"),  # MotionSettings as JSON; NULL: the defaults
+    ("source", "TEXT NOT NULL DEFAULT 'http'"),  # issue 28: push cameras
+    ("expect_every", "REAL"),
+    ("push_key_hash", "TEXT"),
 ]
 _COLUMN_NAMES = [
     "name",
@@ -75,6 +78,9 @@ _COLUMN_NAMES = [
     "auth_scheme",
     "recording",
     "motion",
+    "source",
+    "expect_every",
+    "push_key_hash",
 ]
 
 
@@ -116,10 +122,13 @@ def _row(row: tuple[Any, ...]) -> StreamConfig:
         auth_scheme=row[8],
         recording=RecordingSettings.model_validate_json(row[9]) if row[9] else RecordingSettings(),
         motion=MotionSettings.model_validate_json(row[10]) if row[10] else MotionSettings(),
+        source=row[11],
+        expect_every=row[12],
+        push_key_hash=row[13],
     )
 
 
-def _values(cfg: StreamConfig) -> tuple[str | int | None, ...]:
+def _values(cfg: StreamConfig) -> tuple[str | int | float | None, ...]:
     """The row for ``cfg``, in ``_COLUMNS`` order."""
     return (
         cfg.name,
@@ -133,6 +142,9 @@ def _values(cfg: StreamConfig) -> tuple[str | int | None, ...]:
         cfg.auth_scheme,
         cfg.recording.model_dump_json(),
         cfg.motion.model_dump_json(),
+        cfg.source,
+        cfg.expect_every,
+        cfg.push_key_hash,
     )
 
 

@@ -14,6 +14,10 @@ the same machine, often with no token set), can make that browser send requests:
   ``Content-Type: application/json``, an ``Authorization`` header or an
   ``X-Requested-With`` header, none of which a page on another site can send without
   CORS, which camserver does not grant (415 otherwise).
+- Push cameras' routes (``api/push.py``) are exempt from both: they act only with the
+  stream's push key, a secret no page on another site has (no cookie or stored token
+  rides along), and cameras reach them by whatever name the owner's router has
+  (``ffmpeg -f mpjpeg`` POSTs with no Content-Type at all).
 - **Framing and sniffing**: every response says ``frame-ancestors 'none'`` (CSP),
   ``X-Frame-Options: DENY``, ``nosniff`` and ``Referrer-Policy: no-referrer``; HTML pages
   get a Content-Security-Policy that allows only camserver's own scripts.
@@ -25,7 +29,7 @@ import ipaddress
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from camserver.api.security import send_error
+from camserver.api.security import push_route, send_error
 
 __all__ = ["BrowserGuardMiddleware", "host_allowed"]
 
@@ -93,6 +97,9 @@ class BrowserGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if push_route(scope):
             await self.app(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])

@@ -7,6 +7,9 @@ MJPEG streams and the static files alike).
   other than GET/HEAD is refused with 403. Tokens are compared in constant time and never
   logged (``camserver.logs.RedactTokens`` scrubs them from access logs).
 - Bodies larger than ``max_body_bytes`` are refused with 413 before the app reads them.
+- Push cameras' routes (``POST`` of pictures, ``api/push.py``) take neither: the stream's
+  push key is their credential (checked there) and a picture may be as large as
+  ``CAMSERVER_MAX_FRAME_BYTES`` (capped there).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "BodyLimitMiddleware",
     "EngineIOGate",
     "TokenlessSessions",
+    "push_route",
     "send_error",
     "token_from",
 ]
@@ -40,10 +44,22 @@ _PUBLIC = re.compile(
     r"/(healthz|index\.html|app\.js|style\.css|favicon\.ico|vendor/[\w.-]+|docs|docs\.js"
     r"|openapi\.json)?"
 )
+# Where push cameras send pictures (api/push.py checks the push key and the size itself).
+_PUSH_POST = re.compile(
+    r"/api/streams/[a-z0-9][a-z0-9_-]{0,63}/(frame|push\.mjpeg)|/api/stream\.mjpeg"
+)
+_PUSH_WS = re.compile(r"/api/streams/[a-z0-9][a-z0-9_-]{0,63}/push")
 log = logging.getLogger(__name__)
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="camserver"')]
+
+
+def push_route(scope: Scope) -> bool:
+    """A push camera's request (a POST of pictures, the push WebSocket)."""
+    if scope["type"] == "websocket":
+        return _PUSH_WS.fullmatch(scope["path"]) is not None
+    return scope["method"] == "POST" and _PUSH_POST.fullmatch(scope["path"]) is not None
 
 
 def token_from(scope: Scope) -> str | None:
@@ -82,7 +98,12 @@ class AccessMiddleware:
         self.checker = checker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.checker.enabled or _PUBLIC.fullmatch(scope["path"]):
+        if (
+            scope["type"] != "http"
+            or not self.checker.enabled
+            or _PUBLIC.fullmatch(scope["path"])
+            or push_route(scope)
+        ):
             await self.app(scope, receive, send)
             return
         token = token_from(scope)
@@ -265,7 +286,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in _READ_METHODS:
+        if scope["type"] != "http" or scope["method"] in _READ_METHODS or push_route(scope):
             await self.app(scope, receive, send)
             return
         too_big = f"request body larger than {self.max_bytes} bytes"

@@ -7,11 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from camserver.api.deps import GrantDep, ManagerDep, Unscoped, VisibleName
+from camserver.api.deps import GrantDep, ManagerDep, SettingsDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
+from camserver.config import Settings
 from camserver.live.mjpeg import CONTENT_TYPE, MJPEGResponse
-from camserver.schema import StreamCreate, StreamOut, StreamPatch, StreamStatus
+from camserver.schema import (
+    PushAccess,
+    StreamCreate,
+    StreamCreated,
+    StreamOut,
+    StreamPatch,
+    StreamStatus,
+)
 from camserver.streaming.registry import StreamRegistry
+from camserver.tokens import hash_token, new_token
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
@@ -31,10 +40,33 @@ async def list_streams(manager: ManagerDep, grant: GrantDep) -> list[StreamOut]:
     responses={409: {"description": "A stream of that name exists", **_ERROR}},
     dependencies=[Unscoped],
 )
-async def create_stream(body: StreamCreate, manager: ManagerDep) -> StreamOut:
+async def create_stream(
+    body: StreamCreate, manager: ManagerDep, settings: SettingsDep, request: Request
+) -> StreamCreated:
     """Add a stream: an ESP32-CAM by ``host`` (``ip`` or ``ip:port``; the stream is read
-    from port + 1 as the firmware serves it) or any MJPEG source by ``stream_url``."""
-    return await manager.create(body.to_config())
+    from port + 1 as the firmware serves it), any MJPEG source by ``stream_url``, or a
+    camera that pushes (``"source": "push"``): the answer then carries its push key and
+    URLs, this once (docs/push.md)."""
+    cfg = body.to_config()
+    if not cfg.pushed:
+        return StreamCreated(**(await manager.create(cfg)).model_dump())
+    key = new_token()
+    out = await manager.create(cfg.model_copy(update={"push_key_hash": hash_token(key)}))
+    return StreamCreated(**out.model_dump(), push=push_access(settings, request, cfg.name, key))
+
+
+def push_access(settings: Settings, request: Request, name: str, key: str) -> PushAccess:
+    """Where the camera pushes to: the public URL when set, else as the request came."""
+    base = settings.public_url.rstrip("/") if settings.public_url else str(request.base_url)
+    base = base.rstrip("/")
+    ws_base = "ws" + base[4:] if base.startswith("http") else base
+    path = f"/api/streams/{name}"
+    return PushAccess(
+        key=key,
+        ws_url=f"{ws_base}{path}/push",
+        frame_url=f"{base}{path}/frame",
+        mjpeg_url=f"{base}{path}/push.mjpeg",
+    )
 
 
 @router.get("/{name}", responses=_NOT_FOUND)

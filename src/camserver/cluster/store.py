@@ -42,6 +42,8 @@ def _fields(cfg: StreamConfig) -> list[str]:
     out += ["motion", cfg.motion.model_dump_json()]
     if cfg.password is not None:
         out += ["password", cfg.password]
+    if cfg.push_key_hash is not None:
+        out += ["push_key_hash", cfg.push_key_hash]
     return out
 
 

@@ -23,17 +23,30 @@ from typing import Any, Final
 from camserver.codecs import jpeg
 
 __all__ = [
+    "CLOSE_GARBAGE",
+    "CLOSE_REPLACED",
+    "CLOSE_TOO_BIG",
     "MAX_TELEMETRY_BYTES",
     "BadMessage",
     "PushedFrame",
     "RateCap",
+    "Strikes",
     "Telemetry",
+    "check_frame",
     "classify",
     "next_in",
     "overdue",
+    "parse_telemetry",
     "pause_message",
     "set_message",
 ]
+
+CLOSE_REPLACED: Final = 1000
+"""WebSocket close code when the server ends a push (a newer connection, a new key): normal."""
+CLOSE_GARBAGE: Final = 1008
+"""Policy violation: sustained messages that are not JPEGs."""
+CLOSE_TOO_BIG: Final = 1009
+"""Message too big: a picture over ``CAMSERVER_MAX_FRAME_BYTES``."""
 
 MAX_TELEMETRY_BYTES: Final = 4096
 """A telemetry message is a few dozen bytes; more is not telemetry."""
@@ -152,3 +165,22 @@ class RateCap:
             self._tokens -= 1.0
             return True
         return False
+
+
+class Strikes:
+    """Bad messages on one connection: a few are forgiven (a camera's glitch), ``limit``
+    in a row end the connection (sustained garbage costs the server, never the camera)."""
+
+    __slots__ = ("in_a_row", "limit")
+
+    def __init__(self, limit: int = 8) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+
+    def bad(self) -> bool:
+        """One more bad message; True once the connection should be closed."""
+        self.in_a_row += 1
+        return self.in_a_row >= self.limit
+
+    def good(self) -> None:
+        self.in_a_row = 0

@@ -15,8 +15,13 @@ from camserver.schema.urls import MAX_URL_LENGTH, check_url, urls_for_host
 __all__ = [
     "NAME_PATTERN",
     "Demand",
+    "PushAccess",
+    "PushKey",
+    "PushTelemetry",
+    "SourceKind",
     "StreamConfig",
     "StreamCreate",
+    "StreamCreated",
     "StreamName",
     "StreamOut",
     "StreamPatch",
@@ -25,6 +30,8 @@ __all__ = [
 ]
 
 AuthScheme = Literal["basic", "digest"]
+SourceKind = Literal["http", "push"]
+"""``http``: camserver pulls the camera's MJPEG; ``push``: the camera pushes its pictures."""
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 StreamName = Annotated[
@@ -40,6 +47,10 @@ class StreamState(enum.StrEnum):
     CONNECTING = "connecting"
     STREAMING = "streaming"
     RETRYING = "retrying"
+    WAITING = "waiting"
+    """A push camera: no camera is connected (new, or it went away)."""
+    OVERDUE = "overdue"
+    """A push camera with ``expect_every``: two intervals passed without a picture."""
 
 
 class Demand(BaseModel):
@@ -53,6 +64,11 @@ class Demand(BaseModel):
         0,
         description="Cluster mode: of the viewers, those on other nodes.",
     )
+
+
+class PushTelemetry(BaseModel):
+    at: float = Field(description="Epoch seconds it arrived.")
+    values: dict[str, float | int | str | bool | None]
 
 
 class StreamStatus(BaseModel):
@@ -75,10 +91,30 @@ class StreamStatus(BaseModel):
     node: str | None = Field(
         None, description="Cluster mode: the node pulling the camera (null when none)."
     )
+    pusher: str | None = Field(
+        None, description="A push camera: the address of the camera connected now (ip:port)."
+    )
+    telemetry: PushTelemetry | None = Field(
+        None, description="A push camera: the last telemetry it sent, with its time."
+    )
+
+
+class PushKey(BaseModel):
+    key: str = Field(description="The push key; shown once, never again by any GET.")
+
+
+class PushAccess(PushKey):
+    """Where and how a push camera sends its pictures (``Authorization: Bearer <key>`` or
+    ``?key=<key>``)."""
+
+    ws_url: str = Field(description="WebSocket: one binary message per JPEG.")
+    frame_url: str = Field(description="POST one picture (image/jpeg).")
+    mjpeg_url: str = Field(description="POST a multipart/x-mixed-replace body (ffmpeg -f mpjpeg).")
 
 
 class StreamCreate(BaseModel):
-    """Either ``host`` (an ESP32-CAM) or ``stream_url`` (any MJPEG source)."""
+    """Either ``host`` (an ESP32-CAM) or ``stream_url`` (any MJPEG source), or ``source:
+    "push"`` for a camera that pushes its pictures (docs/push.md)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -86,11 +122,22 @@ class StreamCreate(BaseModel):
             "examples": [
                 {"name": "porch", "host": "192.168.1.50"},
                 {"name": "garage", "stream_url": "http://10.0.0.7:8080/video"},
+                {"name": "shed", "source": "push", "expect_every": 300},
             ]
         },
     )
 
     name: StreamName
+    source: SourceKind = Field(
+        "http", description="'http': camserver pulls the camera; 'push': the camera pushes."
+    )
+    expect_every: float | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="A push camera that posts now and then: seconds between pictures "
+        "(it is 'overdue' after two intervals without one).",
+    )
     host: str | None = Field(None, max_length=300, description="'ip' or 'ip:port' (default 80).")
     stream_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
@@ -118,6 +165,14 @@ class StreamCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
+        if self.source == "push":
+            given = [k for k in ("host", "stream_url", "snapshot_url", "username", "password")]
+            given = [k for k in given if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"a push camera connects to camserver: {given[0]} is not used")
+            return self
+        if self.expect_every is not None:
+            raise ValueError("expect_every is for push cameras (source: 'push')")
         if (self.host is None) == (self.stream_url is None):
             raise ValueError("give either host or stream_url (exactly one)")
         if self.host is not None and self.snapshot_url is not None:
@@ -127,6 +182,8 @@ class StreamCreate(BaseModel):
     def to_config(self) -> StreamConfig:
         cfg = StreamConfig(
             name=self.name,
+            source=self.source,
+            expect_every=self.expect_every,
             stream_url=self.stream_url or "",
             snapshot_url=self.snapshot_url,
             enabled=self.enabled,
@@ -144,6 +201,7 @@ class StreamConfig(BaseModel):
     """What the store keeps about a stream."""
 
     name: str
+    source: SourceKind = "http"
     host: str | None = None
     stream_url: str
     snapshot_url: str | None = None
@@ -155,6 +213,13 @@ class StreamConfig(BaseModel):
     auth_scheme: AuthScheme = "basic"
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     motion: MotionSettings = Field(default_factory=MotionSettings)
+    expect_every: float | None = None
+    push_key_hash: str | None = Field(None, exclude=True, repr=False)
+    """A push camera's key, hashed (``camserver.tokens.hash_token``); never serialised."""
+
+    @property
+    def pushed(self) -> bool:
+        return self.source == "push"
 
     def httpx_auth(self) -> httpx.Auth | None:
         if self.username is None:
@@ -189,6 +254,9 @@ class StreamPatch(BaseModel):
     username: str | None = Field(None, max_length=128, description="'' removes the login.")
     password: SecretStr | None = Field(None, max_length=256)
     auth_scheme: AuthScheme | None = None
+    expect_every: float | None = Field(
+        None, ge=0, le=86400, description="A push camera's interval; 0 clears it."
+    )
     recording: RecordingPatch | None = Field(
         None,
         description="Recording mode, timelapse and retention; fields left out stay as they are.",
@@ -239,6 +307,8 @@ class StreamPatch(BaseModel):
             )
             if v is not None
         }
+        if self.expect_every is not None:
+            flags["expect_every"] = self.expect_every or None
         if self.username is not None:
             flags["username"] = self.username or None
             if not self.username:
@@ -255,3 +325,9 @@ class StreamPatch(BaseModel):
 class StreamOut(StreamConfig):
     has_password: bool = Field(False, description="A camera password is stored (not shown).")
     status: StreamStatus
+
+
+class StreamCreated(StreamOut):
+    push: PushAccess | None = Field(
+        None, description="A push camera: its key and URLs, shown this once."
+    )

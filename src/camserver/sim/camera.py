@@ -29,6 +29,7 @@ from camserver.sim.control import CORS, STATUS_KEYS, control
 from camserver.sim.faults import Faults
 from camserver.sim.frames import FRAMESIZES, FrameRenderer, jpeg_quality
 from camserver.sim.http import Login, Request, read_request, response
+from camserver.sim.push import PushMode, SimPusher
 from camserver.sim.responder import AnnounceFormat, SimResponder
 from camserver.sim.scene import Scene, SceneRenderer
 from camserver.sim.stream import BOUNDARY, StreamPort
@@ -121,6 +122,8 @@ class SimCamera:
         self._announce_format: AnnounceFormat = announce_format
         self.responder: SimResponder | None = None
         self._boot = time.monotonic()
+        self.pusher: SimPusher | None = None
+        """Set when the camera pushes to camserver (``camserver sim --push``)."""
         self._counter = 0
         self._http: asyncio.Server | None = None
         self._stream: asyncio.Server | None = None
@@ -164,7 +167,21 @@ class SimCamera:
             if self._announce_to is not None:
                 self.responder.announce(self._announce_to)
 
+    @property
+    def booted(self) -> float:
+        """Monotonic time the camera started."""
+        return self._boot
+
+    def push_to(
+        self, url: str, key: str, mode: PushMode = "ws", every: float | None = None
+    ) -> None:
+        """Push pictures to camserver at ``url`` (see :mod:`camserver.sim.push`)."""
+        self.pusher = SimPusher(self, url, key, mode, every)
+        self.pusher.start()
+
     async def stop(self) -> None:
+        if self.pusher is not None:
+            await self.pusher.stop()
         if self.responder is not None:
             self.responder.close()
         for server in (self._http, self._stream):
@@ -209,7 +226,9 @@ class SimCamera:
                 await asyncio.wait_for(server.wait_closed(), 2)
 
     def stats(self) -> dict[str, int]:
+        pushed = self.pusher.as_dict() if self.pusher is not None else {}
         return {
+            **pushed,
             "tcp_connections": self.tcp_connections,
             "stream_connections": self.stream_connections,
             "active_streams": self.active_streams,
@@ -234,7 +253,8 @@ class SimCamera:
             self._scene_since = time.monotonic()  # an object starts from the left
         self.scene = scene
 
-    def _render(self) -> bytes:
+    def render(self) -> bytes:
+        """The next picture, as the sensor gives it now."""
         self._counter += 1
         if self.scene is not None:
             fs = FRAMESIZES.get(self.settings["framesize"], FRAMESIZES[10])
@@ -285,7 +305,7 @@ class SimCamera:
             self.captures += 1
             return response(
                 200,
-                self._render(),
+                self.render(),
                 "image/jpeg",
                 {
                     "Content-Disposition": "inline; filename=capture.jpg",

@@ -115,7 +115,7 @@ class StreamPort:
                 return False
         if f.garbage_every and n % f.garbage_every == 0:
             writer.write(chunk(os.urandom(random.randint(16, 512)).replace(b"-", b"_")))
-        jpeg = self.cam._render()
+        jpeg = self.cam.render()
         if self.cam.embed_time:
             jpeg = embed_send_time(jpeg, time.time())
         if f.endless_part:

@@ -17,21 +17,40 @@ from camserver.netguard import NetworkGuard
 from camserver.schema import StreamConfig
 from camserver.sources.base import FrameSink, Source, SourceTiming
 from camserver.sources.http_pull import HttpPull
+from camserver.sources.push import PushSource
 from camserver.sources.supervisor import Supervisor
 
-__all__ = ["KINDS", "FrameSink", "Source", "SourceTiming", "Supervisor", "source_for"]
+__all__ = [
+    "KINDS",
+    "FrameSink",
+    "PushSource",
+    "Source",
+    "SourceTiming",
+    "Supervisor",
+    "source_for",
+    "target_of",
+]
 
 SourceFactory = Callable[[StreamConfig, httpx.AsyncClient, SourceTiming, NetworkGuard], Source]
 
 KINDS: dict[str, SourceFactory] = {
     "http": HttpPull.for_config,
+    "push": PushSource.for_config,
 }
-"""Source kinds by name: what a stream's configuration connects with."""
+"""Source kinds by name (``StreamConfig.source``): what a stream's configuration connects
+with."""
 
 
 def kind_of(cfg: StreamConfig) -> str:
-    """The source kind a stream uses (every stream pulls over HTTP so far)."""
-    return "http"
+    """The source kind a stream uses."""
+    return cfg.source
+
+
+def target_of(cfg: StreamConfig) -> tuple[str | None, ...]:
+    """What a stream's source connects with: a change makes a new source."""
+    if cfg.pushed:  # a new key or interval keeps the source (PushSource.reconfigure)
+        return ("push",)
+    return ("http", cfg.stream_url, cfg.username, cfg.password, cfg.auth_scheme)
 
 
 def source_for(

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from camserver.schema import StreamState
+
 __all__ = ["FrameSink", "Source", "SourceTiming"]
 
 
@@ -21,6 +23,7 @@ class SourceTiming:
     backoff_max: float = 30.0
     healthy_after: float = 10.0
     max_frame_bytes: int = 4 * 1024 * 1024
+    push_max_fps: float = 30.0
 
 
 class FrameSink(Protocol):
@@ -36,6 +39,9 @@ class FrameSink(Protocol):
 
     def bad_frame(self, reason: str) -> None:
         """A part that was not a whole JPEG (skipped and counted)."""
+
+    def show(self, state: StreamState, reason: str | None = None) -> None:
+        """A source that waits for its camera (push) shows ``waiting`` or ``overdue``."""
 
 
 class Source(Protocol):

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from camserver.errors import UpstreamError
 from camserver.schema import StreamState, StreamStatus
@@ -125,6 +126,7 @@ class Supervisor:
             upstream_connects=c.upstream_connects,
             viewers=self.hub.viewers,
             demand=self.hub.demand.reasons(),
+            **extra(self.source),
         )
 
     def start(self) -> None:
@@ -209,3 +211,12 @@ class Supervisor:
     def bad_frame(self, reason: str) -> None:
         self.status.bad_frames += 1
         log.debug("stream %s: skipped a part: %s", self.name, reason)
+
+    def show(self, state: StreamState, reason: str | None = None) -> None:
+        self._set_state(state, reason)
+
+
+def extra(source: object) -> dict[str, Any]:
+    """Status fields a kind of source adds (a push camera: its address, its telemetry)."""
+    describe = getattr(source, "extra_status", None)
+    return describe() if describe is not None else {}

@@ -18,16 +18,17 @@ from collections.abc import Callable
 
 import httpx
 
-from camserver.errors import StreamNotFound, TooManyStreams
+from camserver.errors import StreamNotFound, TooManyStreams, WrongSourceKind
 from camserver.netguard import NetworkGuard
 from camserver.schema import StreamConfig, StreamOut, StreamPatch, StreamStatus
 from camserver.schema.urls import mask_url
-from camserver.sources import SourceTiming, Supervisor, source_for
+from camserver.sources import PushSource, SourceTiming, Supervisor, source_for, target_of
 from camserver.store import StreamStore
 from camserver.streaming.admission import Admission
 from camserver.streaming.hub import LocalHub
 from camserver.streaming.placement import LocalPlacement, Placement, StreamRecord
 from camserver.streaming.snapshots import Snapshots
+from camserver.tokens import hash_token, new_token
 
 __all__ = ["ChangeListener", "StatusListener", "StreamRegistry"]
 
@@ -38,8 +39,21 @@ ChangeListener = Callable[[str, str], None]
 """Called with (stream name, "created" | "updated" | "deleted") for changes made here."""
 
 
-def _target(cfg: StreamConfig) -> tuple[str | None, ...]:
-    return (cfg.stream_url, cfg.username, cfg.password, cfg.auth_scheme)
+def _closed(source: object, reason: str) -> None:
+    """A source that holds a camera's connection (push) lets it go."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close(reason)
+
+
+def _check_kind(cfg: StreamConfig, patch: StreamPatch) -> None:
+    pull = ("host", "stream_url", "snapshot_url", "username", "password", "auth_scheme")
+    if cfg.pushed and any(getattr(patch, k) is not None for k in pull):
+        raise WrongSourceKind(
+            f"stream {cfg.name!r} is a push camera: it has no host, URL or login to change"
+        )
+    if not cfg.pushed and patch.expect_every is not None:
+        raise WrongSourceKind(f"stream {cfg.name!r} pulls its camera: expect_every is for push")
 
 
 class StreamRegistry:
@@ -136,7 +150,7 @@ class StreamRegistry:
         hub = self.placement.new_hub(cfg.name)
         source = source_for(cfg, self._client, self._timing, self.guard)
         supervisor = Supervisor(cfg.name, source, hub, self._timing, self._notify)
-        stream = StreamRecord(cfg, hub, supervisor, _target(cfg))
+        stream = StreamRecord(cfg, hub, supervisor, target_of(cfg))
         hub.demand.on_change = lambda: self.placement.demand_changed(stream)
         self._streams[cfg.name] = stream
         return stream
@@ -144,13 +158,22 @@ class StreamRegistry:
     async def _reconcile(self, stream: StreamRecord) -> None:
         """A new source when what it connects with changed; then the placement decides."""
         cfg = stream.cfg
-        if stream.target != _target(cfg):
+        if stream.target != target_of(cfg):
             await stream.supervisor.stop()
+            _closed(stream.supervisor.source, "the stream now takes its pictures another way")
             stream.supervisor.source = source_for(cfg, self._client, self._timing, self.guard)
-            stream.target = _target(cfg)
+            stream.target = target_of(cfg)
+        else:
+            reconfigure = getattr(stream.supervisor.source, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(cfg)
         await self.placement.reconcile(stream)
 
     # -- queries ------------------------------------------------------------------------
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return self._timing.max_frame_bytes
 
     def record(self, name: str) -> StreamRecord:
         stream = self._streams.get(name)
@@ -171,9 +194,16 @@ class StreamRegistry:
         """The stream's source supervisor (cluster mode starts and stops it by lease)."""
         return self.record(name).supervisor
 
+    def push_source(self, name: str) -> PushSource:
+        """The push camera ``name``'s source (WrongSourceKind for a pulled camera)."""
+        source = self.record(name).supervisor.source
+        if not isinstance(source, PushSource):
+            raise WrongSourceKind(f"stream {name!r} pulls its camera: it takes no pushes")
+        return source
+
     def names_by_url(self) -> dict[str, str]:
         """Stream URL → name of the stream reading it."""
-        return {s.cfg.stream_url: name for name, s in self._streams.items()}
+        return {s.cfg.stream_url: name for name, s in self._streams.items() if not s.cfg.pushed}
 
     def config(self, name: str) -> StreamConfig:
         return self.record(name).cfg
@@ -249,6 +279,7 @@ class StreamRegistry:
         self.placement.forget(stream)
         stream.hub.demand.on_change = None
         await stream.supervisor.stop()
+        _closed(stream.supervisor.source, "the stream was deleted")
         stream.hub.close()
         log.info("stream %s: deleted", name)
         self._configured(name)
@@ -274,6 +305,7 @@ class StreamRegistry:
         """Apply ``patch``; a changed URL restarts the source on the new one."""
         async with self._lock:
             stream = self.record(name)
+            _check_kind(stream.cfg, patch)
             cfg = patch.apply(stream.cfg)
             changed = cfg != stream.cfg
             if changed:
@@ -285,6 +317,22 @@ class StreamRegistry:
         if changed:
             self._changed(name, "updated")
         return self.get(name)
+
+    async def new_push_key(self, name: str) -> str:
+        """A new push key for push camera ``name`` (the old one stops working at once:
+        a camera connected with it is disconnected)."""
+        key = new_token()
+        async with self._lock:
+            stream = self.record(name)
+            if not stream.cfg.pushed:
+                raise WrongSourceKind(f"stream {name!r} pulls its camera: it has no push key")
+            cfg = stream.cfg.model_copy(update={"push_key_hash": hash_token(key)})
+            await self.store.update(cfg)
+            stream.cfg = cfg
+            await self._reconcile(stream)
+            log.info("stream %s: new push key", name)
+        self._changed(name, "updated")
+        return key
 
     async def set_enabled(self, name: str, enabled: bool) -> StreamStatus:
         await self.update(name, StreamPatch(enabled=enabled))
