@@ -94,7 +94,11 @@ async def test_home_assistant_discovers_follows_and_controls_a_camera(
             unique.add(config["unique_id"])
             assert config["device"]["identifiers"] == ["camserver_porch"]
             assert config["device"]["name"] == "porch"
-            assert config["availability_topic"] == "camserver/status"
+            assert config["availability_mode"] == "all"
+            assert [a["topic"] for a in config["availability"]] == [
+                "camserver/status",
+                "camserver/porch/availability",
+            ]
         assert len(unique) == 4
         # Retained on the broker: a Home Assistant that subscribes later (a restart) gets
         # every config at once, marked retained. (The first client may have subscribed

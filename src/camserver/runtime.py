@@ -228,6 +228,7 @@ async def _start_motion(
     )
     stack.push_async_callback(webhooks.close)
     motion.sinks.append(webhooks)
+    manager.add_listener(webhooks.status_changed)
     if settings.mqtt_url is None:
         return motion, webhooks, None
     from camserver.integrations.ha import Topics
@@ -250,6 +251,7 @@ async def _start_motion(
         f"camserver-{settings.effective_node_id()}",
     )
     manager.add_config_listener(mqtt.configured)
+    manager.add_listener(mqtt.status_changed)
     if cluster is None or relay is None:
         motion.sinks.append(mqtt)
         mqtt.start()

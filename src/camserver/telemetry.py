@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from camserver import __version__
 from camserver.live.counters import counters
 from camserver.schema import StreamState
+from camserver.sources import PushSource
 
 if TYPE_CHECKING:
     from camserver.cluster.node import Cluster
@@ -107,6 +108,17 @@ class StateCollector(Collector):
         viewers = GaugeMetricFamily(
             "camserver_stream_viewers", "Viewers by kind", labels=["stream", "kind"]
         )
+        pushed = CounterMetricFamily(
+            "camserver_push_pictures",
+            "Pictures push cameras sent, by outcome (published; paused: not wanted now; "
+            "too_fast: over CAMSERVER_PUSH_MAX_FPS)",
+            labels=["stream", "outcome"],
+        )
+        push_events = CounterMetricFamily(
+            "camserver_push_events",
+            "Push camera events (refused_key, replaced, overdue, telemetry)",
+            labels=["stream", "event"],
+        )
         mjpeg_total = 0
         for name in manager.names():
             if self.only is not None and name not in self.only:
@@ -123,7 +135,14 @@ class StateCollector(Collector):
             for kind in ("socketio", "mjpeg", "snapshot"):
                 viewers.add_metric([name, kind], kinds.get(kind, 0))
             mjpeg_total += kinds.get("mjpeg", 0)
-        yield from (state, frames, nbytes, bad, connects, fps, viewers)
+            source = manager.record(name).supervisor.source
+            if isinstance(source, PushSource):
+                pc = source.counters
+                for outcome in ("published", "paused", "too_fast"):
+                    pushed.add_metric([name, outcome], getattr(pc, outcome))
+                for event in ("refused_keys", "replaced", "overdue", "telemetry"):
+                    push_events.add_metric([name, event.removesuffix("s")], getattr(pc, event))
+        yield from (state, frames, nbytes, bad, connects, fps, viewers, pushed, push_events)
         if self.only is not None:
             return
 

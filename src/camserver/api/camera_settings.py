@@ -1,5 +1,7 @@
 """``/api/streams/{name}/settings``: the ESP32-CAM's own settings, read and changed through
-its ``/status`` and ``/control`` endpoints."""
+its ``/status`` and ``/control`` endpoints; for a push camera, what its telemetry reported
+and ``{"set": ...}`` messages to it (on its WebSocket now, or in the answer to its next
+posted picture)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _esp32(manager: StreamRegistry, name: str) -> StreamConfig:
     cfg = manager.config(name)
+    if cfg.pushed:
+        return cfg
     if cfg.host is None:
         raise NotAnESP32(
             f"stream {name!r} was added by URL, not as an ESP32-CAM host: its camera "
@@ -46,6 +50,8 @@ async def get_settings(
 ) -> dict[str, Any]:
     """The camera's ``/status`` JSON (framesize, quality, brightness, …)."""
     cfg = await _esp32(manager, name)
+    if cfg.pushed:
+        return dict(manager.push_source(name).reported)
     assert cfg.host is not None
     return await unless_client_leaves(
         request,
@@ -73,7 +79,6 @@ async def put_settings(
     """Validate every variable first (422 names the offending one), then call the camera's
     ``/control`` for each, in order, and report each one's outcome."""
     cfg = await _esp32(manager, name)
-    assert cfg.host is not None
     problems = [(k, why) for k, v in body.items() if (why := check_control(k, v)) is not None]
     if not body:
         problems.append(("body", "give at least one setting"))
@@ -81,6 +86,10 @@ async def put_settings(
         raise RequestValidationError(
             [{"loc": ("body", k), "msg": why, "type": "value_error"} for k, why in problems]
         )
+    if cfg.pushed:  # sent to the camera (now, or with the answer to its next picture)
+        manager.push_source(name).apply_settings({k: int(v) for k, v in body.items()})
+        return SettingsResult(ok=True, results={k: ControlResult(ok=True) for k in body})
+    assert cfg.host is not None
     results: dict[str, ControlResult] = {}
     for var, value in body.items():
         error = await set_control(

@@ -11,10 +11,13 @@ retained config on ``<discovery prefix>/<component>/camserver_<stream>/<object>/
 - ``switch`` *Recording* and *Motion detection*: state on ``<prefix>/<stream>/recording``
   (``detection``), commands ``ON``/``OFF`` on ``…/recording/set`` (``…/detection/set``).
 
-Every entity is available while ``<prefix>/status`` is ``online``: camserver publishes it
-when it connects, and the broker publishes ``offline`` (camserver's last will) when
-camserver goes away without a word. Configs, states and snapshots are retained, so Home
-Assistant has them again after its own restart.
+Every entity is available while ``<prefix>/status`` is ``online`` and the stream's own
+``<prefix>/<stream>/availability`` is ``online`` too (``availability_mode: all``):
+camserver publishes the first when it connects, and the broker publishes ``offline``
+(camserver's last will) when camserver goes away without a word; the second is ``offline``
+while a push camera is ``overdue`` (two of its intervals passed without a picture).
+Configs, states and snapshots are retained, so Home Assistant has them again after its own
+restart.
 
 The keys follow Home Assistant's MQTT integration: ``state_topic`` (binary sensor),
 ``topic`` (camera) and ``command_topic`` (switch) are required; ``unique_id`` makes the
@@ -30,11 +33,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from camserver import __version__
-from camserver.schema import StreamConfig
+from camserver.schema import StreamConfig, StreamState
 
-__all__ = ["Command", "Topics", "discovery", "parse_command", "removal", "states"]
+__all__ = [
+    "Command",
+    "Topics",
+    "available",
+    "discovery",
+    "parse_command",
+    "removal",
+    "states",
+]
 
 ON, OFF = "ON", "OFF"
+ONLINE, OFFLINE = "online", "offline"
 Switch = Literal["recording", "detection"]
 
 
@@ -50,6 +62,9 @@ class Topics:
     def state(self, stream: str, what: str) -> str:
         """``what``: motion, recording, detection, snapshot."""
         return f"{self.prefix}/{stream}/{what}"
+
+    def availability(self, stream: str) -> str:
+        return f"{self.prefix}/{stream}/availability"
 
     def command(self, stream: str, switch: Switch) -> str:
         return f"{self.prefix}/{stream}/{switch}/set"
@@ -89,9 +104,12 @@ def discovery(topics: Topics, stream: str, base_url: str) -> dict[str, bytes]:
             # Home Assistant 2026.4 dropped "object_id" (deprecated since 2025.10) for this
             # full entity id; entity ids allow no '-', stream names do.
             "default_entity_id": f"{component}.{stream.replace('-', '_')}_{obj}",
-            "availability_topic": topics.status,
-            "payload_available": "online",
-            "payload_not_available": "offline",
+            "availability": [
+                {"topic": topics.status, "payload_available": ONLINE},
+                {"topic": topics.availability(stream), "payload_available": ONLINE},
+            ],
+            "availability_mode": "all",
+            "payload_not_available": OFFLINE,
             "device": device,
         }
         if component == "camera":
@@ -114,18 +132,26 @@ def removal(topics: Topics, stream: str) -> dict[str, bytes]:
     """Empty retained payloads that make Home Assistant forget ``stream``'s entities (and
     clear its retained states)."""
     out = {topic: b"" for topic in discovery(topics, stream, "")}
-    for what in ("motion", "snapshot", "recording", "detection"):
+    for what in ("motion", "snapshot", "recording", "detection", "availability"):
         out[topics.state(stream, what)] = b""
     return out
 
 
-def states(topics: Topics, cfg: StreamConfig, moving: bool) -> dict[str, bytes]:
-    """The retained states of ``cfg``'s switches and motion sensor."""
+def states(
+    topics: Topics, cfg: StreamConfig, moving: bool, available: bool = True
+) -> dict[str, bytes]:
+    """The retained states of ``cfg``'s switches and motion sensor, and its availability."""
     return {
+        topics.availability(cfg.name): (ONLINE if available else OFFLINE).encode(),
         topics.state(cfg.name, "motion"): (ON if moving else OFF).encode(),
         topics.state(cfg.name, "recording"): (ON if cfg.recording.mode != "off" else OFF).encode(),
         topics.state(cfg.name, "detection"): (ON if cfg.motion.enabled else OFF).encode(),
     }
+
+
+def available(state: StreamState) -> bool:
+    """A stream's entities are available unless its push camera is overdue."""
+    return state is not StreamState.OVERDUE
 
 
 @dataclass(frozen=True, slots=True)

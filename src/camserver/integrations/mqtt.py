@@ -25,7 +25,7 @@ from camserver.errors import CamServerError, ConfigError, StreamNotFound
 from camserver.integrations import ha
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
-from camserver.schema import MotionPatch, RecordingPatch, StreamPatch
+from camserver.schema import MotionPatch, RecordingPatch, StreamPatch, StreamStatus
 from camserver.streaming.registry import StreamRegistry
 
 __all__ = ["MqttBridge", "broker_from_url"]
@@ -77,6 +77,7 @@ class MqttBridge:
         self._client_id = client_id
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(QUEUE)
         self._announced: set[str] = set()
+        self._available: dict[str, bool] = {}
         self.connected = False
         self.connects = 0
         self.commands = 0
@@ -96,6 +97,15 @@ class MqttBridge:
     def motion(self, event: MotionEvent, state: MotionState) -> None:
         topic = self.topics.state(event.stream, "motion")
         self._send(topic, (ha.ON if state == "start" else ha.OFF).encode())
+
+    def status_changed(self, name: str, status: StreamStatus) -> None:
+        """A stream's state changed: its availability follows (a push camera overdue)."""
+        available = ha.available(status.state)
+        if self._available.get(name, True) != available:
+            self._available[name] = available
+            state = b"online" if available else b"offline"
+            log.info("mqtt: %s is %s", name, state.decode())
+            self._send(self.topics.availability(name), state)
 
     def configured(self, name: str) -> None:
         """A stream was created, changed or deleted: its entities and states follow."""
@@ -119,9 +129,11 @@ class MqttBridge:
             self._announced.discard(name)
             return ha.removal(self.topics, name)
         self._announced.add(name)
+        available = ha.available(self.manager.status(name).state)
+        self._available[name] = available
         return {
             **ha.discovery(self.topics, name, self._base_url),
-            **ha.states(self.topics, cfg, self._moving(name)),
+            **ha.states(self.topics, cfg, self._moving(name), available),
         }
 
     # -- the connection ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Webhooks: a JSON POST at every motion event's start and end, to the server's URLs
-(``CAMSERVER_WEBHOOK_URLS``) and the stream's own (``motion.webhook_url``).
+"""Webhooks: a JSON POST at every motion event's start and end, and when a push camera
+becomes overdue and when it is back, to the server's URLs (``CAMSERVER_WEBHOOK_URLS``) and
+the stream's own (``motion.webhook_url``).
 
 Each URL has its own bounded queue and sender, so a receiver that hangs or fails delays
 only its own deliveries: never detection, other URLs or live video. A delivery is tried
@@ -17,6 +18,9 @@ Body::
     {"event": "motion_start" | "motion_end", "stream": "porch", "id": 41,
      "start": 1795593712.31, "end": null, "peak_area": 6.12,
      "snapshot_url": "http://camserver.lan:8000/api/events/41/snapshot.jpg"}
+
+    {"event": "stream_overdue" | "stream_back", "stream": "shed", "state": "overdue",
+     "reason": "no picture for 11 s (expected every 5 s)", "last_frame_at": 1795593712.31}
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from camserver.errors import StreamNotFound, TargetNotAllowed, UpstreamConnectEr
 from camserver.motion.events import MotionEvent
 from camserver.motion.service import MotionState
 from camserver.netguard import NetworkGuard
+from camserver.schema import StreamState, StreamStatus
 from camserver.schema.urls import mask_url
 
 __all__ = ["WebhookCounters", "Webhooks"]
@@ -87,13 +92,36 @@ class Webhooks:
             headers={"User-Agent": f"camserver/{__version__}"},
         )
         self._senders: dict[str, _Sender] = {}
+        self._overdue: set[str] = set()
 
     def motion(self, event: MotionEvent, state: MotionState) -> None:
+        self._post(event.stream, {"event": f"motion_{state}", **event.public(self._base_url)})
+
+    def status_changed(self, name: str, status: StreamStatus) -> None:
+        """A registry status listener: a push camera overdue, and back."""
+        overdue = status.state is StreamState.OVERDUE
+        if overdue == (name in self._overdue):
+            return
+        if overdue:
+            self._overdue.add(name)
+        else:
+            self._overdue.discard(name)
+            if status.state is not StreamState.STREAMING:
+                return  # deleted or stopped meanwhile: nothing to tell
+        body = {
+            "event": "stream_overdue" if overdue else "stream_back",
+            "stream": name,
+            "state": status.state.value,
+            "reason": status.last_error if overdue else None,
+            "last_frame_at": status.last_frame_at,
+        }
+        self._post(name, body)
+
+    def _post(self, stream: str, body: dict[str, Any]) -> None:
         try:
-            own = self._stream_url(event.stream)
+            own = self._stream_url(stream)
         except StreamNotFound:
             own = None
-        body = {"event": f"motion_{state}", **event.public(self._base_url)}
         for url in dict.fromkeys([*self.urls, *([own] if own else [])]):
             sender = self._senders.get(url)
             if sender is None:
@@ -151,7 +179,8 @@ class Webhooks:
                 break
             log.info("webhook %s: %s (attempt %d); again in %g s", shown, why, attempt + 1, pause)
             await asyncio.sleep(pause)
-        log.warning("webhook %s: gave up on %s %d: %s", shown, body["event"], body["id"], why)
+        what = f"{body['event']} {body.get('id', body.get('stream'))}"
+        log.warning("webhook %s: gave up on %s: %s", shown, what, why)
         return False
 
     async def close(self) -> None:

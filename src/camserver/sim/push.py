@@ -30,6 +30,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from camserver.schema.esp32 import framesize_number
 from camserver.sim.control import SENSOR_LIMITS
+from camserver.sim.frames import embed_send_time
 
 if TYPE_CHECKING:
     from camserver.sim.camera import SimCamera
@@ -170,6 +171,10 @@ class SimPusher:
 
     # -- the three ways ------------------------------------------------------------------
 
+    def _picture(self) -> bytes:
+        jpeg = self.camera.render()
+        return embed_send_time(jpeg, time.time()) if self.camera.embed_time else jpeg
+
     async def _websocket(self) -> None:
         headers = {"Authorization": f"Bearer {self.key}"}
         try:
@@ -193,7 +198,7 @@ class SimPusher:
                     await ws.send(self._telemetry())
                     next_telemetry = now + TELEMETRY_EVERY
                 if not self._paused:
-                    await ws.send(self.camera.render())
+                    await ws.send(self._picture())
                     self.stats.push_frames += 1
                     self.camera.frames_sent += 1
                 next_frame = max(next_frame + interval, time.monotonic())
@@ -218,7 +223,7 @@ class SimPusher:
             while True:
                 r = await client.post(
                     self.urls["frame"],
-                    content=self.camera.render(),
+                    content=self._picture(),
                     headers={"Content-Type": "image/jpeg", "Authorization": f"Bearer {self.key}"},
                 )
                 self.stats.push_frames += 1
@@ -241,7 +246,7 @@ class SimPusher:
         async def body() -> AsyncIterator[bytes]:
             interval = 1.0 / self.camera.fps
             while True:
-                jpeg = self.camera.render()
+                jpeg = self._picture()
                 head = (
                     f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                     f"Content-Length: {len(jpeg)}\r\n\r\n"

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 from camserver.codecs import push
 from camserver.schema import PushTelemetry, StreamConfig, StreamState
-from camserver.schema.esp32 import FRAMESIZE_NAMES
+from camserver.schema.esp32 import CONTROL_RANGES, FRAMESIZE_NAMES
 from camserver.sources.base import FrameSink, SourceTiming
 
 __all__ = ["Offer", "PushCounters", "PushSource", "Pusher"]
@@ -183,7 +183,7 @@ class PushSource:
         self.counters.telemetry += 1
         self.telemetry = PushTelemetry(at=time.time(), values=values)
         for key, value in values.items():
-            if key in ("framesize", "quality"):
+            if key in CONTROL_RANGES:
                 self.reported[key] = value
 
     def next_in(self) -> float | None:
