@@ -215,8 +215,8 @@ class SimPusher:
         except WebSocketException:
             pass
         self.stats.push_closes += 1
-        rcvd = ws.close_rcvd
-        self.last_close = None if rcvd is None else f"{rcvd.code} {rcvd.reason}"
+        code = ws.close_code
+        self.last_close = None if code is None else f"{code} {ws.close_reason}"
 
     async def _post_frames(self) -> None:
         async with httpx.AsyncClient(timeout=10, trust_env=False) as client:

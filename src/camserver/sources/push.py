@@ -237,8 +237,11 @@ class PushSource:
                     sink.show(state, reason)
                 self._shown = state
                 self._wake.clear()
+                # (Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+                # arrives as the event is set, and stop() would wait forever.)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), TICK)
+                    async with asyncio.timeout(TICK):
+                        await self._wake.wait()
         finally:
             self._sink = None
             if self.pusher is not None:
