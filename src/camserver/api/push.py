@@ -159,7 +159,8 @@ async def push_ws(ws: WebSocket, name: str) -> None:
             elif isinstance(got, push.Telemetry):
                 source.telemetry_in(got.values)
             else:
-                source.bad(got.reason)
+                if data is not None:  # (bad telemetry is no frame: only a strike)
+                    source.bad(got.reason)
                 if got.too_big:
                     pusher.close(got.reason, push.CLOSE_TOO_BIG)
                     break
