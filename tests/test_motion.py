@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import socketio
-from aiohttp import web
 from pydantic import SecretStr
 
 from camserver.config import Settings
 from camserver.recording.recorder import POST_ROLL, PRE_ROLL
 from tests.conftest import CameraFactory, Server, free_port, start_server, wait_for
 from tests.helpers.mjpeg import mjpeg_viewers
+from tests.helpers.webhooks import Receiver
 
 DEFAULTS = {
     "enabled": False,
@@ -168,33 +168,6 @@ async def test_an_object_starts_an_event_and_exposure_steps_and_excluded_zones_d
 async def _closed_clip(server: Server, name: str) -> bool:
     rows = (await server.client.get(f"/api/streams/{name}/recordings")).json()
     return bool(rows) and all(r["closed"] for r in rows)
-
-
-class Receiver:
-    """A webhook receiver on a loopback port: records POSTs, or hangs, or fails."""
-
-    def __init__(self, behaviour: str = "ok") -> None:
-        self.behaviour = behaviour
-        self.posts: list[dict[str, Any]] = []
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-
-    async def _hook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.posts.append({**body, "received": time.time()})
-        if self.behaviour == "hang":
-            await asyncio.sleep(3600)
-        if self.behaviour == "fail":
-            return web.Response(status=500, text="broken on purpose")
-        return web.Response(status=204)
-
-    async def start(self, stack: AsyncExitStack) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._hook)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        stack.push_async_callback(runner.cleanup)
 
 
 async def test_webhooks_get_each_event_and_a_hanging_or_failing_receiver_delays_nothing(

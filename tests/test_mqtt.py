@@ -18,7 +18,7 @@ import yaml
 from camserver.codecs.mjpeg import Frame, MJPEGParser
 from camserver.config import Settings
 from camserver.integrations import ha
-from camserver.schema import StreamConfig
+from camserver.schema import StreamConfig, StreamState
 from tests.conftest import CameraFactory, Proc, free_port, wait_for, wait_healthy
 from tests.helpers.mqtt import HomeAssistant, Mosquitto
 
@@ -214,10 +214,17 @@ def test_commands_and_configs_as_messages() -> None:
     cfg = StreamConfig.for_host("porch", "10.0.0.5")
     states = ha.states(topics, cfg, moving=True)
     assert states == {
+        "camserver/porch/availability": b"online",
         "camserver/porch/motion": b"ON",
         "camserver/porch/recording": b"OFF",
         "camserver/porch/detection": b"OFF",
     }
+    # A push camera that is overdue: its entities are unavailable.
+    assert ha.states(topics, cfg, moving=False, available=False)[
+        "camserver/porch/availability"
+    ] == (b"offline")
+    assert not ha.available(StreamState.OVERDUE)
+    assert ha.available(StreamState.WAITING)
     removal = ha.removal(topics, "porch")
     assert set(ha.discovery(topics, "porch", "http://x")) <= set(removal)
     assert all(p == b"" for p in removal.values())

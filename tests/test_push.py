@@ -7,75 +7,17 @@ import asyncio
 import json
 import statistics
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import websockets
 
-from camserver.sim.camera import SimCamera, free_port_pair
+from camserver.sim.camera import SimCamera
 from camserver.sim.frames import read_send_time
 from tests.conftest import CameraFactory, Server, wait_for
 from tests.helpers.mjpeg import mjpeg_viewers
+from tests.helpers.push import bearer, closed_with, create_push, sim_process, sim_stats
 from tests.helpers.socketio import Viewer
-
-
-async def create_push(server: Server, name: str, **extra: Any) -> dict[str, Any]:
-    r = await server.client.post("/api/streams", json={"name": name, "source": "push", **extra})
-    assert r.status_code == 201, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def _closed(ws: websockets.ClientConnection) -> None:
-    """Read until the server closes ``ws``."""
-    async for _ in ws:  # ends without error when the server closes cleanly
-        pass
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@asynccontextmanager
-async def sim_process(*args: str) -> AsyncIterator[str]:
-    """``camserver sim`` as a real process; yields its HTTP base URL (``/sim/stats``)."""
-    port = free_port_pair()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "camserver", "sim", "--http-port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(trust_env=False) as c:
-
-            async def up() -> bool:
-                assert proc.poll() is None, proc.communicate()[0]
-                try:
-                    return (await c.get(url + "/sim/stats")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await wait_for(up, 20, 0.1, what="the simulator")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=5)
-
-
-async def sim_stats(url: str) -> dict[str, int]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        data: dict[str, int] = (await c.get(url + "/sim/stats")).json()
-        return data
 
 
 async def test_a_push_stream_shows_its_key_once_and_never_again(
@@ -204,7 +146,7 @@ async def test_two_websocket_pushers_the_newest_wins(server: Server) -> None:
         first = (await server.status("door"))["pusher"]
         async with websockets.connect(push["ws_url"], additional_headers=headers) as new:
             assert json.loads(await new.recv()) == {"pause": False}
-            await _closed(old)
+            await closed_with(old)
             assert old.close_code == 1000
             assert old.close_reason == "a newer connection for this camera took over"
             await new.send(jpeg)

@@ -21,6 +21,7 @@ from camserver.sim.camera import SimCamera
 from tests.conftest import CameraFactory, Server, wait_for
 from tests.helpers.auth import ADMIN, auth
 from tests.helpers.mjpeg import mjpeg_viewers
+from tests.helpers.push import closed_with
 
 JPEG = SimCamera("p", framesize=6).render()
 
@@ -43,7 +44,7 @@ async def status(server: Server, name: str) -> dict[str, Any]:
 def uxga_jpeg(size: int = 130_000) -> bytes:
     """A UXGA picture of at least ``size`` bytes (padded with a comment segment, as big
     as an ESP32's UXGA JPEG is)."""
-    jpeg = SimCamera("big", framesize=13, quality=4).render()
+    jpeg = SimCamera("big", framesize=15, quality=4).render()
     pad = max(0, size - len(jpeg))
     segments = b""
     while pad > 0:
@@ -51,14 +52,6 @@ def uxga_jpeg(size: int = 130_000) -> bytes:
         segments += b"\xff\xfe" + (n + 2).to_bytes(2, "big") + b"c" * n
         pad -= n + 4
     return jpeg[:2] + segments + jpeg[2:]
-
-
-async def closed_with(ws: websockets.ClientConnection) -> tuple[int | None, str | None]:
-    """Read until the server closes ``ws``: its close code and reason."""
-    with contextlib.suppress(websockets.ConnectionClosed):  # (raised for codes but 1000/1001)
-        async for _ in ws:
-            pass
-    return ws.close_code, ws.close_reason
 
 
 async def test_garbage_too_big_too_fast_and_the_uxga_picture_that_must_pass(

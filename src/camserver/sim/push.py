@@ -28,9 +28,8 @@ import httpx
 import websockets
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from camserver.schema.esp32 import framesize_number
 from camserver.sim.control import SENSOR_LIMITS
-from camserver.sim.frames import embed_send_time
+from camserver.sim.frames import FRAMESIZE_BY_NAME, FRAMESIZES, embed_send_time
 
 if TYPE_CHECKING:
     from camserver.sim.camera import SimCamera
@@ -60,6 +59,13 @@ def push_urls(url: str) -> dict[str, str]:
     }
 
 
+def _framesize(value: object) -> object:
+    """A frame size by name ("SVGA", as the server sends it) or by number."""
+    if isinstance(value, str) and value.upper() in FRAMESIZE_BY_NAME:
+        return FRAMESIZE_BY_NAME[value.upper()].number
+    return value if value in FRAMESIZES else None
+
+
 @dataclass(slots=True)
 class PushStats:
     push_connects: int = 0
@@ -75,6 +81,8 @@ class PushStats:
     push_telemetry: int = 0
     push_closes: int = 0
     """Sessions the server ended."""
+    push_next_in_ms: int = -1
+    """Frame mode: the last answer's ``next_in`` in milliseconds (-1: null or none yet)."""
 
 
 class SimPusher:
@@ -133,7 +141,7 @@ class SimPusher:
     def apply(self, values: dict[str, Any]) -> None:
         """``{"set": {...}}``: the settings the firmware's ``/control`` would take."""
         for var, value in values.items():
-            number = framesize_number(value) if var == "framesize" else value
+            number = _framesize(value) if var == "framesize" else value
             limits = SENSOR_LIMITS.get(var)
             if limits is None or not isinstance(number, int) or isinstance(number, bool):
                 log.info("%s: ignoring setting %s=%r", self.camera.name, var, value)
@@ -238,6 +246,9 @@ class SimPusher:
                     self.apply(answer["set"])
                 self.stats.push_paused = int(bool(answer.get("pause")))
                 wait = answer.get("next_in")
+                self.stats.push_next_in_ms = (
+                    round(wait * 1000) if isinstance(wait, int | float) else -1
+                )
                 if not isinstance(wait, int | float):
                     wait = self.every if self.every is not None else 1.0 / self.camera.fps
                 await asyncio.sleep(max(0.05, float(wait)))  # esp_deep_sleep(next_in)
