@@ -527,16 +527,46 @@ form.addEventListener("submit", async (e) => {
   const name = form.elements.name.value.trim();
   const source = form.elements.source.value.trim();
   const body = { name };
-  if (source.includes("://")) body.stream_url = source; else body.host = source;
+  if (form.elements.push.checked) body.source = "push";
+  else if (source.includes("://")) body.stream_url = source; else body.host = source;
   const { ok, status, data } = await api("POST", "/api/streams", body);
   if (ok) {
     showErrors([]);
     form.reset();
+    showPushCreated(data);
     await refresh();
     return;
   }
   if (status === 422 && data && data.errors) showErrors(data.errors);
   else showErrors([{ field: null, message: (data && data.detail) || `HTTP ${status}` }]);
+});
+
+// A push camera's key and URLs, shown once (never again by any GET).
+function showPushCreated(stream) {
+  const box = document.getElementById("push-created");
+  box.hidden = !stream.push;
+  if (!stream.push) return;
+  document.getElementById("push-created-name").textContent = stream.name;
+  const p = stream.push;
+  definitions(document.getElementById("push-created-list"), [
+    ["Key", p.key], ["WebSocket", p.ws_url], ["One picture (POST)", p.frame_url], ["Multipart (POST)", p.mjpeg_url],
+  ]);
+}
+
+// Fill a <dl> with [term, value] rows.
+function definitions(dl, rows) {
+  dl.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = String(v);
+    dd.dataset.key = k;
+    return [dt, dd];
+  }));
+}
+
+form.elements.push.addEventListener("change", () => {
+  form.elements.source.disabled = form.elements.push.checked;
 });
 
 updateSummary();

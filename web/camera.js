@@ -100,20 +100,44 @@ function showStatus(s) {
   ];
   if (s.retry_at) rows.push(["Next attempt", clock(s.retry_at)]);
   if (s.node) rows.push(["Pulled by node", s.node]);
-  camStats.replaceChildren(...rows.flatMap(([k, v]) => {
-    const dt = document.createElement("dt");
-    dt.textContent = k;
-    const dd = document.createElement("dd");
-    dd.textContent = String(v);
-    dd.dataset.key = k;
-    return [dt, dd];
-  }));
+  if (s.pusher) rows.push(["Pushed from", s.pusher]);
+  if (s.telemetry) {
+    const values = Object.entries(s.telemetry.values).map(([k, v]) => `${k} ${v}`).join(", ");
+    rows.push(["Telemetry", `${values} (at ${clock(s.telemetry.at)})`]);
+  }
+  definitions(camStats, rows); // app.js
 }
 
 function showStream(stream) {
   showStatus(stream.status);
   showSettings(stream); // settings.js
+  showPushing(stream);
 }
+
+// -- a push camera: where it pushes, a new key -----------------------------------------------
+
+function showPushing(stream) {
+  const pushed = stream.source === "push";
+  document.getElementById("push-panel").hidden = !pushed;
+  document.getElementById("edit-panel").hidden = pushed;
+  document.getElementById("push-new").hidden = true;
+  if (!pushed) return;
+  const base = `${location.origin}/api/streams/${enc(stream.name)}`;
+  definitions(document.getElementById("push-urls"), [
+    ["WebSocket", `${base.replace(/^http/, "ws")}/push`], ["One picture (POST)", `${base}/frame`],
+    ["Multipart (POST)", `${base}/push.mjpeg`],
+    ["Expected every", stream.expect_every ? `${stream.expect_every} s` : "— (streams)"],
+  ]);
+}
+
+document.getElementById("push-new-key").addEventListener("click", async () => {
+  const name = pageStream;
+  if (!name || !confirm(`A new key for ${name}? The camera stops until it uses the new one.`)) return;
+  const { ok, status, data } = await api("POST", `/api/streams/${enc(name)}/push/key`);
+  const out = document.getElementById("push-new");
+  out.hidden = false;
+  definitions(out, ok ? [["New key (shown only now)", data.key]] : [["Refused", (data && data.detail) || `HTTP ${status}`]]);
+});
 
 // -- the camera's own settings ----------------------------------------------------------------
 
