@@ -38,6 +38,7 @@ from camserver.codecs import push
 from camserver.codecs.mjpeg import END, NEED_DATA, BadPart, MJPEGParser
 from camserver.errors import (
     CamServerError,
+    ClusterUnavailable,
     NotAPicture,
     PictureTooBig,
     PushKeyRefused,
@@ -147,6 +148,7 @@ async def push_ws(ws: WebSocket, name: str) -> None:
     source.attach(pusher)
     strikes = push.Strikes()
     try:
+        await manager.claim(name)
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -171,6 +173,8 @@ async def push_ws(ws: WebSocket, name: str) -> None:
                     break
     except WebSocketDisconnect:
         pass
+    except ClusterUnavailable as exc:
+        pusher.close(f"cannot take the camera here: {exc}", 1011)
     finally:
         source.detach(pusher)
         with contextlib.suppress(asyncio.TimeoutError, Exception):
@@ -237,6 +241,8 @@ async def push_frame(
         raise NotAPicture(got.reason)
     if request.client is not None:
         source.posted(f"{request.client.host}:{request.client.port}")
+    if await manager.claim(name):  # cluster mode: the camera's source starts here now
+        await source.until_running(1.0)
     outcome = source.offer(got.data)
     if outcome == "too_fast":
         raise PushTooFast(
@@ -262,6 +268,8 @@ async def _multipart(
     frames = 0
     strikes = push.Strikes()
     try:
+        if await manager.claim(name):
+            await source.until_running(1.0)
         async for chunk in _until(_chunks(request), pusher.ended):
             parser.receive_data(chunk)
             while True:

@@ -52,6 +52,18 @@ local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. redis.call('GET', KEYS[2]), 'PX', ARGV[2])
 return token
 """
+# KEYS: lease, fence. ARGV: node, ttl ms. A push camera connected to this node: its lease,
+# whoever held it (the newest connection wins; the old holder's next fenced publish and
+# renewal fail, so it stops). The token is the next fencing token, as in ACQUIRE.
+STEAL = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. redis.call('GET', KEYS[2]), 'PX', ARGV[2])
+return token
+"""
 # KEYS: lease. ARGV: "node|token", ttl ms.
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -181,6 +193,7 @@ class Backend:
             name: self.redis.register_script(text)
             for name, text in {
                 "acquire": ACQUIRE,
+                "steal": STEAL,
                 "renew": RENEW,
                 "release": RELEASE,
                 "publish": FENCED_PUBLISH,

@@ -76,6 +76,17 @@ class Leases:
         self.acquired += 1
         return Lease(name, token, self._deadline(sent), sent, sent)
 
+    async def steal(self, name: str) -> Lease:
+        """The lease, taken from whoever holds it (a push camera connected here: the
+        newest connection wins). The fencing token goes up (raises ClusterUnavailable)."""
+        k = self._b.keys
+        sent = time.monotonic()
+        token = int(
+            await self._b.script("steal", [k.lease(name), k.fence(name)], [self._b.node, self._ms])
+        )
+        self.acquired += 1
+        return Lease(name, token, self._deadline(sent), sent, sent)
+
     async def renew(self, lease: Lease) -> bool:
         """Extend ``lease``; False when it is someone else's now (raises ClusterUnavailable)."""
         sent = time.monotonic()

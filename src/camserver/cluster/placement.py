@@ -33,6 +33,9 @@ class ClusterPlacement:
     def forget(self, stream: StreamRecord) -> None:
         pass  # (the cluster's loop gives up a deleted camera's lease)
 
+    async def claim(self, stream: StreamRecord) -> bool:
+        return await self.cluster.claim(stream.cfg.name)
+
     def frames_coming(self, stream: StreamRecord) -> bool:
         return True  # the holder connects on demand and relays the first frame
 
@@ -57,6 +60,8 @@ class ClusterPlacement:
             return local
         if not cfg.enabled:
             state = StreamState.STOPPED
+        elif cfg.pushed:
+            state = StreamState.WAITING  # no node has the camera connected
         elif cfg.on_demand and not cluster.wanted_by_viewers(name):
             state = StreamState.IDLE
         else:

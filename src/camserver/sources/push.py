@@ -83,6 +83,8 @@ class PushSource:
         self._cap = push.RateCap(max_fps)
         self._poster: str | None = None
         """The address of the last camera that posted a picture."""
+        self._posted_at: float | None = None
+        self._running = asyncio.Event()
         self.pusher: Pusher | None = None
         self.telemetry: PushTelemetry | None = None
         self.counters = PushCounters()
@@ -174,6 +176,25 @@ class PushSource:
     def posted(self, address: str) -> None:
         """A camera posted a picture from ``address`` (one POST, no connection kept)."""
         self._poster = address
+        self._posted_at = time.monotonic()
+
+    def present(self, now: float) -> bool:
+        """The camera is connected here, or posted here lately (cluster mode: this node
+        holds its lease meanwhile)."""
+        if self.pusher is not None:
+            return True
+        if self._posted_at is None:
+            return False
+        recent = max(self._timing.frame_timeout, 2 * (self.expect_every or 0.0))
+        return now - self._posted_at < recent
+
+    async def until_running(self, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) for the stream's supervisor to run this source."""
+        if self._sink is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._running.wait()
+        return self._sink is not None
 
     def bad(self, reason: str) -> None:
         if self._sink is not None:
@@ -224,6 +245,7 @@ class PushSource:
     async def run(self, sink: FrameSink) -> None:
         """Runs until cancelled: publishes what the camera pushes, shows the state."""
         self._sink = sink
+        self._running.set()
         try:
             if self.pusher is not None:
                 sink.connected()
@@ -244,6 +266,7 @@ class PushSource:
                         await self._wake.wait()
         finally:
             self._sink = None
+            self._running.clear()
             if self.pusher is not None:
                 self.pusher.send(push.pause_message(True))
 

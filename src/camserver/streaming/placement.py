@@ -53,6 +53,12 @@ class Placement(Protocol):
         """The stream's status as every node reports it (``local``: this node's source)."""
         ...
 
+    async def claim(self, stream: StreamRecord) -> bool:
+        """A push camera connected here: its source should run here (cluster mode: this
+        node takes the camera's lease, from another node if need be). True when that
+        starts its source now."""
+        ...
+
     def frames_coming(self, stream: StreamRecord) -> bool:
         """Whether a frame is on its way for an on-demand stream just asked for (its
         source connects): worth waiting for rather than asking the camera for a still."""
@@ -98,6 +104,9 @@ class LocalPlacement:
 
     def status(self, stream: StreamRecord, local: StreamStatus) -> StreamStatus:
         return local
+
+    async def claim(self, stream: StreamRecord) -> bool:
+        return False  # every source runs here already, as the local rule says
 
     def frames_coming(self, stream: StreamRecord) -> bool:
         return stream.supervisor.running

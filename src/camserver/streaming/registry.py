@@ -194,6 +194,10 @@ class StreamRegistry:
         """The stream's source supervisor (cluster mode starts and stops it by lease)."""
         return self.record(name).supervisor
 
+    async def claim(self, name: str) -> bool:
+        """Push camera ``name`` connected here: its source runs here (see Placement.claim)."""
+        return await self.placement.claim(self.record(name))
+
     def push_source(self, name: str) -> PushSource:
         """The push camera ``name``'s source (WrongSourceKind for a pulled camera)."""
         source = self.record(name).supervisor.source
