@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, fanout, ingest, parser, peers, recording
+from bench import cluster, fanout, ingest, parser, peers, push, recording
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
@@ -48,6 +48,7 @@ def main() -> None:
             ingest.measure(n, 1.5 if args.smoke else 20.0, 1.0 if args.smoke else 2.0)
             for n in ([2] if args.smoke else [1, 8, 32])
         ],
+        "push": push.bench(args.smoke),
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
         "recording": recording.summary(
@@ -65,6 +66,8 @@ def main() -> None:
             " the same for a parser that knows every frame's offsets)\n\n"
             + md_table(results["parser"]),
             "Ingest (no viewers)\n\n" + md_table(results["ingest"]),
+            "Push cameras beside pulled ones (VGA at 15 fps, no viewers; cpu_per_frame_vs_pull"
+            " = against the pulled cameras of this run)\n\n" + push.table(results["push"]),
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),

@@ -25,6 +25,15 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
     assert {r["chunk"] for r in results["parser"]} == {"1 KB", "4 KB", "64 KB"}
     assert all(r["parser_mb_s"] > 10 for r in results["parser"])
     assert [r["cameras"] for r in results["ingest"]] == [2]
+    # Push cameras: every way in carried frames at the camera's rate beside pulled ones.
+    ways = [(r["way"], r["cameras"]) for r in results["push"]]
+    assert ways == [
+        ("pull (HTTP MJPEG ingest)", 2),
+        ("push (WebSocket)", 2),
+        ("push (POST per picture)", 2),
+        ("push (WebSocket)", 4),
+    ]
+    assert all(r["frames"] > 0 and r["fps_per_camera_min"] > 5 for r in results["push"])
     systems = {r["system"] for r in results["fanout"]}
     expected = {
         "camserver",

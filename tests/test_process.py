@@ -46,12 +46,16 @@ async def test_demo_cameras_stream_with_no_hardware(
 ) -> None:
     p = spawn("--db", str(tmp_path / "demo.db"), "--demo", "2")
     await wait_healthy(p)
-    for name in ("demo-1", "demo-2"):
+    for name in ("demo-1", "demo-2", "demo-push"):
         await wait_for(lambda n=name: _state_is(p.url, n, "streaming"), 15, what=name)
     async with httpx.AsyncClient(trust_env=False) as c:
         r = await c.get(p.url + "/api/streams/demo-1/snapshot")
         assert r.status_code == 200
         assert r.content[:2] == b"\xff\xd8"
+        # demo-push pushes over a WebSocket, with telemetry (a camera behind NAT).
+        pushed = (await c.get(p.url + "/api/streams/demo-push")).json()
+        assert pushed["source"] == "push"
+        assert pushed["status"]["pusher"].startswith("127.0.0.1:")
         # The demo records too (bounded), so recordings can be tried without hardware.
         assert (await c.get(p.url + "/api/streams/demo-1")).json()["recording"]["mode"] == (
             "continuous"

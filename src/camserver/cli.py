@@ -234,7 +234,10 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.demo:
         from camserver.demo import demo_cameras
 
-        cameras = demo_cameras(settings.demo)
+        # demo-push connects to this server as a camera on the Internet would.
+        local = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+        local = f"[{local}]" if ":" in local else local
+        cameras = demo_cameras(settings.demo, f"http://{local}:{settings.port}")
     app = create_app(settings, cameras=cameras)
     config = uvicorn.Config(
         app,

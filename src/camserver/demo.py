@@ -1,7 +1,8 @@
 """``camserver serve --demo N``: simulated cameras in the server's process, each with a
 stream that reads it, so a fresh install shows live video, motion and recording without
-hardware. CLI wiring: the only server-side module (with ``camserver.cli``) that imports the
-simulator."""
+hardware; and ``demo-push``, a camera that pushes its pictures to the server over a
+WebSocket (docs/push.md) with telemetry, as a camera behind NAT would. CLI wiring: the
+only server-side module (with ``camserver.cli``) that imports the simulator."""
 
 from __future__ import annotations
 
@@ -11,19 +12,40 @@ from contextlib import AsyncExitStack
 
 from camserver.schema import MotionSettings, RecordingSettings, StreamConfig
 from camserver.sim.camera import SimCamera
+from camserver.tokens import hash_token, new_token
 
-__all__ = ["demo_cameras", "start_demo"]
+__all__ = ["demo_cameras", "start_demo", "start_pusher"]
 
 log = logging.getLogger(__name__)
 
 
-def demo_cameras(count: int) -> Callable[[AsyncExitStack], Awaitable[list[StreamConfig]]]:
-    """What the runtime calls at start (``Runtime.running(cameras=...)``)."""
+def demo_cameras(
+    count: int, server_url: str | None = None
+) -> Callable[[AsyncExitStack], Awaitable[list[StreamConfig]]]:
+    """What the runtime calls at start (``Runtime.running(cameras=...)``); with
+    ``server_url`` (where the server listens), a pushing camera too."""
 
     async def start(stack: AsyncExitStack) -> list[StreamConfig]:
-        return await start_demo(stack, count)
+        configs = await start_demo(stack, count)
+        if server_url is not None:
+            configs.append(await start_pusher(stack, server_url))
+        return configs
 
     return start
+
+
+async def start_pusher(stack: AsyncExitStack, server_url: str) -> StreamConfig:
+    """``demo-push``: a simulated camera that pushes to the server at ``server_url`` over a
+    WebSocket (it connects once the server listens, and again after any restart: a new
+    key is made at every start)."""
+    key = new_token()
+    cam = await stack.enter_async_context(SimCamera("demo-push", fps=10, framesize=8))
+    ws = server_url.replace("http", "ws", 1).rstrip("/") + "/api/streams/demo-push/push"
+    cam.push_to(ws, key)
+    log.info("demo camera demo-push pushes to %s", ws)
+    return StreamConfig(
+        name="demo-push", source="push", stream_url="", push_key_hash=hash_token(key)
+    )
 
 
 async def start_demo(stack: AsyncExitStack, count: int) -> list[StreamConfig]:
