@@ -70,25 +70,27 @@ class PushAnswer(BaseModel):
     pause: bool = Field(description="Nobody needs pictures now: send none until told.")
 
 
-def _key(headers: Any, query: Any) -> str | None:
+def _keys(headers: Any, query: Any) -> list[str]:
+    """The keys a request presents: ``?key=`` and a Bearer header (either may be the push
+    key: a proxy or a ``.curlrc`` may add a token header of its own)."""
     auth = headers.get("authorization")
-    return (bearer_token(auth) if auth else None) or query.get("key") or None
+    found = [query.get("key"), bearer_token(auth) if auth else None]
+    return [k for k in found if k]
 
 
-def admit(manager: StreamRegistry, name: str, key: str | None) -> PushSource:
-    """The push source of ``name`` if ``key`` is its current key (else PushKeyRefused,
-    the same for any stream, existing or not)."""
+def admit(manager: StreamRegistry, name: str, keys: list[str]) -> PushSource:
+    """The push source of ``name`` if one of ``keys`` is its current key (else
+    PushKeyRefused, the same for any stream, existing or not)."""
     try:
         cfg = manager.config(name)
     except StreamNotFound:
         cfg = None
-    if cfg is None or not cfg.pushed or cfg.push_key_hash is None or not key:
+    wanted = cfg.push_key_hash if cfg is not None and cfg.pushed else None
+    # (Every key is hashed and compared, found or not: the time tells nothing either.)
+    matches = [hmac.compare_digest(hash_token(k), wanted or "") for k in keys]
+    if cfg is None or wanted is None or not any(matches):
         _refused(manager, name)
     assert cfg is not None
-    assert cfg.push_key_hash is not None
-    assert key is not None
-    if not hmac.compare_digest(hash_token(key), cfg.push_key_hash):
-        _refused(manager, name)
     if not cfg.enabled:
         raise StreamStopped(f"stream {name!r} is stopped: start it to take pictures")
     return manager.push_source(name)
@@ -136,7 +138,7 @@ class _WebSocketPusher:
 async def push_ws(ws: WebSocket, name: str) -> None:
     manager: StreamRegistry = ws.state.runtime.manager
     try:
-        source = admit(manager, name, _key(ws.headers, ws.query_params))
+        source = admit(manager, name, _keys(ws.headers, ws.query_params))
     except StreamError as exc:
         status = 401 if isinstance(exc, PushKeyRefused) else 409
         await _deny(ws, status, str(exc))
@@ -230,7 +232,7 @@ async def push_frame(
 ) -> PushAnswer:
     """One picture from a camera that wakes, posts and sleeps. The answer says when the
     next one is due and which settings to apply."""
-    source = admit(manager, name, _key(request.headers, request.query_params))
+    source = admit(manager, name, _keys(request.headers, request.query_params))
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("image/jpeg", "image/jpg"):
         raise WrongPictureType(f"send the picture as image/jpeg, not {ctype or 'no type'}")
@@ -359,7 +361,7 @@ async def push_mjpeg(
 ) -> JSONResponse:
     """A ``multipart/x-mixed-replace`` body of JPEGs, for as long as it lasts
     (``ffmpeg -re -i clip -f mpjpeg -method POST URL``)."""
-    source = admit(manager, name, _key(request.headers, request.query_params))
+    source = admit(manager, name, _keys(request.headers, request.query_params))
     return await _multipart(request, manager, name, source)
 
 
@@ -371,7 +373,7 @@ async def push_mjpeg_go2rtc(
     key: Annotated[str | None, Query(description="The push key (or a Bearer header)")] = None,
 ) -> JSONResponse:
     """go2rtc's push URL: the same as ``POST /api/streams/{dst}/push.mjpeg``."""
-    source = admit(manager, dst, _key(request.headers, request.query_params))
+    source = admit(manager, dst, _keys(request.headers, request.query_params))
     return await _multipart(request, manager, dst, source)
 
 
