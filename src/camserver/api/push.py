@@ -217,6 +217,7 @@ async def _body(request: Request, max_bytes: int) -> bytes:
     "/api/streams/{name}/frame",
     responses={
         401: {"description": "Wrong or old push key"},
+        409: {"description": "The stream is stopped"},
         413: {"description": "Over CAMSERVER_MAX_FRAME_BYTES"},
         415: {"description": "Not image/jpeg"},
         422: {"description": "Not a whole JPEG"},
@@ -342,7 +343,10 @@ async def _until(chunks: AsyncIterator[bytes], ended: asyncio.Event) -> AsyncIte
 
 
 _MULTIPART = {
-    "responses": {401: {"description": "Wrong or old push key"}},
+    "responses": {
+        401: {"description": "Wrong or old push key"},
+        409: {"description": "The stream is stopped, or a newer connection took over"},
+    },
     "openapi_extra": {
         "requestBody": {
             "required": True,
