@@ -89,6 +89,20 @@ def _frames(c: httpx.Client) -> dict[str, int]:
     return {s["name"]: s["status"]["frames"] for s in c.get("/api/streams").json()}
 
 
+def _window(
+    c: httpx.Client, proc: Any, settle: float, seconds: float
+) -> tuple[dict[str, int], dict[str, int], Meter]:
+    """After ``settle`` s: the streams' frame counts before and after ``seconds`` s of the
+    server's CPU metered."""
+    time.sleep(settle)
+    before = _frames(c)
+    meter = Meter(proc)
+    meter.start()
+    time.sleep(seconds)
+    meter.stop()
+    return before, _frames(c), meter
+
+
 def _measure_push(
     url: str, proc: Any, mode: str, count: int, seconds: float, settle: float
 ) -> dict[str, Any]:
@@ -114,13 +128,7 @@ def _measure_push(
             stdout=subprocess.DEVNULL,
         )
         try:
-            time.sleep(settle)
-            before = _frames(c)
-            meter = Meter(proc)
-            meter.start()
-            time.sleep(seconds)
-            meter.stop()
-            after = _frames(c)
+            before, after, meter = _window(c, proc, settle, seconds)
         finally:
             load.wait(timeout=60)
             Path(f.name).unlink()
@@ -140,13 +148,7 @@ def _measure_push(
 def _measure_pull(url: str, proc: Any, count: int, seconds: float, settle: float) -> dict[str, Any]:
     with cameras(count) as ports, httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
         names = add_streams(url, ports)
-        time.sleep(settle)
-        before = _frames(c)
-        meter = Meter(proc)
-        meter.start()
-        time.sleep(seconds)
-        meter.stop()
-        after = _frames(c)
+        before, after, meter = _window(c, proc, settle, seconds)
         for name in names:
             c.delete(f"/api/streams/{name}")
     per_camera = [(after[n] - before[n]) / meter.wall for n in names]

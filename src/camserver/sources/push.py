@@ -179,14 +179,10 @@ class PushSource:
         self._posted_at = time.monotonic()
 
     def present(self, now: float) -> bool:
-        """The camera is connected here, or posted here lately (cluster mode: this node
-        holds its lease meanwhile)."""
-        if self.pusher is not None:
-            return True
-        if self._posted_at is None:
-            return False
-        recent = max(self._timing.frame_timeout, 2 * (self.expect_every or 0.0))
-        return now - self._posted_at < recent
+        """The camera is connected here, or last posted here (cluster mode: this node
+        holds its lease meanwhile, overdue or not, until another node's connection takes
+        it)."""
+        return self.pusher is not None or self._posted_at is not None
 
     async def until_running(self, timeout: float) -> bool:
         """Wait (up to ``timeout`` s) for the stream's supervisor to run this source."""
@@ -231,7 +227,9 @@ class PushSource:
     # -- the stream's side -------------------------------------------------------------
 
     def close(self, reason: str) -> None:
-        """The stream is deleted or its key changed: end the camera's connection."""
+        """The stream is deleted, its key changed or (cluster mode) the camera went to
+        another node: end the camera's connection here."""
+        self._posted_at = None
         pusher, self.pusher = self.pusher, None
         if pusher is not None:
             pusher.close(reason)
