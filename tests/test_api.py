@@ -155,7 +155,10 @@ async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraF
         "viewers",
         "demand",
         "node",
+        "pusher",
+        "telemetry",
     }
+    assert (st["pusher"], st["telemetry"]) == (None, None)  # (push cameras' fields)
     # Nobody watches, nothing records: no demand (the camera is not on demand anyway).
     assert st["demand"] == {"viewers": 0, "recording": False, "motion": False, "remote": 0}
     assert st["node"] is None  # one node: no cluster

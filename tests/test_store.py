@@ -76,13 +76,16 @@ async def test_a_database_of_the_first_release_is_migrated(tmp_path: Path) -> No
     with sqlite3.connect(db) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(streams)")]
     conn.close()
-    assert columns[-6:] == [
+    assert columns[-9:] == [
         "on_demand",
         "username",
         "password",
         "auth_scheme",
         "recording",
         "motion",
+        "source",
+        "expect_every",
+        "push_key_hash",
     ]
 
 

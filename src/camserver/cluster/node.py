@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from camserver.cluster.backend import Backend
 from camserver.cluster.lease import Lease, Leases
+from camserver.cluster.push import let_pusher_go, pushed_here
 from camserver.cluster.relay import ClusterHub, FrameRelay
 from camserver.cluster.store import ConfigFeed
 from camserver.errors import ClusterUnavailable
 from camserver.schema import StreamConfig, StreamState, StreamStatus
-from camserver.sources import PushSource
 from camserver.streaming.registry import StreamRegistry
 
 if TYPE_CHECKING:
@@ -123,24 +123,6 @@ class Cluster:
         """This node no longer holds the camera: let it go."""
         if name in self.manager:
             await self.manager.supervisor(name).stop(StreamState.STOPPED)
-
-    async def claim(self, name: str) -> bool:
-        """A push camera connected to this node (or posted to it): its lease is taken here,
-        from another node if need be (the newest connection wins); the other node's next
-        fenced publish and renewal fail, and it closes its connection to the camera."""
-        if name in self.held:
-            return False
-        lease = await self.leases.steal(name)
-        log.info(
-            "cluster: push camera %s connected here: took its lease (token %d)", name, lease.token
-        )
-        self._take(lease)
-        return True
-
-    def _pushed_here(self, name: str, now: float) -> bool | None:
-        """For a push camera: whether it is connected to this node (None: not one)."""
-        source = self.manager.record(name).supervisor.source
-        return source.present(now) if isinstance(source, PushSource) else None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -274,7 +256,7 @@ class Cluster:
     def _should_run(self, name: str, now: float) -> bool:
         if name not in self.manager:
             return False
-        if self._pushed_here(name, now) is False:
+        if pushed_here(self.manager, name) is False:
             return False  # a push camera runs where it is connected, nowhere else
         return wanted(
             self.manager.config(name),
@@ -334,7 +316,7 @@ class Cluster:
                 if lease is not None:
                     room -= 1
                     self._free_since.pop(name, None)
-                    self._take(lease)
+                    self.take(lease)
         if now - self._last_rebalance >= REBALANCE_EVERY and overloaded(
             len(self.held),
             share,
@@ -357,7 +339,7 @@ class Cluster:
 
     # -- taking and letting go ------------------------------------------------------------
 
-    def _take(self, lease: Lease) -> None:
+    def take(self, lease: Lease) -> None:
         self.held[lease.name] = lease
         log.info("cluster: took camera %s (token %d)", lease.name, lease.token)
         hub = self.hubs.get(lease.name)
@@ -377,10 +359,7 @@ class Cluster:
         if hub is not None:
             hub.release()
         await self._halt(name)
-        if name in self.manager:
-            source = self.manager.record(name).supervisor.source
-            if isinstance(source, PushSource):  # its newer connection is on another node
-                source.close(f"this node lost the camera's lease: {why}")
+        let_pusher_go(self.manager, name, f"this node lost the camera's lease: {why}")
         self.relay.update()
         self._dirty = True
         self._held_changed(name)

@@ -5,6 +5,7 @@ status is the one the holder reports, seen from any node."""
 from __future__ import annotations
 
 from camserver.cluster.node import Cluster
+from camserver.cluster.push import claim
 from camserver.errors import StreamNotFound
 from camserver.schema import StreamState, StreamStatus
 from camserver.streaming.hub import LocalHub
@@ -34,7 +35,7 @@ class ClusterPlacement:
         pass  # (the cluster's loop gives up a deleted camera's lease)
 
     async def claim(self, stream: StreamRecord) -> bool:
-        return await self.cluster.claim(stream.cfg.name)
+        return await claim(self.cluster, stream.cfg.name)
 
     def frames_coming(self, stream: StreamRecord) -> bool:
         return True  # the holder connects on demand and relays the first frame
