@@ -138,6 +138,14 @@ async def test_continuous_recording_keeps_every_frame_in_playable_segments(
         service = server.state.recording
         assert service is not None
         await wait_for(lambda: not service.recorder.recording("c1"), 10, what="recording off")
+
+        async def all_closed() -> bool:
+            # (The last segment's row is closed by the writer thread just after recording
+            # stops: a fresh-clone run under load read it a moment before.)
+            rows = (await server.client.get("/api/streams/c1/recordings")).json()
+            return bool(rows) and all(s["closed"] for s in rows)
+
+        await wait_for(all_closed, 10, what="every segment closed")
         r = await server.client.get("/api/streams/c1/recordings")
         assert r.status_code == 200
         segments = r.json()
