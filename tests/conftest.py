@@ -68,6 +68,9 @@ FAST = {
     # Network safety: discovery never leaves loopback in tests.
     "discovery_interfaces": "lo",
     "discovery_listen_port": 0,
+    # Many servers start at once (the cluster's nodes, spawned processes): RTSP only where
+    # a test asks for it, on a free port.
+    "rtsp_port": 0,
 }
 
 

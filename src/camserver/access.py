@@ -66,6 +66,11 @@ class TokenChecker:
             record.last_used = now
         return found
 
+    def plain_tokens(self) -> list[str]:
+        """The tokens whose secret the server has (the environment's; managed tokens are
+        kept hashed): what RTSP Digest can check a response against."""
+        return [t.decode() for t in (self._admin, self._view) if t is not None]
+
     def valid(self, grant: Grant, now: float | None = None) -> bool:
         """``grant`` still holds: an environment token's always does, a managed token's
         until it is revoked (on any node: the cluster's feed replaces ``managed``) or

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    rtsp_port: int = Field(
+        8554,
+        ge=0,
+        le=65535,
+        description="RTSP port (rtsp://HOST:PORT/<stream>, docs/rtsp.md); 0 turns RTSP off.",
+    )
     db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
     demo: int = Field(0, ge=0, le=64, description="Simulated cameras to start in-process.")
     recordings_dir: Path | None = Field(

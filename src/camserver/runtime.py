@@ -27,6 +27,7 @@ from camserver.discovery.interfaces import select_interfaces
 from camserver.discovery.service import DiscoveryService
 from camserver.errors import StreamExists
 from camserver.integrations.webhooks import Webhooks
+from camserver.live.rtsp.server import RtspServer
 from camserver.memory import Housekeeper
 from camserver.motion.service import MotionService, start_motion
 from camserver.netguard import NetworkGuard
@@ -68,6 +69,8 @@ class Runtime:
     motion: MotionService
     webhooks: Webhooks
     mqtt: MqttBridge | None = None
+    rtsp: RtspServer | None = None
+    rtsp_off: str = ""
     """With CAMSERVER_MQTT_URL only."""
     cluster: Cluster | None = None
     """Cluster mode (CAMSERVER_REDIS_URL) only."""
@@ -144,6 +147,7 @@ class Runtime:
                 stack, settings, manager, recording, realtime, cluster
             )
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
+            rtsp, rtsp_off = await _start_rtsp(stack, settings, manager, checker)
             runtime = cls(
                 settings=settings,
                 client=client,
@@ -161,6 +165,8 @@ class Runtime:
                 motion=motion,
                 webhooks=webhooks,
                 mqtt=mqtt,
+                rtsp=rtsp,
+                rtsp_off=rtsp_off,
             )
             jobs = (
                 runtime.loop_lag.run(),
@@ -272,6 +278,25 @@ async def _start_motion(
 
     stack.push_async_callback(stop_leading)
     return motion, webhooks, mqtt
+
+
+async def _start_rtsp(
+    stack: AsyncExitStack, settings: Settings, manager: StreamRegistry, checker: TokenChecker
+) -> tuple[RtspServer | None, str]:
+    """RTSP out on ``CAMSERVER_RTSP_PORT`` (0: off). A port in use turns RTSP off with a
+    log line: the rest of the server runs on."""
+    if not settings.rtsp_port:
+        return None, "CAMSERVER_RTSP_PORT is 0"
+    server = RtspServer(manager.admission.admit, checker, settings.host, settings.rtsp_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        why = f"RTSP port {settings.rtsp_port} cannot be used: {exc.strerror or exc}"
+        log.error("%s; RTSP is off (set CAMSERVER_RTSP_PORT)", why)
+        await server.close()
+        return None, why
+    stack.push_async_callback(server.close)
+    return server, ""
 
 
 async def _start_discovery(

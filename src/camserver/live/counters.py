@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["LiveCounters", "OutputCounters", "counters"]
+__all__ = ["LiveCounters", "OutputCounters", "RtspCounters", "counters"]
 
 
 @dataclass(slots=True)
@@ -23,11 +23,19 @@ class OutputCounters:
 
 
 @dataclass(slots=True)
+class RtspCounters(OutputCounters):
+    skipped_unsupported: int = 0
+    """Frames RFC 2435 cannot carry (progressive, other sampling, ...): logged once per
+    stream and reason."""
+
+
+@dataclass(slots=True)
 class LiveCounters:
     mjpeg: OutputCounters = field(default_factory=OutputCounters)
     socketio: OutputCounters = field(default_factory=OutputCounters)
     """Frames written straight to a WebSocket (emits through python-socketio are not
     counted here)."""
+    rtsp: RtspCounters = field(default_factory=RtspCounters)
 
 
 counters = LiveCounters()

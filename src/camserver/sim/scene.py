@@ -103,4 +103,9 @@ class SceneRenderer:
         self._frame += 1
         img += bank[self._frame % len(bank)]
         pixels = np.clip(img, 0, 255).astype(np.uint8)
-        return bytes(simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGB"))
+        # 4:2:2, as the OV2640 sends (RFC 2435 type 0; the test pattern is 4:2:0, type 1).
+        return bytes(
+            simplejpeg.encode_jpeg(
+                pixels, quality=quality, colorspace="RGB", colorsubsampling="422"
+            )
+        )
