@@ -132,7 +132,7 @@ class StateCollector(Collector):
             connects.add_metric([name], s.upstream_connects)
             fps.add_metric([name], s.fps)
             kinds = manager.hub(name).demand.viewers_by_kind()
-            for kind in ("socketio", "mjpeg", "snapshot"):
+            for kind in ("socketio", "mjpeg", "snapshot", "rtsp"):
                 viewers.add_metric([name, kind], kinds.get(kind, 0))
             mjpeg_total += kinds.get("mjpeg", 0)
             source = manager.record(name).supervisor.source
@@ -160,6 +160,26 @@ class StateCollector(Collector):
         out.add_metric(["rate"], counters.mjpeg.skipped_rate)
         out.add_metric(["resent"], counters.mjpeg.resent)
         yield out
+        rtsp = CounterMetricFamily(
+            "camserver_rtsp_frames",
+            "Frames offered to RTSP sessions, by outcome (sent; slow: skipped, socket full; "
+            "unsupported: a JPEG RFC 2435 cannot carry)",
+            labels=["outcome"],
+        )
+        rtsp.add_metric(["sent"], counters.rtsp.sent)
+        rtsp.add_metric(["slow"], counters.rtsp.skipped_slow)
+        rtsp.add_metric(["unsupported"], counters.rtsp.skipped_unsupported)
+        yield rtsp
+        if rt.rtsp is not None:
+            refused = CounterMetricFamily(
+                "camserver_rtsp_refused", "RTSP requests refused, by status", labels=["status"]
+            )
+            for status, count in sorted(rt.rtsp.refused.items()):
+                refused.add_metric([str(status)], count)
+            yield refused
+            sessions = GaugeMetricFamily("camserver_rtsp_connections", "Open RTSP connections")
+            sessions.add_metric([], len(rt.rtsp.connections))
+            yield sessions
         sio = GaugeMetricFamily("camserver_socketio_clients", "Connected Socket.IO clients")
         sio.add_metric([], rt.realtime.sockets.count())
         yield sio
