@@ -112,7 +112,37 @@ function showStream(stream) {
   showStatus(stream.status);
   showSettings(stream); // settings.js
   showPushing(stream);
+  showRtsp(stream.name);
 }
+
+// -- RTSP: the camera's rtsp:// URL, to copy into an NVR --------------------------------------
+
+let rtspInfo = null;
+
+async function showRtsp(name) {
+  if (rtspInfo === null) {
+    const { ok, data } = await api("GET", "/api/rtsp");
+    rtspInfo = ok ? data : { enabled: false };
+  }
+  const panel = document.getElementById("rtsp-panel");
+  panel.hidden = !rtspInfo.enabled || name !== pageStream;
+  if (panel.hidden) return;
+  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
+  document.getElementById("rtsp-url").value = `rtsp://${host}:${rtspInfo.port}/${enc(name)}`;
+  document.getElementById("rtsp-copied").textContent = "";
+}
+
+document.getElementById("rtsp-copy").addEventListener("click", async () => {
+  const input = document.getElementById("rtsp-url");
+  const said = document.getElementById("rtsp-copied");
+  try {
+    await navigator.clipboard.writeText(input.value); // (secure contexts only: https, localhost)
+    said.textContent = "Copied.";
+  } catch {
+    input.select(); // elsewhere: selected, for Ctrl+C
+    said.textContent = "Selected: press Ctrl+C to copy.";
+  }
+});
 
 // -- a push camera: where it pushes, a new key -----------------------------------------------
 

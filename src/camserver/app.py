@@ -34,6 +34,7 @@ from camserver.api import (
     motion,
     push,
     recordings,
+    rtsp,
     streams,
     tokens,
 )
@@ -193,6 +194,7 @@ def create_app(
         tokens,
         cluster,
         push,
+        rtsp,
     )
     for module in routers:
         app.include_router(module.router)

@@ -17,7 +17,7 @@ from camserver.schema.recordings import (
     RecordingPatch,
     RecordingSettings,
 )
-from camserver.schema.server import ClusterNode, ClusterOut, HealthOut, RedisHealth
+from camserver.schema.server import ClusterNode, ClusterOut, HealthOut, RedisHealth, RtspOut
 from camserver.schema.streams import (
     NAME_PATTERN,
     AuthScheme,
@@ -65,6 +65,7 @@ __all__ = [
     "RecordingPatch",
     "RecordingSettings",
     "RedisHealth",
+    "RtspOut",
     "SettingsResult",
     "SourceKind",
     "StreamConfig",

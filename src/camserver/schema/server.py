@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-__all__ = ["ClusterNode", "ClusterOut", "HealthOut", "RedisHealth"]
+__all__ = ["ClusterNode", "ClusterOut", "HealthOut", "RedisHealth", "RtspOut"]
 
 
 class HealthOut(BaseModel):
@@ -16,6 +16,17 @@ class HealthOut(BaseModel):
     """Cluster mode: this node's id."""
     redis: str | None = None
     """Cluster mode: ``ok`` or ``unreachable: <why>``."""
+
+
+class RtspOut(BaseModel):
+    """``GET /api/rtsp``: where RTSP clients connect (``rtsp://HOST:port/<stream>``)."""
+
+    enabled: bool
+    port: int | None = None
+    udp_ports: list[int] | None = None
+    """The server's RTP/RTCP port pair for clients that ask for UDP."""
+    reason: str | None = None
+    """Why RTSP is off (``CAMSERVER_RTSP_PORT=0``, the port in use)."""
 
 
 class ClusterNode(BaseModel):
