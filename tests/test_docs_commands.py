@@ -25,7 +25,7 @@ import pytest
 from pydantic import SecretStr
 
 from camserver.config import Settings
-from tests.conftest import CameraFactory, Server, start_server, wait_for
+from tests.conftest import CameraFactory, Server, free_port, start_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "docs-admin-token-00001"
@@ -104,7 +104,7 @@ async def documented(
     porch = await camera("porch", fps=10, scene={}, discovery_port=port)
     garage = await camera("garage", fps=10)
     driveway = await camera("driveway", fps=5)
-    update: dict[str, Any] = {"recording_segment_seconds": 3.0}
+    update: dict[str, Any] = {"recording_segment_seconds": 3.0, "rtsp_port": free_port()}
     if request.param == "tokens":
         update["api_token"] = SecretStr(ADMIN)
     async with AsyncExitStack() as stack:
@@ -231,11 +231,14 @@ async def test_every_documented_command_runs_verbatim(
             command = command.replace("esp32-cam-1a2b", found)
         if tokens and not command.startswith("curl "):  # players take it in the URL
             command = re.sub(
-                r"http://127\.0\.0\.1:8000(\S*)",
+                r"(?:http://127\.0\.0\.1:8000|rtsp://127\.0\.0\.1:8554)(\S*)",
                 lambda m: m.group(0) + ("&" if "?" in m.group(1) else "?") + f"token={ADMIN}",
                 command,
             )
         command = command.replace("http://127.0.0.1:8000", server.url)
+        command = command.replace(
+            "rtsp://127.0.0.1:8554", f"rtsp://127.0.0.1:{server.settings.rtsp_port}"
+        )
         command = command.replace('"192.168.1.50"', f'"{cams["porch"].address}"')
         host, http_port = cams["garage"].address.split(":")
         command = command.replace(
@@ -262,9 +265,10 @@ async def test_every_documented_command_runs_verbatim(
             if '"source": "push"' in command or "/push/key" in command:
                 # docs/push.md: the key shown once is $KEY in the commands that follow.
                 env["KEY"] = re.search(r'"key":"([^"]+)"', out).group(1)  # type: ignore[union-attr]
-    assert ran >= (39 if tokens else 36), ran
+    assert ran >= (41 if tokens else 38), ran
     # What the commands wrote is what they say: images, a Matroska file, MP4s.
     assert (work / "porch.jpg").read_bytes()[:2] == b"\xff\xd8"
     assert (work / "porch-01.jpg").read_bytes()[:2] == b"\xff\xd8"  # ffmpeg's frames
+    assert (work / "porch-rtsp.jpg").read_bytes()[:2] == b"\xff\xd8"  # docs/rtsp.md
     assert (work / "porch.mkv").read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
     assert (work / "clip.mp4").read_bytes()[4:8] == b"ftyp"
