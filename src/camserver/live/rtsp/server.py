@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from camserver.live.counters import counters
-from camserver.live.rtsp import rtp_jpeg
+from camserver.live.rtsp import rtp_h264, rtp_jpeg
 from camserver.live.rtsp.auth import Authorizer, Grants
-from camserver.live.rtsp.session import HIGH_WATER, RtspConnection
+from camserver.live.rtsp.h264 import AccessUnit, Encoders
+from camserver.live.rtsp.session import HIGH_WATER, RtspConnection, RtspSession
 from camserver.streaming.hub import HubFrame, LocalHub
 
 __all__ = ["Grants", "RtspServer"]
@@ -70,6 +71,9 @@ class RtspServer:
         self._per_client: dict[str, int] = {}
         self._streams: dict[str, _Stream] = {}
         self.auth = Authorizer(grants)
+        self.encoders = Encoders(self._h264_out)
+        self._h264: dict[str, set[tuple[RtspConnection, RtspSession]]] = {}
+        self._h264_streams: dict[str, _Stream] = {}
         self._task: asyncio.Task[None] | None = None
         self.refused: dict[int, int] = {}
         """RTSP status → answers of it (errors only)."""
@@ -117,7 +121,50 @@ class RtspServer:
             return a, b
         raise OSError("no free pair of UDP ports for RTP")
 
+    # -- the H.264 path ------------------------------------------------------------------
+
+    async def h264_parameter_sets(
+        self, name: str, hub: LocalHub, client: str
+    ) -> list[bytes] | None:
+        """The stream's SPS and PPS for a DESCRIBE of ``/h264``: its encoder started (and
+        the camera connected, if on demand) until the first keyframe, or None after 8 s."""
+        with hub.viewer("rtsp", client):
+            encoder = self.encoders.want(name, hub)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(8.0):
+                        await encoder.ready.wait()
+                return encoder.parameter_sets
+            finally:
+                self.encoders.release(name)
+
+    def h264_play(self, conn: RtspConnection, session: RtspSession) -> None:
+        self.encoders.want(session.name, session.hub).keyframe()
+        self._h264.setdefault(session.name, set()).add((conn, session))
+
+    def h264_stop(self, conn: RtspConnection, session: RtspSession) -> None:
+        playing = self._h264.get(session.name, set())
+        if (conn, session) in playing:
+            playing.discard((conn, session))
+            self.encoders.release(session.name)
+
+    def _h264_out(self, name: str, unit: AccessUnit) -> None:
+        """An access unit from the stream's encoder: packetized once, to every session."""
+        state = self._h264_streams.get(name)
+        if state is None:
+            state = self._h264_streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
+        packets = rtp_h264.packetize(unit.units, state.seq, unit.timestamp, state.ssrc)
+        state.seq = (state.seq + len(packets)) & 0xFFFF
+        state.timestamp = unit.timestamp
+        for conn, session in list(self._h264.get(name, ())):
+            if not session.keyframed:
+                if not unit.keyframe:
+                    continue
+                session.keyframed = True
+            conn.send(session, packets)
+
     async def close(self) -> None:
+        self.encoders.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -168,7 +215,14 @@ class RtspServer:
                 state.seq = (state.seq + len(state.packets)) & 0xFFFF
         return state, state.packets
 
-    def stream_state(self, name: str) -> _Stream:
+    def stream_state(self, name: str, codec: str = "jpeg") -> _Stream:
+        if codec == "h264":
+            state = self._h264_streams.get(name)
+            if state is None:
+                state = self._h264_streams[name] = _Stream(
+                    secrets.randbits(32), secrets.randbits(16)
+                )
+            return state
         state = self._streams.get(name)
         if state is None:
             state = self._streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))

@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from camserver.errors import StreamNotFound, TooManyViewers
 from camserver.live.counters import counters
 from camserver.live.rtsp import rtp_jpeg
 from camserver.live.rtsp.auth import Grant
-from camserver.live.rtsp.sdp import describe_jpeg, sender_report
+from camserver.live.rtsp.sdp import describe_h264, describe_jpeg, sender_report
 from camserver.live.rtsp.wire import (
     END,
     NEED_DATA,
@@ -33,7 +34,7 @@ from camserver.streaming.hub import HubFrame, LocalHub
 if TYPE_CHECKING:
     from camserver.live.rtsp.server import RtspServer
 
-__all__ = ["RtspConnection"]
+__all__ = ["RtspConnection", "RtspSession"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ MAX_CONNECTIONS_PER_CLIENT = 64
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 
 
-@dataclass(slots=True)
-class _Session:
+@dataclass(slots=True, eq=False)
+class RtspSession:
     id: str
     name: str
     hub: LocalHub
@@ -60,6 +61,10 @@ class _Session:
     octets: int = 0
     viewer: AbstractContextManager[None] | None = None
     unlisten: Callable[[], None] | None = None
+    codec: str = "jpeg"
+    """``jpeg`` (RFC 2435) or ``h264`` (the ``/h264`` path, RFC 6184)."""
+    keyframed: bool = False
+    """H.264: a keyframe was sent (before it, nothing is: it could not be decoded)."""
 
 
 class RtspConnection(asyncio.Protocol):
@@ -68,10 +73,11 @@ class RtspConnection(asyncio.Protocol):
         self.reader = RtspReader()
         self.transport: asyncio.Transport | None = None
         self.client = ""
-        self.session: _Session | None = None
+        self.session: RtspSession | None = None
         self.grant: Grant | None = None
         self.last_request = time.monotonic()
         self._closed = False
+        self._pending: asyncio.Future[bytes] | None = None
 
     # -- asyncio ------------------------------------------------------------------------
 
@@ -106,7 +112,7 @@ class RtspConnection(asyncio.Protocol):
         return False
 
     def _drain_events(self) -> None:
-        while not self._closed:
+        while not self._closed and self._pending is None:
             event = self.reader.next_event()
             if event is NEED_DATA:
                 return
@@ -126,10 +132,24 @@ class RtspConnection(asyncio.Protocol):
             assert isinstance(event, Request)
             self.last_request = time.monotonic()
             try:
-                self._write(self._answer(event))
+                answer = self._answer(event)
             except Exception:
                 log.exception("RTSP %s: %s failed", self.client, event.method)
-                self._write(response(500, event.cseq))
+                answer = response(500, event.cseq)
+            if isinstance(answer, bytes):
+                self._write(answer)
+            else:  # (an answer that waits: later requests wait for it, in order)
+                self._pending = asyncio.ensure_future(answer)
+                self._pending.add_done_callback(functools.partial(self._answered, req=event))
+
+    def _answered(self, task: asyncio.Future[bytes], *, req: Request) -> None:
+        self._pending = None
+        try:
+            self._write(task.result())
+        except Exception:
+            log.exception("RTSP %s: %s failed", self.client, req.method)
+            self._write(response(500, req.cseq))
+        self._drain_events()
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
@@ -168,7 +188,7 @@ class RtspConnection(asyncio.Protocol):
             self.close("session timeout")
             return
         if report and session.playing:
-            state = self.server.stream_state(session.name)
+            state = self.server.stream_state(session.name, session.codec)
             rtcp = sender_report(state.ssrc, state.timestamp, session.packets, session.octets)
             if session.tcp_channels is not None:
                 ch = session.tcp_channels[1]
@@ -181,7 +201,7 @@ class RtspConnection(asyncio.Protocol):
 
     # -- requests -----------------------------------------------------------------------
 
-    def _answer(self, req: Request) -> bytes:
+    def _answer(self, req: Request) -> bytes | Coroutine[Any, Any, bytes]:
         cseq = req.cseq
         if self.session is not None and req.headers.get("session", "").split(";")[0] == (
             self.session.id
@@ -202,9 +222,15 @@ class RtspConnection(asyncio.Protocol):
         if name is None or not grant.sees(name):
             self.server.refuse(404)
             return response(404, cseq)
-        if track is not None and track.split("/")[0] != "trackID=0":
-            self.server.refuse(404)  # (rtsp://HOST/<stream>/h264 is not built yet)
+        if track is not None and track.split("/")[0] not in ("trackID=0", "h264"):
+            self.server.refuse(404)
             return response(404, cseq)
+        codec = "h264" if track is not None and track.startswith("h264") else "jpeg"
+        if self.session is not None and self.session.codec != codec:
+            self.server.refuse(459)
+            return response(459, cseq)
+        if codec == "h264" and req.method == "DESCRIBE":
+            return self._describe_h264(req, name)
         self.grant = grant
         handler = {
             "DESCRIBE": self._describe,
@@ -229,6 +255,24 @@ class RtspConnection(asyncio.Protocol):
         except TooManyViewers:
             self.server.refuse(453)
             return b"453"
+
+    async def _describe_h264(self, req: Request, name: str) -> bytes:
+        hub = self._hub(name)
+        if isinstance(hub, bytes):
+            return response(int(hub), req.cseq)
+        sets = await self.server.h264_parameter_sets(name, hub, self.client)
+        if sets is None:
+            self.server.refuse(503)
+            return response(503, req.cseq, reason="No Picture From The Camera Yet")
+        base = req.uri.split("?")[0].rstrip("/")
+        local = self.transport.get_extra_info("sockname")[0] if self.transport else "0.0.0.0"
+        sdp = describe_h264(name, base + "/", local, secrets.randbits(31), sets)
+        return response(
+            200,
+            req.cseq,
+            {"Content-Base": base + "/", "Content-Type": "application/sdp"},
+            sdp.encode(),
+        )
 
     def _describe(self, req: Request, name: str, track: str | None) -> bytes:
         hub = self._hub(name)
@@ -263,13 +307,17 @@ class RtspConnection(asyncio.Protocol):
             hub = self._hub(name)
             if isinstance(hub, bytes):
                 return response(int(hub), req.cseq)
-            session = self.session = _Session(
-                secrets.token_hex(8), name, hub, seen=time.monotonic()
+            session = self.session = RtspSession(
+                secrets.token_hex(8),
+                name,
+                hub,
+                seen=time.monotonic(),
+                codec="h264" if track is not None and track.startswith("h264") else "jpeg",
             )
         if session.playing:
             self.server.refuse(455)
             return response(455, req.cseq, self._session_header())
-        state = self.server.stream_state(name)
+        state = self.server.stream_state(name, session.codec)
         if wanted.tcp:
             session.tcp_channels = wanted.interleaved
             session.udp = session.udp_rtcp = None
@@ -287,7 +335,7 @@ class RtspConnection(asyncio.Protocol):
             )
         return response(200, req.cseq, {"Transport": transport, **self._session_header()})
 
-    def _check_session(self, req: Request) -> _Session | bytes:
+    def _check_session(self, req: Request) -> RtspSession | bytes:
         session = self.session
         given = req.headers.get("session", "").split(";")[0].strip()
         if session is None or (given and given != session.id):
@@ -302,13 +350,16 @@ class RtspConnection(asyncio.Protocol):
         if session.tcp_channels is None and session.udp is None:
             self.server.refuse(455)
             return response(455, req.cseq)
-        state = self.server.stream_state(name)
+        state = self.server.stream_state(name, session.codec)
         base = req.uri.split("?")[0].rstrip("/")
         if not session.playing:
             session.playing = True
             session.viewer = session.hub.viewer("rtsp", self.client)
             session.viewer.__enter__()
-            session.unlisten = session.hub.listen(self._frame)
+            if session.codec == "h264":
+                self.server.h264_play(self, session)
+            else:
+                session.unlisten = session.hub.listen(self._frame)
         info = f"url={base}/trackID=0;seq={state.seq}"
         return response(
             200, req.cseq, {"Range": "npt=0.000-", "RTP-Info": info, **self._session_header()}
@@ -329,7 +380,9 @@ class RtspConnection(asyncio.Protocol):
         self._stop_session()
         return out
 
-    def _stop_playing(self, session: _Session) -> None:
+    def _stop_playing(self, session: RtspSession) -> None:
+        if session.codec == "h264" and session.playing:
+            self.server.h264_stop(self, session)
         if session.unlisten is not None:
             session.unlisten()
             session.unlisten = None
@@ -354,13 +407,18 @@ class RtspConnection(asyncio.Protocol):
         if session is None or self.transport is None or self._closed:
             return
         _, packets = self.server.packets(session.name, frame)
-        if packets is None:
-            return
+        if packets is not None:
+            self.send(session, packets)
+
+    def send(self, session: RtspSession, packets: list[bytes]) -> bool:
+        """One frame's packets to this session, whole, or skipped (slow socket)."""
         c = counters.rtsp
+        if self.transport is None or self._closed:
+            return False
         if session.tcp_channels is not None:
             if self.transport.get_write_buffer_size() > HIGH_WATER:
                 c.skipped_slow += 1
-                return
+                return False
             ch = bytes([session.tcp_channels[0]])
             self.transport.write(
                 b"".join(b"$" + ch + len(p).to_bytes(2, "big") + p for p in packets)
@@ -368,12 +426,13 @@ class RtspConnection(asyncio.Protocol):
         elif session.udp is not None:
             if self.server.udp_backlog() > HIGH_WATER:
                 c.skipped_slow += 1
-                return
+                return False
             for p in packets:
                 self.server.send_udp(p, session.udp)
         c.sent += 1
         session.packets += len(packets)
         session.octets += sum(len(p) - 12 for p in packets)
+        return True
 
 
 def _stream_of(uri: str) -> tuple[str | None, str | None]:
