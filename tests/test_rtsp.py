@@ -292,3 +292,43 @@ async def test_an_rtsp_client_is_a_viewer_and_a_slow_one_slows_nobody(
         await wait_for(
             lambda: server.state.manager.hub("attic").viewers == 0, 5, what="viewers gone"
         )
+
+
+async def test_the_h264_path_has_one_encoder_per_camera_while_watched(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    """Must show 2 and 3: ffprobe reads h264 at the camera's size; one encoder whatever
+    the client count, gone after the grace once the last client left (counted)."""
+    cam = await camera("porch", fps=15, framesize=10)
+    async with rtsp_server(settings) as server:
+        await server.add_camera("porch", cam)
+        await server.wait_state("porch", "streaming")
+        rtsp = server.state.rtsp
+        assert rtsp is not None
+        rtsp.encoders.grace = 2.0
+        url = rtsp_url(server, "porch/h264")
+        code, out, err = await run(
+            *("ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries"),
+            *("stream=codec_name,width,height", "-of", "csv=p=0", url),
+            timeout=30,
+        )
+        assert code == 0, err
+        assert out.decode().strip() == "h264,640,480"
+
+        async def read(transport: str) -> int:
+            code, out, err = await run(
+                *("ffmpeg", "-nostdin", "-v", "warning", "-rtsp_transport", transport),
+                *("-i", url, "-t", "4", "-f", "framecrc", "-"),
+                timeout=40,
+            )
+            assert code == 0, err
+            assert err == b"", err
+            return len([ln for ln in out.splitlines() if ln and not ln.startswith(b"#")])
+
+        counts = await asyncio.gather(read("tcp"), read("tcp"), read("udp"))
+        assert all(n >= 4 * 15 * 0.8 for n in counts), counts
+        counters = rtsp.encoders.counters
+        assert counters.started == 1, counters  # one for ffprobe and the three readers
+        await wait_for(lambda: counters.stopped == 1, 10, what="the encoder to stop")
+        assert rtsp.encoders.running("porch") is None
+        print(f"\nH.264: {counts} frames in 4 s; encoder {counters}")

@@ -190,14 +190,14 @@ class RtspConnection(asyncio.Protocol):
         if report and session.playing:
             state = self.server.stream_state(session.name, session.codec)
             rtcp = sender_report(state.ssrc, state.timestamp, session.packets, session.octets)
-            if session.tcp_channels is not None:
-                ch = session.tcp_channels[1]
-                if self.transport is not None and (
-                    self.transport.get_write_buffer_size() < HIGH_WATER
-                ):
-                    self._write(b"$" + bytes([ch]) + len(rtcp).to_bytes(2, "big") + rtcp)
-            elif session.udp_rtcp is not None:
+            if session.tcp_channels is None and session.udp_rtcp is not None:
                 self.server.send_udp(rtcp, session.udp_rtcp, rtcp=True)
+            elif (
+                session.tcp_channels is not None
+                and self.transport is not None
+                and self.transport.get_write_buffer_size() < HIGH_WATER
+            ):
+                self._write(_interleave(session.tcp_channels[1], [rtcp]))
 
     # -- requests -----------------------------------------------------------------------
 
@@ -264,35 +264,20 @@ class RtspConnection(asyncio.Protocol):
         if sets is None:
             self.server.refuse(503)
             return response(503, req.cseq, reason="No Picture From The Camera Yet")
-        base = req.uri.split("?")[0].rstrip("/")
-        local = self.transport.get_extra_info("sockname")[0] if self.transport else "0.0.0.0"
-        sdp = describe_h264(name, base + "/", local, secrets.randbits(31), sets)
-        return response(
-            200,
-            req.cseq,
-            {"Content-Base": base + "/", "Content-Type": "application/sdp"},
-            sdp.encode(),
-        )
+        base = _base(req)
+        return _sdp(req, describe_h264(name, base, self._local(), secrets.randbits(31), sets))
 
     def _describe(self, req: Request, name: str, track: str | None) -> bytes:
         hub = self._hub(name)
         if isinstance(hub, bytes):
             return response(int(hub), req.cseq)
-        base = req.uri.split("?")[0].rstrip("/")
-        size = None
-        latest = hub.latest
-        if latest is not None:
-            scan = rtp_jpeg.parse(latest.data)
-            if not isinstance(scan, rtp_jpeg.Unsupported):
-                size = (scan.width, scan.height)
-        local = self.transport.get_extra_info("sockname")[0] if self.transport else "0.0.0.0"
-        sdp = describe_jpeg(name, base + "/", local, secrets.randbits(31), None, size)
-        return response(
-            200,
-            req.cseq,
-            {"Content-Base": base + "/", "Content-Type": "application/sdp"},
-            sdp.encode(),
-        )
+        scan = rtp_jpeg.parse(hub.latest.data) if hub.latest is not None else None
+        size = (scan.width, scan.height) if isinstance(scan, rtp_jpeg.JpegScan) else None
+        sdp = describe_jpeg(name, _base(req), self._local(), secrets.randbits(31), None, size)
+        return _sdp(req, sdp)
+
+    def _local(self) -> str:
+        return str(self.transport.get_extra_info("sockname")[0]) if self.transport else "0.0.0.0"
 
     def _setup(self, req: Request, name: str, track: str | None) -> bytes:
         wanted = parse_transport(req.headers.get("transport", ""))
@@ -419,10 +404,7 @@ class RtspConnection(asyncio.Protocol):
             if self.transport.get_write_buffer_size() > HIGH_WATER:
                 c.skipped_slow += 1
                 return False
-            ch = bytes([session.tcp_channels[0]])
-            self.transport.write(
-                b"".join(b"$" + ch + len(p).to_bytes(2, "big") + p for p in packets)
-            )
+            self.transport.write(_interleave(session.tcp_channels[0], packets))
         elif session.udp is not None:
             if self.server.udp_backlog() > HIGH_WATER:
                 c.skipped_slow += 1
@@ -433,6 +415,21 @@ class RtspConnection(asyncio.Protocol):
         session.packets += len(packets)
         session.octets += sum(len(p) - 12 for p in packets)
         return True
+
+
+def _interleave(channel: int, packets: list[bytes]) -> bytes:
+    """``$``-framed for RTSP over TCP (RFC 2326 section 10.12)."""
+    ch = bytes([channel])
+    return b"".join(b"$" + ch + len(p).to_bytes(2, "big") + p for p in packets)
+
+
+def _base(req: Request) -> str:
+    return req.uri.split("?")[0].rstrip("/") + "/"
+
+
+def _sdp(req: Request, sdp: str) -> bytes:
+    headers = {"Content-Base": _base(req), "Content-Type": "application/sdp"}
+    return response(200, req.cseq, headers, sdp.encode())
 
 
 def _stream_of(uri: str) -> tuple[str | None, str | None]:
