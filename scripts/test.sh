@@ -19,7 +19,10 @@ source scripts/lib.sh
 # redis-server, haproxy: cluster mode runs on real ones (tests/cluster/).
 # mosquitto: the MQTT broker of the Home Assistant tests.
 # wget, curl: the uptime checks' HEAD requests (tests/test_head.py).
-apt_need iproute2 chromium ffmpeg motion redis-server haproxy mosquitto wget curl
+# gstreamer1.0-*: a real RTSP client (tests/test_rtsp.py; Debian builds VLC without live555,
+# so its RTSP cannot be tested here: docs/rtsp.md).
+apt_need iproute2 chromium ffmpeg motion redis-server haproxy mosquitto wget curl \
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 # nodejs, npm: the Node.js peers of bench/peers.py (smoke run); a Node.js installed some
 # other way will do.
 command -v node >/dev/null && command -v npm >/dev/null || apt_need nodejs npm

@@ -332,3 +332,25 @@ async def test_the_h264_path_has_one_encoder_per_camera_while_watched(
         await wait_for(lambda: counters.stopped == 1, 10, what="the encoder to stop")
         assert rtsp.encoders.running("porch") is None
         print(f"\nH.264: {counts} frames in 4 s; encoder {counters}")
+
+
+@pytest.mark.requires("gst-launch-1.0")
+async def test_gstreamer_plays_it_over_tcp_and_udp(
+    settings: Settings, camera: CameraFactory
+) -> None:
+    """Must show 2: Debian's GStreamer (rtspsrc ! rtpjpegdepay ! jpegdec): 45 frames each
+    way. (VLC: Debian builds it without live555, so it has no RTSP to test here.)"""
+    cam = await camera("porch", fps=15, framesize=10)
+    async with rtsp_server(settings) as server:
+        await server.add_camera("porch", cam)
+        await server.wait_state("porch", "streaming")
+        url = rtsp_url(server, "porch")
+        for protocols in ("tcp", "udp"):
+            code, out, err = await run(
+                *("gst-launch-1.0", "-q", "rtspsrc", f"location={url}", f"protocols={protocols}"),
+                *("!", "rtpjpegdepay", "!", "jpegdec", "!", "fakesink", "num-buffers=45"),
+                "sync=false",
+                timeout=30,
+            )
+            assert code == 0, (protocols, out, err)
+            assert b"ERROR" not in out + err, (protocols, out, err)
