@@ -37,11 +37,23 @@ pytest_plugins = ["tests.suite_report"]
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "background_smoke: checked last, started at once")
+    config.addinivalue_line("markers", "background_rtsp: checked last, started at once")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``background_smoke`` run last; their benchmark run starts now, beside
-    the other tests (see tests/test_bench_smoke.py)."""
+    the other tests (see tests/test_bench_smoke.py). Likewise ``background_rtsp``: a minute
+    of RTSP reading (tests/helpers/rtsp_minute.py)."""
+    minute = [i for i in items if i.get_closest_marker("background_rtsp")]
+    if minute:
+        items[:] = [i for i in items if i not in minute] + minute
+        from tests.helpers.rtsp_minute import MINUTE, Background
+        from tests.suite_report import missing
+
+        if not missing("ffmpeg", "ffprobe"):
+            reading = Background(Path(tempfile.mkdtemp(prefix="camserver-rtsp-minute-")))
+            config.stash[MINUTE] = reading
+            config.add_cleanup(reading.stop)
     smoke = [i for i in items if i.get_closest_marker("background_smoke")]
     if not smoke:
         return
