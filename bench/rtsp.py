@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import statistics
@@ -88,13 +89,17 @@ async def _client(url: str, udp: bool, seconds: float, frames: list[int], i: int
             data = await reader.readexactly(size)
             if head[1] == 0 and data[1] & 0x80:
                 frames[i] += 1
-    writer.close()
+    with contextlib.suppress(ConnectionError):
+        writer.close()
 
 
-async def _load(url: str, udp: bool, count: int, seconds: float) -> list[int]:
+async def _load(url: str, udp: bool, count: int, seconds: float) -> dict[str, Any]:
     frames = [0] * count
-    await asyncio.gather(*(_client(url, udp, seconds, frames, i) for i in range(count)))
-    return frames
+    got = await asyncio.gather(
+        *(_client(url, udp, seconds, frames, i) for i in range(count)), return_exceptions=True
+    )
+    errors = [repr(e) for e in got if isinstance(e, BaseException)]
+    return {"frames": frames, "errors": len(errors), "first_error": errors[0] if errors else None}
 
 
 # -- the benchmark -------------------------------------------------------------------------------
@@ -124,7 +129,9 @@ def _rtsp_phase(
     meter.stop()
     for load in loads:
         load.wait(timeout=120)
-    frames = [f for out in outs if out.stat().st_size for f in json.loads(out.read_text())]
+    results = [json.loads(out.read_text()) for out in outs if out.stat().st_size]
+    frames = [f for r in results for f in r["frames"]]
+    errors = sum(r["errors"] for r in results) + (len(loads) - len(results)) * count // workers
     fps = [f / (warmup + seconds) for f in frames]
     delivered = sum(fps) * meter.wall
     return {
@@ -134,6 +141,7 @@ def _rtsp_phase(
         "fps_min": round(min(fps), 2) if fps else 0.0,
         "server_cpu_pct": round(meter.percent, 1),
         "us_per_viewer_frame": round(1e6 * meter.cpu / delivered, 2) if delivered else None,
+        "errors": errors,
     }
 
 
@@ -162,6 +170,7 @@ def bench(
                 "fps_min": fast["fps_min"],
                 "server_cpu_pct": round(meter.percent, 1),
                 "us_per_viewer_frame": round(1e6 * meter.cpu / delivered, 2) if delivered else None,
+                "errors": fast["errors"],
             }
         )
         rows.append(_rtsp_phase(rtsp, proc, False, count, seconds, workers))

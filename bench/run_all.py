@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, fanout, ingest, parser, peers, push, recording
+from bench import cluster, fanout, ingest, parser, peers, push, recording, rtsp
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
@@ -49,6 +49,7 @@ def main() -> None:
             for n in ([2] if args.smoke else [1, 8, 32])
         ],
         "push": push.bench(args.smoke),
+        "rtsp": rtsp.bench(args.smoke),
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
         "recording": recording.summary(
@@ -66,6 +67,8 @@ def main() -> None:
             " the same for a parser that knows every frame's offsets)\n\n"
             + md_table(results["parser"]),
             "Ingest (no viewers)\n\n" + md_table(results["ingest"]),
+            "RTSP out beside MJPEG (one VGA camera at 15 fps; vs_mjpeg = CPU per viewer-frame "
+            "against the MJPEG viewers of this run)\n\n" + rtsp.table(results["rtsp"]),
             "Push cameras beside pulled ones (VGA at 15 fps, no viewers; cpu_per_frame_vs_pull"
             " = against the pulled cameras of this run)\n\n" + push.table(results["push"]),
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),

@@ -287,7 +287,13 @@ async def _start_rtsp(
     log line: the rest of the server runs on."""
     if not settings.rtsp_port:
         return None, "CAMSERVER_RTSP_PORT is 0"
-    server = RtspServer(manager.admission.admit, checker, settings.host, settings.rtsp_port)
+    server = RtspServer(
+        manager.admission.admit,
+        checker,
+        settings.host,
+        settings.rtsp_port,
+        settings.max_connections_per_client,
+    )
     try:
         await server.start()
     except OSError as exc:

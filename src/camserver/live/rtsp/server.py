@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import logging
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from camserver.live.counters import counters
 from camserver.live.rtsp import rtp_h264, rtp_jpeg
 from camserver.live.rtsp.auth import Authorizer, Grants
 from camserver.live.rtsp.h264 import AccessUnit, Encoders
-from camserver.live.rtsp.session import HIGH_WATER, RtspConnection, RtspSession
+from camserver.live.rtsp.session import HIGH_WATER, RtspConnection, RtspSession, interleave
 from camserver.streaming.hub import HubFrame, LocalHub
 
 __all__ = ["Grants", "RtspServer"]
@@ -41,6 +44,16 @@ __all__ = ["Grants", "RtspServer"]
 log = logging.getLogger(__name__)
 
 REPORT_EVERY = 5.0
+UDP_SEGMENT = 103
+"""Linux's UDP_SEGMENT socket option (``socket.UDP_SEGMENT`` from Python 3.12)."""
+GSO_SEGMENTS = 40
+"""Packets per segmentation-offload call (Linux takes up to 64 and 64 KiB)."""
+_NO_GSO = {errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO}
+
+
+@functools.cache
+def _gso_option(size: int) -> tuple[int, int, bytes]:
+    return socket.IPPROTO_UDP, UDP_SEGMENT, struct.pack("=H", size)
 
 
 Admit = Callable[[str, str | None], LocalHub]
@@ -56,11 +69,20 @@ class _Stream:
     packets: list[bytes] | None = None
     timestamp: int = 0
     unsupported: str | None = None
+    interleaved: dict[int, bytes] = field(default_factory=dict)
+    """The frame's packets ``$``-framed for a TCP channel (most sessions use 0: one copy)."""
+    gso: tuple[bytes, int] | None = None
+    """The frame's packets in one buffer and their size, for UDP segmentation offload."""
 
 
 class RtspServer:
-    def __init__(self, admit: Admit, grants: Grants, host: str, port: int) -> None:
+    def __init__(
+        self, admit: Admit, grants: Grants, host: str, port: int, max_per_client: int = 64
+    ) -> None:
         self.admit = admit
+        self.max_per_client = max_per_client
+        """Open connections one client address may hold (CAMSERVER_MAX_CONNECTIONS_PER_CLIENT,
+        as for HTTP)."""
         self.grants = grants
         self.host = host
         self.port = port
@@ -71,6 +93,9 @@ class RtspServer:
         self._per_client: dict[str, int] = {}
         self._streams: dict[str, _Stream] = {}
         self.auth = Authorizer(grants)
+        self._rtp_sock: socket.socket | None = None
+        """The RTP socket, written directly (one system call per frame with GSO)."""
+        self._gso = True
         self.encoders = Encoders(self._h264_out)
         self._h264: dict[str, set[tuple[RtspConnection, RtspSession]]] = {}
         self._h264_streams: dict[str, _Stream] = {}
@@ -115,6 +140,8 @@ class RtspServer:
                 rtp.close()
                 rtcp.close()
                 continue
+            rtp.setblocking(False)
+            self._rtp_sock = rtp
             a, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=rtp)
             b, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=rtcp)
             self.udp_ports = (port, port + 1)
@@ -202,6 +229,8 @@ class RtspServer:
             state = self._streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
         if state.frame_seq != frame.seq:
             state.frame_seq = frame.seq
+            state.interleaved.clear()
+            state.gso = None
             state.timestamp = int(frame.ts * 90000) & 0xFFFFFFFF
             scan = rtp_jpeg.parse(frame.data)
             if isinstance(scan, rtp_jpeg.Unsupported):
@@ -228,6 +257,56 @@ class RtspServer:
             state = self._streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
         return state
 
+    def interleaved(self, state: _Stream | None, channel: int, packets: list[bytes]) -> bytes:
+        """``packets`` framed for TCP ``channel``, made once per frame and channel."""
+        if state is None:
+            return interleave(channel, packets)
+        data = state.interleaved.get(channel)
+        if data is None:
+            data = state.interleaved[channel] = interleave(channel, packets)
+        return data
+
+    def send_frame_udp(
+        self, state: _Stream | None, packets: list[bytes], address: tuple[str, int]
+    ) -> bool:
+        """A frame's packets to a UDP client: with UDP segmentation offload where Linux has
+        it (one system call for the frame instead of one per packet), else one by one.
+        False when the socket is full (the frame is skipped)."""
+        sock = self._rtp_sock
+        if sock is None:
+            return False
+        try:
+            if self._gso and len(packets) > 1:
+                if state is not None and state.gso is not None:
+                    data, size = state.gso
+                else:
+                    size = len(packets[0])
+                    if any(len(p) != size for p in packets[:-1]):
+                        return self._send_each(sock, packets, address)
+                    data = b"".join(packets)
+                    if state is not None:
+                        state.gso = (data, size)
+                step = size * GSO_SEGMENTS
+                for i in range(0, len(data), step):
+                    sock.sendmsg([data[i : i + step]], [_gso_option(size)], 0, address)
+                return True
+            return self._send_each(sock, packets, address)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if self._gso and exc.errno in _NO_GSO:
+                log.info("RTSP: no UDP segmentation offload here (%s): one packet a call", exc)
+                self._gso = False
+                return self._send_each(sock, packets, address)
+            log.debug("RTSP UDP to %s: %s", address, exc)
+            return False
+
+    @staticmethod
+    def _send_each(sock: socket.socket, packets: list[bytes], address: tuple[str, int]) -> bool:
+        for p in packets:
+            sock.sendto(p, address)
+        return True
+
     def send_udp(self, data: bytes, address: tuple[str, int], rtcp: bool = False) -> bool:
         if self._udp is None:
             return False
@@ -236,9 +315,6 @@ class RtspServer:
             return False
         transport.sendto(data, address)
         return True
-
-    def udp_backlog(self) -> int:
-        return _backlog(self._udp[0]) if self._udp is not None else 0
 
     def heard_from(self, address: tuple[str, int]) -> None:
         """RTCP (or anything) from a UDP client: its session is alive."""

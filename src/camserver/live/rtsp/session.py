@@ -34,7 +34,7 @@ from camserver.streaming.hub import HubFrame, LocalHub
 if TYPE_CHECKING:
     from camserver.live.rtsp.server import RtspServer
 
-__all__ = ["RtspConnection", "RtspSession"]
+__all__ = ["RtspConnection", "RtspSession", "interleave"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ HIGH_WATER = 512 * 1024
 SESSION_TIMEOUT = 60.0
 HEAD_DEADLINE = 10.0
 """Seconds a client has to finish a request it began (slowloris)."""
-MAX_CONNECTIONS_PER_CLIENT = 64
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 
 
@@ -88,7 +87,7 @@ class RtspConnection(asyncio.Protocol):
         self.client = str(peer[0]) if peer else ""
         server = self.server
         count = server._per_client.get(self.client, 0)
-        if count >= MAX_CONNECTIONS_PER_CLIENT:
+        if count >= server.max_per_client:
             server.refuse(503)
             self.transport.write(
                 response(503, None, reason="Too Many Connections From This Client")
@@ -197,7 +196,7 @@ class RtspConnection(asyncio.Protocol):
                 and self.transport is not None
                 and self.transport.get_write_buffer_size() < HIGH_WATER
             ):
-                self._write(_interleave(session.tcp_channels[1], [rtcp]))
+                self._write(interleave(session.tcp_channels[1], [rtcp]))
 
     # -- requests -----------------------------------------------------------------------
 
@@ -391,12 +390,13 @@ class RtspConnection(asyncio.Protocol):
             return
         if session is None or self.transport is None or self._closed:
             return
-        _, packets = self.server.packets(session.name, frame)
+        state, packets = self.server.packets(session.name, frame)
         if packets is not None:
-            self.send(session, packets)
+            self.send(session, packets, state)
 
-    def send(self, session: RtspSession, packets: list[bytes]) -> bool:
-        """One frame's packets to this session, whole, or skipped (slow socket)."""
+    def send(self, session: RtspSession, packets: list[bytes], state: Any = None) -> bool:
+        """One frame's packets to this session, whole, or skipped (slow socket); ``state``:
+        the stream's, whose caches of the frame's framings it shares."""
         c = counters.rtsp
         if self.transport is None or self._closed:
             return False
@@ -404,20 +404,19 @@ class RtspConnection(asyncio.Protocol):
             if self.transport.get_write_buffer_size() > HIGH_WATER:
                 c.skipped_slow += 1
                 return False
-            self.transport.write(_interleave(session.tcp_channels[0], packets))
-        elif session.udp is not None:
-            if self.server.udp_backlog() > HIGH_WATER:
-                c.skipped_slow += 1
-                return False
-            for p in packets:
-                self.server.send_udp(p, session.udp)
+            self.transport.write(self.server.interleaved(state, session.tcp_channels[0], packets))
+        elif session.udp is not None and not self.server.send_frame_udp(
+            state, packets, session.udp
+        ):
+            c.skipped_slow += 1
+            return False
         c.sent += 1
         session.packets += len(packets)
         session.octets += sum(len(p) - 12 for p in packets)
         return True
 
 
-def _interleave(channel: int, packets: list[bytes]) -> bytes:
+def interleave(channel: int, packets: list[bytes]) -> bytes:
     """``$``-framed for RTSP over TCP (RFC 2326 section 10.12)."""
     ch = bytes([channel])
     return b"".join(b"$" + ch + len(p).to_bytes(2, "big") + p for p in packets)
