@@ -40,13 +40,14 @@ for i in 1 2 3; do
     echo "CAMSERVER_REDIS_URL=redis://127.0.0.1:$((base + 390))/0 CAMSERVER_NODE_ID=n$i \\"
     echo "  CAMSERVER_DB='$work/n$i.db' CAMSERVER_RECORDINGS_DIR='$work/recordings' \\"
     echo "  CAMSERVER_DISCOVERY_INTERFACES=lo CAMSERVER_DISCOVERY_LISTEN_PORT=0 \\"
+    echo "  CAMSERVER_RTSP_PORT=$((base + 554 + i)) \\"
     echo "  '$PWD/.venv/bin/camserver' serve --host 127.0.0.1 --port $((base + i)) \\"
     echo "  >>'$work/n$i.log' 2>&1 &"
     echo "echo \$! >>'$work/pids'"
     echo "echo \"node n$i: pid \$!\""
   } >"$work/start-n$i.sh"
   bash "$work/start-n$i.sh" >/dev/null
-  echo "node n$i: http://127.0.0.1:$((base + i))/ (pid $(tail -n 1 "$work/pids"), log $work/n$i.log)"
+  echo "node n$i: http://127.0.0.1:$((base + i))/ rtsp://127.0.0.1:$((base + 554 + i))/<stream> (pid $(tail -n 1 "$work/pids"), log $work/n$i.log)"
 done
 CS_BIND=127.0.0.1:$base CS_NODE1=127.0.0.1:$((base + 1)) CS_NODE2=127.0.0.1:$((base + 2)) \
   CS_NODE3=127.0.0.1:$((base + 3)) haproxy -db -f deploy/cluster/haproxy.cfg \

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_base() -> int:
-    """A port P with P..P+3, P+100..P+105 and P+390 free on loopback."""
+    """A port P with P..P+3, P+100..P+105, P+390 and P+555..P+557 free on loopback."""
     for base in range(21000, 30000, 37):
-        ports = [base + i for i in (0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 390)]
+        ports = [base + i for i in (0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 390, 555, 556, 557)]
         try:
             for port in ports:
                 with socket.socket() as s:
