@@ -32,6 +32,7 @@ from camserver.api import (
     health,
     metrics,
     motion,
+    onvif,
     push,
     recordings,
     rtsp,
@@ -195,6 +196,7 @@ def create_app(
         cluster,
         push,
         rtsp,
+        onvif,
     )
     for module in routers:
         app.include_router(module.router)

@@ -79,11 +79,14 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
     await send_error(send, status, detail, _COMMON)
 
 
+# Content types a page on another site cannot POST without a CORS preflight: JSON, and
+# SOAP (ONVIF clients, api/onvif.py).
+_PREFLIGHTED = frozenset({b"application/json", b"application/soap+xml"})
+
+
 def _post_allowed(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
-        if name == b"content-type" and value.split(b";")[0].strip().lower() == (
-            b"application/json"
-        ):
+        if name == b"content-type" and value.split(b";")[0].strip().lower() in _PREFLIGHTED:
             return True
         if name in (b"authorization", b"x-requested-with"):
             return True

@@ -32,6 +32,7 @@ __all__ = [
     "BodyLimitMiddleware",
     "EngineIOGate",
     "TokenlessSessions",
+    "onvif_route",
     "push_route",
     "send_error",
     "token_from",
@@ -48,11 +49,17 @@ _PUBLIC = re.compile(
 _PUSH_POST = re.compile(
     r"/api/streams/[a-z0-9][a-z0-9_-]{0,63}/(frame|push\.mjpeg)|/api/stream\.mjpeg"
 )
+_ONVIF = frozenset({"/onvif/device_service", "/onvif/media_service"})
 _PUSH_WS = re.compile(r"/api/streams/[a-z0-9][a-z0-9_-]{0,63}/push")
 log = logging.getLogger(__name__)
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="camserver"')]
+
+
+def onvif_route(scope: Scope) -> bool:
+    """An ONVIF SOAP request (``api/onvif.py`` checks its WS-Security token itself)."""
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _ONVIF
 
 
 def push_route(scope: Scope) -> bool:
@@ -103,6 +110,7 @@ class AccessMiddleware:
             or not self.checker.enabled
             or _PUBLIC.fullmatch(scope["path"])
             or push_route(scope)
+            or onvif_route(scope)
         ):
             await self.app(scope, receive, send)
             return
