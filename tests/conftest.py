@@ -83,6 +83,7 @@ FAST = {
     # Many servers start at once (the cluster's nodes, spawned processes): RTSP only where
     # a test asks for it, on a free port.
     "rtsp_port": 0,
+    "onvif_discovery": False,
 }
 
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from zeep.exceptions import Fault
 
 from camserver.config import Settings
-from camserver.onvif import soap
+from camserver.onvif import soap, wsdiscovery
 from tests.conftest import CameraFactory, free_port, start_server, wait_for
 from tests.helpers.auth import ADMIN, VIEW, auth
 
@@ -169,3 +169,26 @@ def test_password_digests() -> None:
     for bad in (b"", b"<a/>", b"<x:Envelope xmlns:x='urn:x'/>"):
         with pytest.raises(soap.BadRequest):
             soap.parse(bad)
+
+
+def test_ws_discovery_messages() -> None:
+    probe = (
+        b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" '
+        b'xmlns:w="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+        b'xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" '
+        b'xmlns:dn="http://www.onvif.org/ver10/network/wsdl"><e:Header>'
+        b"<w:MessageID>urn:uuid:42</w:MessageID>"
+        b"<w:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</w:Action>"
+        b"</e:Header><e:Body><d:Probe><d:Types>dn:NetworkVideoTransmitter</d:Types>"
+        b"</d:Probe></e:Body></e:Envelope>"
+    )
+    got = wsdiscovery.parse_probe(probe)
+    assert got == wsdiscovery.Probe("urn:uuid:42", ["NetworkVideoTransmitter"])
+    assert wsdiscovery.wanted(got)
+    assert not wsdiscovery.wanted(wsdiscovery.Probe("x", ["Printer"]))
+    answer = wsdiscovery.probe_matches(got, "urn:uuid:1", "http://10.0.0.2:8000/onvif/x", [])
+    assert b"<wsa:RelatesTo>urn:uuid:42</wsa:RelatesTo>" in answer
+    assert b"<d:XAddrs>http://10.0.0.2:8000/onvif/x</d:XAddrs>" in answer
+    for junk in (b"", b"<a/>", b"\x00" * 10, probe.replace(b"Probe>", b"Hello>")):
+        assert wsdiscovery.parse_probe(junk) is None
+    assert wsdiscovery.parse_probe(b" " * 10_000) is None

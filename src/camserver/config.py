@@ -30,6 +30,10 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    onvif_discovery: bool = Field(
+        True,
+        description="Answer ONVIF WS-Discovery probes (UDP 3702) on the discovery interfaces.",
+    )
     rtsp_port: int = Field(
         8554,
         ge=0,

@@ -148,6 +148,8 @@ class Runtime:
             )
             discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
             rtsp, rtsp_off = await _start_rtsp(stack, settings, manager, checker)
+            if rtsp is not None and settings.onvif_discovery:
+                await _start_ws_discovery(stack, settings)
             runtime = cls(
                 settings=settings,
                 client=client,
@@ -303,6 +305,30 @@ async def _start_rtsp(
         return None, why
     stack.push_async_callback(server.close)
     return server, ""
+
+
+async def _start_ws_discovery(stack: AsyncExitStack, settings: Settings) -> None:
+    """ONVIF WS-Discovery answers on the interfaces UDP discovery may use (none: off)."""
+    from camserver.discovery.interfaces import select_interfaces
+    from camserver.onvif.wsdiscovery import Responder
+
+    try:
+        interfaces = select_interfaces(settings.discovery_interfaces)
+    except ValueError as exc:
+        log.warning("ONVIF WS-Discovery is off: %s", exc)
+        return
+    if not interfaces:
+        return
+    responder = Responder(
+        [(i.name, i.address) for i in interfaces], settings.port, settings.effective_node_id()
+    )
+    try:
+        await responder.start()
+    except OSError as exc:
+        responder.close()
+        log.warning("ONVIF WS-Discovery is off: UDP %d: %s", 3702, exc.strerror or exc)
+        return
+    stack.callback(responder.close)
 
 
 async def _start_discovery(
