@@ -64,6 +64,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def table(rows: list[dict[str, Any]]) -> str:
+    """``rows`` (dicts with the same keys) as a Markdown table."""
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
 def slope(values: Sequence[float], step: float) -> float:
     """Least-squares slope of ``values`` sampled every ``step`` seconds (per second)."""
     n = len(values)

@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import PY, Meter, add_streams, cameras, camserver
+from bench.harness import PY, Meter, add_streams, cameras, camserver, table
 
 FPS = 15.0
 
@@ -191,13 +191,6 @@ def bench(
             round(r["us_cpu_per_frame"] / base, 2) if base and r["us_cpu_per_frame"] else None
         )
     return rows
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    cols = list(rows[0])
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def main() -> None:

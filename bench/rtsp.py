@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import PY, Meter, add_streams, cameras, camserver, free_port, run_viewers
+from bench.harness import PY, Meter, add_streams, cameras, camserver, free_port, run_viewers, table
 
 # -- the load process --------------------------------------------------------------------------
 
@@ -182,13 +182,6 @@ def bench(
         value = r["us_per_viewer_frame"]
         r["vs_mjpeg"] = round(value / base, 2) if base and value else None
     return rows
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    cols = list(rows[0])
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def main() -> None:

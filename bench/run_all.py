@@ -21,6 +21,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import cluster, fanout, ingest, parser, peers, push, recording, rtsp
+from bench.harness import table as harness_table
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
@@ -68,9 +69,9 @@ def main() -> None:
             + md_table(results["parser"]),
             "Ingest (no viewers)\n\n" + md_table(results["ingest"]),
             "RTSP out beside MJPEG (one VGA camera at 15 fps; vs_mjpeg = CPU per viewer-frame "
-            "against the MJPEG viewers of this run)\n\n" + rtsp.table(results["rtsp"]),
+            "against the MJPEG viewers of this run)\n\n" + harness_table(results["rtsp"]),
             "Push cameras beside pulled ones (VGA at 15 fps, no viewers; cpu_per_frame_vs_pull"
-            " = against the pulled cameras of this run)\n\n" + push.table(results["push"]),
+            " = against the pulled cameras of this run)\n\n" + harness_table(results["push"]),
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),

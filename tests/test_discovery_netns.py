@@ -19,14 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.netns import ip, join_bridge
+
 NET = "10.254.77"
 
 # Root and iproute2 build the network namespaces.
 pytestmark = pytest.mark.requires("root", "ip")
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
 @dataclass
@@ -69,25 +67,7 @@ def lab() -> Iterator[Lab]:
         ip("-n", br, "link", "add", "br0", "type", "bridge")
         ip("-n", br, "link", "set", "br0", "up")
         for i, host in enumerate(["srv", "cam1", "cam2"], start=1):
-            ns = lab.ns(host)
-            ip(
-                "-n",
-                br,
-                "link",
-                "add",
-                f"v{i}",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns,
-            )
-            ip("-n", br, "link", "set", f"v{i}", "master", "br0", "up")
-            ip("-n", ns, "addr", "add", f"{NET}.{i}/24", "brd", "+", "dev", "eth0")
-            ip("-n", ns, "link", "set", "eth0", "up")
-            ip("-n", ns, "link", "set", "lo", "up")
+            join_bridge(br, i, lab.ns(host), f"{NET}.{i}")
             lab.hosts[host] = f"{NET}.{i}"
         yield lab
     finally:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.netns import ip
+
 pytestmark = pytest.mark.requires("root", "ip")
 
 A, B = "10.254.79", "10.254.80"
@@ -62,10 +64,6 @@ else:
         out["manufacturer"] = asyncio.run(info())
     print(json.dumps(out))
 """
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
 @pytest.fixture
