@@ -224,7 +224,7 @@ async def test_viewer_churn_under_faults_leaves_nothing_behind(
                 for sample in family.samples
                 if family.name in ("camserver_mjpeg_clients", "camserver_stream_viewers")
             }
-            assert len(counted) == 1 + 3 * len(cams), counted
+            assert len(counted) == 1 + 4 * len(cams), counted
             return not any(counted.values())
 
         await wait_for(none_left, 10, what="every MJPEG viewer to be counted gone")

@@ -213,6 +213,10 @@ class RtspConnection(asyncio.Protocol):
             return response(405, cseq, {"Allow": PUBLIC})
         name, track = _stream_of(req.uri)
         grant = self.server.auth.authorize(req)
+        if grant is None and self.grant is not None and not _has_credentials(req):
+            # A client that authenticated on this connection (often with ?token= in the URL
+            # it was given, which the SETUP's control URL no longer carries) stays so.
+            grant = self.grant
         if grant is None:
             self.server.refuse(401)
             return response(401, cseq, self.server.auth.challenge())
@@ -414,6 +418,10 @@ class RtspConnection(asyncio.Protocol):
         session.packets += len(packets)
         session.octets += sum(len(p) - 12 for p in packets)
         return True
+
+
+def _has_credentials(req: Request) -> bool:
+    return "authorization" in req.headers or "token=" in req.uri
 
 
 def interleave(channel: int, packets: list[bytes]) -> bytes:
