@@ -212,11 +212,7 @@ class RtspConnection(asyncio.Protocol):
             self.server.refuse(405)
             return response(405, cseq, {"Allow": PUBLIC})
         name, track = _stream_of(req.uri)
-        grant = self.server.auth.authorize(req)
-        if grant is None and self.grant is not None and not _has_credentials(req):
-            # A client that authenticated on this connection (often with ?token= in the URL
-            # it was given, which the SETUP's control URL no longer carries) stays so.
-            grant = self.grant
+        grant = self.server.auth.authorize(req) or _as_before(self.grant, req)
         if grant is None:
             self.server.refuse(401)
             return response(401, cseq, self.server.auth.challenge())
@@ -420,8 +416,13 @@ class RtspConnection(asyncio.Protocol):
         return True
 
 
-def _has_credentials(req: Request) -> bool:
-    return "authorization" in req.headers or "token=" in req.uri
+def _as_before(grant: Grant | None, req: Request) -> Grant | None:
+    """A client that authenticated on this connection stays so for a request without
+    credentials (often it gave ?token= in the URL it was given, and the SETUP's control URL
+    no longer carries it); wrong credentials are refused."""
+    if "authorization" in req.headers or "token=" in req.uri:
+        return None
+    return grant
 
 
 def interleave(channel: int, packets: list[bytes]) -> bytes:
