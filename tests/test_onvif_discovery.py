@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.netns import ip
+from tests.helpers.netns import ip, join_bridge, link
 
 pytestmark = pytest.mark.requires("root", "ip")
 
@@ -82,31 +82,9 @@ def lab() -> Iterator[str]:
         ip("-n", br, "link", "add", "br0", "type", "bridge")
         ip("-n", br, "link", "set", "br0", "up")
         for i, ns in enumerate([srv, nvr1], start=1):
-            ip(
-                "-n",
-                br,
-                "link",
-                "add",
-                f"v{i}",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns,
-            )
-            ip("-n", br, "link", "set", f"v{i}", "master", "br0", "up")
-            ip("-n", ns, "addr", "add", f"{A}.{i}/24", "brd", "+", "dev", "eth0")
-            ip("-n", ns, "link", "set", "eth0", "up")
-            ip("-n", ns, "link", "set", "lo", "up")
+            join_bridge(br, i, ns, f"{A}.{i}")
         # eth1: the server's second link, to nvr2, where discovery is not allowed.
-        ip("-n", srv, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", nvr2)
-        ip("-n", srv, "addr", "add", f"{B}.1/24", "brd", "+", "dev", "eth1")
-        ip("-n", srv, "link", "set", "eth1", "up")
-        ip("-n", nvr2, "addr", "add", f"{B}.2/24", "brd", "+", "dev", "eth0")
-        ip("-n", nvr2, "link", "set", "eth0", "up")
-        ip("-n", nvr2, "link", "set", "lo", "up")
+        link(srv, "eth1", f"{B}.1", nvr2, "eth0", f"{B}.2")
         yield prefix
     finally:
         for n in names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-__all__ = ["ip", "join_bridge"]
+__all__ = ["ip", "join_bridge", "link"]
 
 
 def ip(*args: str) -> None:
@@ -33,3 +33,12 @@ def join_bridge(bridge_ns: str, index: int, ns: str, address: str) -> None:
     ip("-n", ns, "addr", "add", f"{address}/24", "brd", "+", "dev", "eth0")
     ip("-n", ns, "link", "set", "eth0", "up")
     ip("-n", ns, "link", "set", "lo", "up")
+
+
+def link(ns_a: str, dev_a: str, addr_a: str, ns_b: str, dev_b: str, addr_b: str) -> None:
+    """A veth pair straight from ``ns_a`` (``dev_a``, ``addr_a``/24) to ``ns_b``."""
+    ip("-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b)
+    for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
+        ip("-n", ns, "addr", "add", f"{addr}/24", "brd", "+", "dev", dev)
+        ip("-n", ns, "link", "set", dev, "up")
+        ip("-n", ns, "link", "set", "lo", "up")
