@@ -351,7 +351,7 @@ async def test_scrub_to_a_time_and_replay_at_the_recorded_rate(
             took = time.monotonic() - t0
             span = stamps[-1] - stamps[0]
             assert stamps == sorted(stamps)
-            assert stamps[0] >= start
+            assert stamps[0] >= start - 1e-6  # (X-Timestamp carries 6 decimals)
             frames = sum(s["frames"] for s in segments)
             assert len(stamps) >= frames * (t_last - start) / (t_last - t_first) * 0.9
             assert span / speed * 0.8 <= took <= span / speed * 1.3 + 1.0, (speed, span, took)
