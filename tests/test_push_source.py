@@ -173,13 +173,13 @@ async def test_settings_wait_for_cameras_that_cannot_be_told(mode: str) -> None:
 def test_a_camera_is_present_where_it_connected_or_last_posted() -> None:
     """Cluster mode keeps the camera's lease on the node where it is present."""
     source = PushSource("shed", 5.0, TIMING)
-    assert not source.present(0.0)
+    assert not source.present()
     source.posted("10.0.0.7:5000")
-    assert source.present(1e9)  # overdue or not: until another node takes it
+    assert source.present()  # overdue or not: until another node takes it
     source.close("this node lost the camera's lease")
-    assert not source.present(0.0)
+    assert not source.present()
     cam = Camera("10.0.0.5:4000")
     source.attach(cam)
-    assert source.present(0.0)
+    assert source.present()
     source.detach(cam)
-    assert not source.present(0.0)
+    assert not source.present()

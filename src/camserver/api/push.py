@@ -96,6 +96,18 @@ def admit(manager: StreamRegistry, name: str, keys: list[str]) -> PushSource:
     return manager.push_source(name)
 
 
+def _address(client: Any) -> str:
+    """``ip:port`` of the camera's connection (as the status's ``pusher`` shows it)."""
+    return f"{client.host}:{client.port}" if client else "unknown"
+
+
+async def _claim(manager: StreamRegistry, name: str, source: PushSource) -> None:
+    """Make the camera's source run here before its pictures are offered (cluster mode:
+    this node takes its lease, and the source starts)."""
+    if await manager.claim(name):
+        await source.until_running(1.0)
+
+
 def _refused(manager: StreamRegistry, name: str) -> None:
     with contextlib.suppress(CamServerError):
         manager.push_source(name).counters.refused_keys += 1
@@ -143,7 +155,7 @@ async def push_ws(ws: WebSocket, name: str) -> None:
         status = 401 if isinstance(exc, PushKeyRefused) else 409
         await _deny(ws, status, str(exc))
         return
-    address = f"{ws.client.host}:{ws.client.port}" if ws.client else "unknown"
+    address = _address(ws.client)
     max_bytes = manager.max_frame_bytes
     await ws.accept()
     pusher = _WebSocketPusher(ws, address)
@@ -243,9 +255,8 @@ async def push_frame(
         source.bad(got.reason)
         raise NotAPicture(got.reason)
     if request.client is not None:
-        source.posted(f"{request.client.host}:{request.client.port}")
-    if await manager.claim(name):  # cluster mode: the camera's source starts here now
-        await source.until_running(1.0)
+        source.posted(_address(request.client))
+    await _claim(manager, name, source)
     outcome = source.offer(got.data)
     if outcome == "too_fast":
         raise PushTooFast(
@@ -265,14 +276,12 @@ async def _multipart(
     parser = MJPEGParser.from_content_type(
         request.headers.get("content-type"), max_frame_bytes=max_bytes
     )
-    address = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
-    pusher = _StreamPusher(address)
+    pusher = _StreamPusher(_address(request.client))
     source.attach(pusher)
     frames = 0
     strikes = push.Strikes()
     try:
-        if await manager.claim(name):
-            await source.until_running(1.0)
+        await _claim(manager, name, source)
         async for chunk in _until(_chunks(request), pusher.ended):
             parser.receive_data(chunk)
             while True:

@@ -35,7 +35,7 @@ def pushed_here(manager: StreamRegistry, name: str) -> bool | None:
     """For a push camera: whether it is connected to (or last posted to) this node; None
     for a camera that is pulled."""
     source = manager.record(name).supervisor.source
-    return source.present(0.0) if isinstance(source, PushSource) else None
+    return source.present() if isinstance(source, PushSource) else None
 
 
 def let_pusher_go(manager: StreamRegistry, name: str, why: str) -> None:

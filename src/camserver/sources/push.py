@@ -178,7 +178,7 @@ class PushSource:
         self._poster = address
         self._posted_at = time.monotonic()
 
-    def present(self, now: float) -> bool:
+    def present(self) -> bool:
         """The camera is connected here, or last posted here (cluster mode: this node
         holds its lease meanwhile, overdue or not, until another node's connection takes
         it)."""

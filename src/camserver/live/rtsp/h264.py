@@ -4,7 +4,7 @@ running only while at least one H.264 client watches.
 :class:`H264Encoder` listens to the stream's hub; a worker thread (niced, like the
 timelapse renderer: video for one NVR must not take the CPU from live viewers) decodes the
 newest JPEG with PyAV, encodes it with libx264 (``ultrafast``/``zerolatency``, a keyframe
-every 2 s, and at once when a client joins), and hands each access unit's NAL units back to
+every 30 frames, and at once when a client joins), and hands each access unit's NAL units back to
 the event loop. Frames that arrive while it encodes are skipped (the newest wins), so a slow
 encoder lowers the H.264 frame rate and never queues. :class:`Encoders` starts one per
 stream on demand and stops it ``GRACE`` seconds after its last client left.
@@ -165,8 +165,8 @@ def _encoder(av: Any, width: int, height: int) -> Any:
     codec.pix_fmt = "yuv420p"
     codec.time_base = Fraction(1, 90000)
     codec.framerate = 15
-    # A keyframe every 2 s whatever the frame rate: x264's keyint counts frames, so
-    # cap it by time with a high count and keyframes forced from the timestamps.
+    # x264's keyint counts frames: 30, 2 s at the 15 fps ESP32s usually send (a slower
+    # camera gets them less often; a client that joins gets one at once anyway).
     codec.gop_size = int(KEYFRAME_EVERY * 15)
     codec.options = {"preset": "ultrafast", "tune": "zerolatency"}
     return codec

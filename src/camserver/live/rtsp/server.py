@@ -177,9 +177,7 @@ class RtspServer:
 
     def _h264_out(self, name: str, unit: AccessUnit) -> None:
         """An access unit from the stream's encoder: packetized once, to every session."""
-        state = self._h264_streams.get(name)
-        if state is None:
-            state = self._h264_streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
+        state = self.stream_state(name, "h264")
         packets = rtp_h264.packetize(unit.units, state.seq, unit.timestamp, state.ssrc)
         state.seq = (state.seq + len(packets)) & 0xFFFF
         state.timestamp = unit.timestamp
@@ -224,9 +222,7 @@ class RtspServer:
 
     def packets(self, name: str, frame: HubFrame) -> tuple[_Stream, list[bytes] | None]:
         """``frame``'s RTP packets (made once per frame for every session of ``name``)."""
-        state = self._streams.get(name)
-        if state is None:
-            state = self._streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
+        state = self.stream_state(name)
         if state.frame_seq != frame.seq:
             state.frame_seq = frame.seq
             state.interleaved.clear()
@@ -245,13 +241,12 @@ class RtspServer:
         return state, state.packets
 
     def stream_state(self, name: str, codec: str = "jpeg") -> _Stream:
-        if codec == "h264":
-            state = self._h264_streams.get(name)
-            if state is None:
-                state = self._h264_streams[name] = _Stream(
-                    secrets.randbits(32), secrets.randbits(16)
-                )
-            return state
+        """The stream's RTP state for ``codec`` (its own SSRC and sequence numbers)."""
+        states = self._h264_streams if codec == "h264" else self._streams
+        state = states.get(name)
+        if state is None:
+            state = states[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
+        return state
         state = self._streams.get(name)
         if state is None:
             state = self._streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
