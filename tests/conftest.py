@@ -27,6 +27,7 @@ from camserver.config import Settings
 from camserver.discovery.service import DiscoveryService
 from camserver.runtime import Runtime
 from camserver.sim.camera import SimCamera
+from tests.helpers import beside
 from tests.helpers.auth import ADMIN, VIEW
 
 CHROMIUM = harness.CHROMIUM
@@ -38,12 +39,15 @@ pytest_plugins = ["tests.suite_report"]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "background_smoke: checked last, started at once")
     config.addinivalue_line("markers", "background_rtsp: checked last, started at once")
+    config.addinivalue_line("markers", "beside: mostly waits; runs in a process of its own")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``background_smoke`` run last; their benchmark run starts now, beside
     the other tests (see tests/test_bench_smoke.py). Likewise ``background_rtsp``: a minute
-    of RTSP reading (tests/helpers/rtsp_minute.py)."""
+    of RTSP reading (tests/helpers/rtsp_minute.py). Tests marked ``beside`` run in a pytest
+    process of their own, started now (tests/helpers/beside.py)."""
+    beside.dispatch(config, items)
     minute = [i for i in items if i.get_closest_marker("background_rtsp")]
     if minute:
         items[:] = [i for i in items if i not in minute] + minute

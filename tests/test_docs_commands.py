@@ -184,6 +184,7 @@ async def _run(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
+@pytest.mark.beside  # commands that mostly wait: beside the suite (tests/helpers/beside.py)
 @pytest.mark.requires("curl", "ffmpeg", "ffprobe")
 async def test_every_documented_command_runs_verbatim(
     documented: tuple[Server, dict[str, Any]], tmp_path: Path

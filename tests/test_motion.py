@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+import pytest
 import socketio
 from pydantic import SecretStr
 
@@ -99,6 +100,7 @@ class MotionListener:
         return [e for e in self.events if e["name"] == name and e["state"] == state]
 
 
+@pytest.mark.beside  # a minute of waiting: beside the suite (tests/helpers/beside.py)
 async def test_an_object_starts_an_event_and_exposure_steps_and_excluded_zones_do_not(
     settings: Settings, camera: CameraFactory
 ) -> None:

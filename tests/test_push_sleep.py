@@ -26,6 +26,7 @@ from tests.helpers.webhooks import Receiver
 EVERY = 5.0
 
 
+@pytest.mark.beside  # a minute of waiting: beside the suite (tests/helpers/beside.py)
 async def test_a_deep_sleep_camera_is_recorded_analysed_and_overdue_when_it_stops(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -109,6 +109,7 @@ def ffprobe(path: str, entries: str = STREAM) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.beside  # a minute of waiting: beside the suite (tests/helpers/beside.py)
 @pytest.mark.requires("ffprobe")
 async def test_continuous_recording_keeps_every_frame_in_playable_segments(
     settings: Settings, camera: CameraFactory
