@@ -76,7 +76,7 @@ async def test_a_database_of_the_first_release_is_migrated(tmp_path: Path) -> No
     with sqlite3.connect(db) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(streams)")]
     conn.close()
-    assert columns[-9:] == [
+    assert columns[-11:] == [
         "on_demand",
         "username",
         "password",
@@ -86,7 +86,35 @@ async def test_a_database_of_the_first_release_is_migrated(tmp_path: Path) -> No
         "source",
         "expect_every",
         "push_key_hash",
+        "port",
+        "encryption_key",
     ]
+
+
+async def test_an_esphome_camera_keeps_its_port_and_key_across_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    hall = StreamConfig(
+        name="hall",
+        source="esphome",
+        host="hall-cam.local",
+        stream_url="",
+        port=6054,
+        encryption_key="a2V5" * 11,
+        password="old-api-password",
+    )
+    store = await SQLiteStore.open(db)
+    try:
+        await store.add(hall)
+    finally:
+        await store.close()
+    store = await SQLiteStore.open(db)
+    try:
+        (back,) = await store.list()
+    finally:
+        await store.close()
+    assert back == hall
+    assert (back.encryption_key, back.password) == (hall.encryption_key, hall.password)
+    assert "encryption_key" not in back.model_dump()
 
 
 def test_unusable_files_give_a_clear_error(tmp_path: Path) -> None:

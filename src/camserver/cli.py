@@ -148,6 +148,36 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="frame mode: seconds between pictures when the server names no next_in",
     )
+    m.add_argument(
+        "--esphome",
+        action="store_true",
+        help="be an ESPHome device too: its native API (camera, flash, switch)",
+    )
+    m.add_argument(
+        "--esphome-port",
+        type=int,
+        default=6053,
+        metavar="P",
+        help="camera i serves ESPHome's API on P+i (default 6053)",
+    )
+    m.add_argument(
+        "--encryption-key",
+        metavar="K",
+        help="with --esphome: the API's Noise key (base64, 32 bytes); none: plaintext",
+    )
+    m.add_argument("--api-password", help="with --esphome: an API password (old firmware)")
+    m.add_argument(
+        "--no-camera",
+        action="store_true",
+        help="with --esphome: the device lists no camera entity",
+    )
+    m.add_argument(
+        "--mdns-interface",
+        action="append",
+        metavar="ADDRESS",
+        help="with --esphome: announce _esphomelib._tcp over mDNS on the interface with "
+        "this address (repeatable; default: no announcement)",
+    )
     return p
 
 
@@ -337,6 +367,15 @@ async def _run_sims(args: argparse.Namespace) -> None:
             if args.push:
                 cam.push_to(args.push, args.key or "", args.push_mode, args.every)
                 print(f"{cam.name}: pushing to {args.push} ({args.push_mode})", flush=True)
+            if args.esphome:
+                device = await cam.serve_esphome(
+                    args.esphome_port + i,
+                    key=args.encryption_key,
+                    password=args.api_password,
+                    mdns_interfaces=args.mdns_interface,
+                )
+                mode = "Noise" if args.encryption_key else "plaintext"
+                print(f"{cam.name}: ESPHome API on {args.host}:{device.port} ({mode})", flush=True)
             print(
                 f"{cam.name}: http://{cam.address}/  stream "
                 f"http://{args.host}:{cam.stream_port}/stream",

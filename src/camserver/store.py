@@ -65,6 +65,8 @@ _MIGRATIONS = [
     ("source", "TEXT NOT NULL DEFAULT 'http'"),  # issue 28: push cameras
     ("expect_every", "REAL"),
     ("push_key_hash", "TEXT"),
+    ("port", "INTEGER"),  # issue 30: ESPHome cameras
+    ("encryption_key", "TEXT"),
 ]
 _COLUMN_NAMES = [
     "name",
@@ -81,6 +83,8 @@ _COLUMN_NAMES = [
     "source",
     "expect_every",
     "push_key_hash",
+    "port",
+    "encryption_key",
 ]
 
 
@@ -125,6 +129,8 @@ def _row(row: tuple[Any, ...]) -> StreamConfig:
         source=row[11],
         expect_every=row[12],
         push_key_hash=row[13],
+        port=row[14],
+        encryption_key=row[15],
     )
 
 
@@ -145,6 +151,8 @@ def _values(cfg: StreamConfig) -> tuple[str | int | float | None, ...]:
         cfg.source,
         cfg.expect_every,
         cfg.push_key_hash,
+        cfg.port,
+        cfg.encryption_key,
     )
 
 

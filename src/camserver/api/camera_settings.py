@@ -31,6 +31,11 @@ async def _esp32(manager: StreamRegistry, name: str) -> StreamConfig:
     cfg = manager.config(name)
     if cfg.pushed:
         return cfg
+    if cfg.esphome:
+        raise NotAnESP32(
+            f"stream {name!r} is an ESPHome camera: its settings (resolution, quality, "
+            "frame rates) are in its YAML, and ESPHome's API does not expose them"
+        )
     if cfg.host is None:
         raise NotAnESP32(
             f"stream {name!r} was added by URL, not as an ESP32-CAM host: its camera "

@@ -44,6 +44,8 @@ def _fields(cfg: StreamConfig) -> list[str]:
         out += ["password", cfg.password]
     if cfg.push_key_hash is not None:
         out += ["push_key_hash", cfg.push_key_hash]
+    if cfg.encryption_key is not None:
+        out += ["encryption_key", cfg.encryption_key]
     return out
 
 

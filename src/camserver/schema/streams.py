@@ -8,9 +8,15 @@ from typing import Annotated, Literal, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from camserver.schema.esphome import (
+    DEFAULT_API_PORT,
+    DeviceEntity,
+    EsphomeDevice,
+    check_encryption_key,
+)
 from camserver.schema.motion import MotionPatch, MotionSettings
 from camserver.schema.recordings import RecordingPatch, RecordingSettings
-from camserver.schema.urls import MAX_URL_LENGTH, check_url, urls_for_host
+from camserver.schema.urls import MAX_URL_LENGTH, check_url, split_host, urls_for_host
 
 __all__ = [
     "NAME_PATTERN",
@@ -30,8 +36,9 @@ __all__ = [
 ]
 
 AuthScheme = Literal["basic", "digest"]
-SourceKind = Literal["http", "push"]
-"""``http``: camserver pulls the camera's MJPEG; ``push``: the camera pushes its pictures."""
+SourceKind = Literal["http", "push", "esphome"]
+"""``http``: camserver pulls the camera's MJPEG; ``push``: the camera pushes its pictures;
+``esphome``: camserver takes an ESPHome camera's images over its native API."""
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 StreamName = Annotated[
@@ -97,6 +104,12 @@ class StreamStatus(BaseModel):
     telemetry: PushTelemetry | None = Field(
         None, description="A push camera: the last telemetry it sent, with its time."
     )
+    device: EsphomeDevice | None = Field(
+        None, description="An ESPHome camera: the device, as it describes itself."
+    )
+    entities: list[DeviceEntity] | None = Field(
+        None, description="An ESPHome camera: its light and switches (read-only)."
+    )
 
 
 class PushKey(BaseModel):
@@ -123,13 +136,16 @@ class StreamCreate(BaseModel):
                 {"name": "porch", "host": "192.168.1.50"},
                 {"name": "garage", "stream_url": "http://10.0.0.7:8080/video"},
                 {"name": "shed", "source": "push", "expect_every": 300},
+                {"name": "hall", "source": "esphome", "host": "hall-cam.local"},
             ]
         },
     )
 
     name: StreamName
     source: SourceKind = Field(
-        "http", description="'http': camserver pulls the camera; 'push': the camera pushes."
+        "http",
+        description="'http': camserver pulls the camera; 'push': the camera pushes; "
+        "'esphome': an ESPHome camera over its native API.",
     )
     expect_every: float | None = Field(
         None,
@@ -138,14 +154,29 @@ class StreamCreate(BaseModel):
         description="A push camera that posts now and then: seconds between pictures "
         "(it is 'overdue' after two intervals without one).",
     )
-    host: str | None = Field(None, max_length=300, description="'ip' or 'ip:port' (default 80).")
+    host: str | None = Field(
+        None,
+        max_length=300,
+        description="'ip' or 'ip:port' (default 80); an ESPHome camera: its name or address.",
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="An ESPHome camera's API port (default 6053)."
+    )
+    encryption_key: SecretStr | None = Field(
+        None,
+        max_length=100,
+        description="An ESPHome camera's api: encryption: key: (base64); never returned.",
+    )
     stream_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     snapshot_url: str | None = Field(None, max_length=MAX_URL_LENGTH)
     enabled: bool = Field(True, description="Start the stream now (and after restarts).")
     on_demand: bool = Field(False, description="Connect only while somebody watches.")
     username: str | None = Field(None, max_length=128, description="Camera login, if any.")
     password: SecretStr | None = Field(
-        None, max_length=256, description="Stored in the database only; never returned."
+        None,
+        max_length=256,
+        description="Stored in the database only; never returned. An ESPHome camera: its "
+        "API password (old firmware).",
     )
     auth_scheme: AuthScheme = Field("basic", description="HTTP auth the camera uses.")
     recording: RecordingSettings | None = Field(None, description="Default: not recorded.")
@@ -163,8 +194,20 @@ class StreamCreate(BaseModel):
     def _url(cls, v: str | None, info: object) -> str | None:
         return None if v is None else check_url(v, getattr(info, "field_name", "url"))
 
+    @field_validator("encryption_key")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value():
+            check_encryption_key(v.get_secret_value())
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> Self:
+        if self.source == "esphome":
+            return self._esphome()
+        for field in ("port", "encryption_key"):
+            if getattr(self, field) is not None:
+                raise ValueError(f"{field} is for ESPHome cameras (source: 'esphome')")
         if self.source == "push":
             given = [k for k in ("host", "stream_url", "snapshot_url", "username", "password")]
             given = [k for k in given if getattr(self, k) is not None]
@@ -179,10 +222,27 @@ class StreamCreate(BaseModel):
             raise ValueError("snapshot_url is derived from host; give stream_url instead")
         return self
 
+    def _esphome(self) -> Self:
+        given = ("stream_url", "snapshot_url", "username", "expect_every")
+        for field in given:
+            if getattr(self, field) is not None:
+                raise ValueError(
+                    f"an ESPHome camera is reached by host and port: {field} is not used"
+                )
+        if self.host is None:
+            raise ValueError(
+                "an ESPHome camera needs its host (a name like porch.local, or an address)"
+            )
+        esphome_host(self.host)
+        return self
+
     def to_config(self) -> StreamConfig:
+        key = self.encryption_key.get_secret_value() if self.encryption_key else None
         cfg = StreamConfig(
             name=self.name,
             source=self.source,
+            port=(self.port or DEFAULT_API_PORT) if self.source == "esphome" else None,
+            encryption_key=key or None,
             expect_every=self.expect_every,
             stream_url=self.stream_url or "",
             snapshot_url=self.snapshot_url,
@@ -194,7 +254,17 @@ class StreamCreate(BaseModel):
             recording=self.recording or RecordingSettings(),
             motion=self.motion or MotionSettings(),
         )
+        if self.source == "esphome":
+            return cfg.model_copy(update={"host": esphome_host(self.host or "")})
         return cfg.with_host(self.host) if self.host is not None else cfg
+
+
+def esphome_host(host: str) -> str:
+    """An ESPHome camera's host: a name or an address, its port given apart."""
+    name, port = split_host(host, 65535)
+    if port != 80 or host.strip().endswith(":80"):
+        raise ValueError("give an ESPHome camera's API port as port, not in host")
+    return name
 
 
 class StreamConfig(BaseModel):
@@ -216,10 +286,18 @@ class StreamConfig(BaseModel):
     expect_every: float | None = None
     push_key_hash: str | None = Field(None, exclude=True, repr=False)
     """A push camera's key, hashed (``camserver.tokens.hash_token``); never serialised."""
+    port: int | None = None
+    """An ESPHome camera's API port."""
+    encryption_key: str | None = Field(None, exclude=True, repr=False)
+    """An ESPHome camera's Noise key (base64); never serialised, like the password."""
 
     @property
     def pushed(self) -> bool:
         return self.source == "push"
+
+    @property
+    def esphome(self) -> bool:
+        return self.source == "esphome"
 
     def httpx_auth(self) -> httpx.Auth | None:
         if self.username is None:
@@ -254,6 +332,10 @@ class StreamPatch(BaseModel):
     username: str | None = Field(None, max_length=128, description="'' removes the login.")
     password: SecretStr | None = Field(None, max_length=256)
     auth_scheme: AuthScheme | None = None
+    port: int | None = Field(None, ge=1, le=65535, description="An ESPHome camera's API port.")
+    encryption_key: SecretStr | None = Field(
+        None, max_length=100, description="An ESPHome camera's key; '' removes it."
+    )
     expect_every: float | None = Field(
         None, ge=0, le=86400, description="A push camera's interval; 0 clears it."
     )
@@ -273,6 +355,11 @@ class StreamPatch(BaseModel):
     def _host(cls, v: str | None) -> str | None:
         return StreamCreate._host(v)
 
+    @field_validator("encryption_key")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        return StreamCreate._key(v)
+
     @field_validator("stream_url", "snapshot_url")
     @classmethod
     def _url(cls, v: str | None, info: object) -> str | None:
@@ -286,7 +373,9 @@ class StreamPatch(BaseModel):
 
     def apply(self, cfg: StreamConfig) -> StreamConfig:
         """``cfg`` with these changes."""
-        if self.host is not None:
+        if self.host is not None and cfg.esphome:
+            cfg = cfg.model_copy(update={"host": esphome_host(self.host)})
+        elif self.host is not None:
             cfg = cfg.with_host(self.host)
         elif self.stream_url is not None:
             cfg = cfg.model_copy(
@@ -309,6 +398,10 @@ class StreamPatch(BaseModel):
         }
         if self.expect_every is not None:
             flags["expect_every"] = self.expect_every or None
+        if self.port is not None:
+            flags["port"] = self.port
+        if self.encryption_key is not None:
+            flags["encryption_key"] = self.encryption_key.get_secret_value() or None
         if self.username is not None:
             flags["username"] = self.username or None
             if not self.username:
@@ -324,6 +417,9 @@ class StreamPatch(BaseModel):
 
 class StreamOut(StreamConfig):
     has_password: bool = Field(False, description="A camera password is stored (not shown).")
+    has_encryption_key: bool = Field(
+        False, description="An ESPHome camera's encryption key is stored (not shown)."
+    )
     status: StreamStatus
 
 

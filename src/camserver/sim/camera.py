@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from camserver.sim.control import CORS, STATUS_KEYS, control
+from camserver.sim.esphome import SimEsphome
 from camserver.sim.faults import Faults
 from camserver.sim.frames import FRAMESIZES, FrameRenderer, jpeg_quality
 from camserver.sim.http import Login, Request, read_request, response
@@ -124,6 +125,8 @@ class SimCamera:
         self._boot = time.monotonic()
         self.pusher: SimPusher | None = None
         """Set when the camera pushes to camserver (``camserver sim --push``)."""
+        self.esphome: SimEsphome | None = None
+        """Set when the camera is an ESPHome device too (``camserver sim --esphome``)."""
         self._counter = 0
         self._http: asyncio.Server | None = None
         self._stream: asyncio.Server | None = None
@@ -179,9 +182,26 @@ class SimCamera:
         self.pusher = SimPusher(self, url, key, mode, every)
         self.pusher.start()
 
+    async def serve_esphome(
+        self,
+        port: int = 0,
+        *,
+        key: str | None = None,
+        password: str | None = None,
+        mdns_interfaces: list[str] | None = None,
+    ) -> SimEsphome:
+        """Serve ESPHome's native API on ``port`` (see :mod:`camserver.sim.esphome`)."""
+        self.esphome = SimEsphome(
+            self, port, key=key, password=password, mdns_interfaces=mdns_interfaces
+        )
+        await self.esphome.start()
+        return self.esphome
+
     async def stop(self) -> None:
         if self.pusher is not None:
             await self.pusher.stop()
+        if self.esphome is not None:
+            await self.esphome.stop()
         if self.responder is not None:
             self.responder.close()
         for server in (self._http, self._stream):
@@ -209,6 +229,8 @@ class SimCamera:
             await self._close_stream_port()
         elif not self.faults.refuse and self._stream is None and self._http is not None:
             await self._open_stream_port()
+        if self.esphome is not None:
+            await self.esphome.faults_changed()
 
     async def _open_stream_port(self) -> None:
         self._stream = await asyncio.start_server(
@@ -227,8 +249,10 @@ class SimCamera:
 
     def stats(self) -> dict[str, int]:
         pushed = self.pusher.as_dict() if self.pusher is not None else {}
+        esphome = self.esphome.stats() if self.esphome is not None else {}
         return {
             **pushed,
+            **esphome,
             "tcp_connections": self.tcp_connections,
             "stream_connections": self.stream_connections,
             "active_streams": self.active_streams,
@@ -336,6 +360,14 @@ class SimCamera:
                     return response(400, str(exc).encode(), "text/plain")
             body = json.dumps(dataclasses.asdict(self.faults)).encode()
             return response(200, body, "application/json")
+        if req.path == "/sim/esphome" and self.esphome is not None:
+            if req.method == "POST":  # {"encryption_key": "..." or null}: a new device key
+                try:
+                    body = json.loads(req.body or b"{}")
+                    self.esphome.set_key(body.get("encryption_key"))
+                except (ValueError, AttributeError) as exc:
+                    return response(400, str(exc).encode(), "text/plain")
+            return response(200, json.dumps(self.esphome.describe()).encode(), "application/json")
         if req.path == "/sim/stats":
             return response(200, json.dumps(self.stats()).encode(), "application/json")
         if req.path == "/sim/scene":

@@ -28,6 +28,8 @@ class Faults:
     """The stream port is closed: connections are refused."""
     endless_part: bool = False
     """After the part headers (no Content-Length), send JPEG-like bytes and never finish."""
+    no_camera: bool = False
+    """ESPHome mode: the device's entity list has no camera (camserver.sim.esphome)."""
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name: f for f in dataclasses.fields(self)}

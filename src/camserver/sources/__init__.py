@@ -16,6 +16,7 @@ import httpx
 from camserver.netguard import NetworkGuard
 from camserver.schema import StreamConfig
 from camserver.sources.base import FrameSink, Source, SourceTiming
+from camserver.sources.esphome import EsphomeSource, esphome_url
 from camserver.sources.http_pull import HttpPull
 from camserver.sources.push import PushSource
 from camserver.sources.supervisor import Supervisor
@@ -27,6 +28,7 @@ __all__ = [
     "Source",
     "SourceTiming",
     "Supervisor",
+    "esphome_url",
     "source_for",
     "target_of",
 ]
@@ -36,6 +38,7 @@ SourceFactory = Callable[[StreamConfig, httpx.AsyncClient, SourceTiming, Network
 KINDS: dict[str, SourceFactory] = {
     "http": HttpPull.for_config,
     "push": PushSource.for_config,
+    "esphome": EsphomeSource.for_config,
 }
 """Source kinds by name (``StreamConfig.source``): what a stream's configuration connects
 with."""
@@ -50,6 +53,8 @@ def target_of(cfg: StreamConfig) -> tuple[str | None, ...]:
     """What a stream's source connects with: a change makes a new source."""
     if cfg.pushed:  # a new key or interval keeps the source (PushSource.reconfigure)
         return ("push",)
+    if cfg.esphome:
+        return ("esphome", cfg.host, str(cfg.port), cfg.encryption_key, cfg.password)
     return ("http", cfg.stream_url, cfg.username, cfg.password, cfg.auth_scheme)
 
 

@@ -22,7 +22,14 @@ from camserver.errors import StreamNotFound, TooManyStreams, WrongSourceKind
 from camserver.netguard import NetworkGuard
 from camserver.schema import StreamConfig, StreamOut, StreamPatch, StreamStatus
 from camserver.schema.urls import mask_url
-from camserver.sources import PushSource, SourceTiming, Supervisor, source_for, target_of
+from camserver.sources import (
+    PushSource,
+    SourceTiming,
+    Supervisor,
+    esphome_url,
+    source_for,
+    target_of,
+)
 from camserver.store import StreamStore
 from camserver.streaming.admission import Admission
 from camserver.streaming.hub import LocalHub
@@ -54,6 +61,17 @@ def _check_kind(cfg: StreamConfig, patch: StreamPatch) -> None:
         )
     if not cfg.pushed and patch.expect_every is not None:
         raise WrongSourceKind(f"stream {cfg.name!r} pulls its camera: expect_every is for push")
+    http_only = ("stream_url", "snapshot_url", "username", "auth_scheme")
+    if cfg.esphome and any(getattr(patch, k) is not None for k in http_only):
+        raise WrongSourceKind(
+            f"stream {cfg.name!r} is an ESPHome camera: it is reached by host, port and "
+            "encryption_key, not by URL or HTTP login"
+        )
+    if not cfg.esphome and (patch.port is not None or patch.encryption_key is not None):
+        raise WrongSourceKind(
+            f"stream {cfg.name!r} is not an ESPHome camera: port and encryption_key are "
+            "for ESPHome cameras"
+        )
 
 
 class StreamRegistry:
@@ -207,7 +225,7 @@ class StreamRegistry:
 
     def names_by_url(self) -> dict[str, str]:
         """Stream URL → name of the stream reading it."""
-        return {s.cfg.stream_url: name for name, s in self._streams.items() if not s.cfg.pushed}
+        return {s.cfg.stream_url: name for name, s in self._streams.items() if s.cfg.stream_url}
 
     def config(self, name: str) -> StreamConfig:
         return self.record(name).cfg
@@ -221,7 +239,12 @@ class StreamRegistry:
         out = s.cfg.model_dump()
         if s.cfg.motion.webhook_url is not None:  # a secret, like the password (issue 26 M5)
             out["motion"]["webhook_url"] = mask_url(s.cfg.motion.webhook_url)
-        return StreamOut(**out, has_password=s.cfg.password is not None, status=self.status(name))
+        return StreamOut(
+            **out,
+            has_password=s.cfg.password is not None,
+            has_encryption_key=s.cfg.encryption_key is not None,
+            status=self.status(name),
+        )
 
     def list(self) -> list[StreamOut]:
         return [self.get(name) for name in self._streams]
@@ -236,7 +259,7 @@ class StreamRegistry:
             )
 
     async def _check_target(self, cfg: StreamConfig) -> None:
-        for url in (cfg.stream_url, cfg.snapshot_url):
+        for url in (cfg.stream_url, cfg.snapshot_url, esphome_url(cfg)):
             if url:
                 await self.guard.check(url)
 

@@ -1,0 +1,90 @@
+"""ESPHome cameras for tests: the simulator's device side in a real process or in this
+one, and the keys they use."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from camserver.sim.camera import free_port_pair
+from tests.conftest import Server, free_port, wait_for
+
+KEY = base64.b64encode(hashlib.sha256(b"camserver test key 1").digest()).decode()
+OTHER_KEY = base64.b64encode(hashlib.sha256(b"camserver test key 2").digest()).decode()
+
+
+@dataclass
+class EsphomeProcess:
+    """``camserver sim --esphome`` as a real process."""
+
+    http: str
+    """Its HTTP base URL (``/sim/stats``, ``/sim/faults``, ``/sim/esphome``)."""
+    api_port: int
+
+    async def stats(self) -> dict[str, Any]:
+        async with httpx.AsyncClient(trust_env=False) as c:
+            data: dict[str, Any] = (await c.get(self.http + "/sim/stats")).json()
+            return data
+
+    async def sent(self) -> set[str]:
+        """SHA-256 of the images the device sent whole, lately."""
+        async with httpx.AsyncClient(trust_env=False) as c:
+            return set((await c.get(self.http + "/sim/esphome")).json()["sent"])
+
+
+@asynccontextmanager
+async def esphome_process(*args: str) -> AsyncIterator[EsphomeProcess]:
+    http_port, api_port = free_port_pair(), free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "camserver", "sim", "--http-port", str(http_port)),
+            *("--discovery-port", "0", "--discovery-listen-port", "0"),
+            *("--esphome", "--esphome-port", str(api_port), *args),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    device = EsphomeProcess(f"http://127.0.0.1:{http_port}", api_port)
+    try:
+
+        async def up() -> bool:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                return "esphome_connections" in await device.stats()
+            except httpx.HTTPError:
+                return False
+
+        await wait_for(up, 20, 0.1, what="the ESPHome simulator")
+        yield device
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=5)
+
+
+async def add_esphome(
+    server: Server, name: str, port: int, key: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "source": "esphome", "host": "127.0.0.1", "port": port}
+    if key is not None:
+        body["encryption_key"] = key
+    r = await server.client.post("/api/streams", json={**body, **extra})
+    assert r.status_code == 201, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
