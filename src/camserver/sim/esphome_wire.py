@@ -27,6 +27,7 @@ from typing import Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from noise.connection import NoiseConnection
+from noise.exceptions import NoiseInvalidMessage
 
 __all__ = ["NEED_DATA", "DeviceFrames", "Fail", "Message", "decode_key"]
 
@@ -193,7 +194,7 @@ class DeviceFrames:
             return self._handshake(payload)
         try:
             body = bytes(self._noise.decrypt(payload))
-        except InvalidTag:
+        except (InvalidTag, NoiseInvalidMessage):
             return self._fail("a frame failed to decrypt")
         if len(body) < 4:
             return self._fail("a decrypted frame is shorter than its header")
