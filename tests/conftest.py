@@ -88,6 +88,7 @@ FAST = {
     # a test asks for it, on a free port.
     "rtsp_port": 0,
     "onvif_discovery": False,
+    "esphome_discovery": False,
 }
 
 

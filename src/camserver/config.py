@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         None, gt=0, description="Probe every this many seconds (off when unset)."
     )
     discovery_auto_add: bool = Field(False, description="Add every new camera as a stream.")
+    esphome_discovery: bool = Field(
+        True,
+        description="Look for ESPHome cameras over mDNS (_esphomelib._tcp) on the discovery "
+        "interfaces.",
+    )
     discovery_listen: bool = Field(True, description="Listen for camera announcements.")
     discovery_rate: int = Field(
         40, ge=1, description="Datagrams per second accepted from one address; more are dropped."

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -48,6 +49,9 @@ def _parse(address: str) -> Address:
 class NetworkGuard:
     def __init__(self, networks: list[Network]) -> None:
         self.networks = networks
+        self.local_names: Callable[[str], list[str] | None] | None = None
+        """``.local`` names announced over mDNS (camserver.discovery.mdns), answered
+        before the system resolver (which may not speak mDNS)."""
 
     @property
     def enabled(self) -> bool:
@@ -65,8 +69,11 @@ class NetworkGuard:
         UpstreamConnectError if the name does not resolve."""
         parts = urlsplit(url)
         host = parts.hostname or ""
+        announced = None
+        if self.local_names is not None and host.lower().endswith(".local"):
+            announced = self.local_names(host)
         try:
-            addresses = [str(_parse(host))]
+            addresses = announced or [str(_parse(host))]
         except ValueError:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(

@@ -33,7 +33,7 @@ from camserver.motion.service import MotionService, start_motion
 from camserver.netguard import NetworkGuard
 from camserver.recording.service import RecordingService, start_recording
 from camserver.schema import DiscoveredCamera, StreamConfig
-from camserver.sources import SourceTiming
+from camserver.sources import SourceTiming, target_url
 from camserver.store import SQLiteStore, StreamStore
 from camserver.streaming.registry import StreamRegistry
 from camserver.telemetry import LoopLagMonitor, StateCollector
@@ -371,12 +371,34 @@ async def _start_discovery(
     service.add_listener(on_new)
     if settings.discovery_interval:
         service.start_periodic(settings.discovery_interval)
+    if settings.esphome_discovery and interfaces:
+        await _start_mdns(stack, service, [i.address for i in interfaces], manager)
     return service, ""
 
 
+async def _start_mdns(
+    stack: AsyncExitStack, service: DiscoveryService, addresses: list[str], manager: StreamRegistry
+) -> None:
+    """ESPHome devices over mDNS, on the discovery interfaces only; off (with a log line)
+    when zeroconf cannot listen there."""
+    from camserver.discovery.mdns import EsphomeBrowser
+
+    browser = EsphomeBrowser(addresses, service.found)
+    try:
+        await browser.start()
+    except OSError as exc:
+        log.warning("mDNS discovery of ESPHome cameras is off: %s", exc)
+        await browser.close()
+        return
+    stack.push_async_callback(browser.close)
+    manager.guard.local_names = browser.addresses_of
+
+
 async def _auto_add(manager: StreamRegistry, cam: DiscoveredCamera) -> None:
+    if cam.kind == "esphome" and cam.encrypted:
+        return  # (it needs its encryption key: added by hand)
     cfg = cam.stream_config()
-    if cfg.name in manager or cfg.stream_url in manager.names_by_url():
+    if cfg.name in manager or target_url(cfg) in manager.names_by_url():
         return
     with suppress(StreamExists):
         await manager.create(cfg)

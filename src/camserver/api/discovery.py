@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from camserver.api.deps import DiscoveryDep, ManagerDep, Unscoped
 from camserver.errors import NotDiscovered, UnknownInterface
 from camserver.schema import AddBody, DiscoveredCamera, DiscoveredOut, StreamOut
+from camserver.sources import target_url
 from camserver.streaming.registry import StreamRegistry
 
 # Discovery is about every camera: not for tokens scoped to some streams.
@@ -21,7 +22,7 @@ def _out(cams: list[DiscoveredCamera], manager: StreamRegistry) -> list[Discover
     """The cameras, each with the stream already reading it, if any."""
     by_url = manager.names_by_url()
     return [
-        DiscoveredOut(**c.model_dump(), stream=by_url.get(c.stream_config().stream_url))
+        DiscoveredOut(**c.model_dump(), stream=by_url.get(target_url(c.stream_config())))
         for c in cams
     ]
 
@@ -66,9 +67,11 @@ async def scan(
 async def add_discovered(
     name: str, discovery: DiscoveryDep, manager: ManagerDep, body: AddBody | None = None
 ) -> StreamOut:
-    """Turn a discovered camera into a stream (optionally under another name)."""
+    """Turn a discovered camera into a stream (optionally under another name; an encrypted
+    ESPHome device with its ``encryption_key``)."""
     cam = discovery.get(name)
     if cam is None:
         raise NotDiscovered(name)
-    cfg = cam.stream_config(body.name if body else None)
+    key = body.encryption_key.get_secret_value() if body and body.encryption_key else None
+    cfg = cam.stream_config(body.name if body else None, key)
     return await manager.create(cfg)

@@ -209,35 +209,43 @@ class DiscoveryService:
                     a.ip,
                 )
         now = time.time()
-        cam = self._cameras.get((a.ip, a.port))
-        if cam is not None and cam.name == a.name:
-            cam.last_seen = now
-            cam.stream_port, cam.claimed_ip = a.stream_port, a.claimed_ip
+        self.found(
+            DiscoveredCamera(
+                name=a.name,
+                ip=a.ip,
+                port=a.port,
+                stream_port=a.stream_port,
+                first_seen=now,
+                last_seen=now,
+                legacy=a.legacy,
+                mac=a.mac,
+                model=a.model,
+                fw=a.fw,
+                claimed_ip=a.claimed_ip,
+            )
+        )
+
+    def found(self, new: DiscoveredCamera) -> None:
+        """A camera heard from (an announcement, a probe's answer, mDNS): listed, or its
+        entry refreshed; the listeners hear of it the first time."""
+        cam = self._cameras.get((new.ip, new.port))
+        if cam is not None and cam.name == new.name:
+            cam.last_seen = new.last_seen
+            cam.stream_port, cam.claimed_ip = new.stream_port, new.claimed_ip
+            cam.encrypted, cam.camera = new.encrypted, new.camera
             return
         if cam is None:
             self._expire()
             if len(self._cameras) >= 1024:
                 self.counts["rejected_too_many_cameras"] += 1
                 return
-            if sum(ip == a.ip for ip, _ in self._cameras) >= self.per_source:
+            if sum(ip == new.ip for ip, _ in self._cameras) >= self.per_source:
                 self.counts["rejected_too_many_per_source"] += 1
                 return
-        cam = DiscoveredCamera(
-            name=a.name,
-            ip=a.ip,
-            port=a.port,
-            stream_port=a.stream_port,
-            first_seen=now,
-            last_seen=now,
-            legacy=a.legacy,
-            mac=a.mac,
-            model=a.model,
-            fw=a.fw,
-            claimed_ip=a.claimed_ip,
-        )
-        self._cameras[(a.ip, a.port)] = cam  # a renamed camera replaces its old entry
+        cam = new
+        self._cameras[(cam.ip, cam.port)] = cam  # a renamed camera replaces its old entry
         self.counts["new_cameras"] += 1
-        log.info("discovered camera %s at %s:%d", cam.name, cam.ip, cam.port)
+        log.info("discovered %s camera %s at %s:%d", cam.kind, cam.name, cam.ip, cam.port)
         for listener in self._listeners:
             try:
                 listener(cam)

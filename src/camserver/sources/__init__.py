@@ -31,6 +31,7 @@ __all__ = [
     "esphome_url",
     "source_for",
     "target_of",
+    "target_url",
 ]
 
 SourceFactory = Callable[[StreamConfig, httpx.AsyncClient, SourceTiming, NetworkGuard], Source]
@@ -56,6 +57,12 @@ def target_of(cfg: StreamConfig) -> tuple[str | None, ...]:
     if cfg.esphome:
         return ("esphome", cfg.host, str(cfg.port), cfg.encryption_key, cfg.password)
     return ("http", cfg.stream_url, cfg.username, cfg.password, cfg.auth_scheme)
+
+
+def target_url(cfg: StreamConfig) -> str:
+    """The URL a stream's camera is reached at (``esphome://host:port/`` for ESPHome),
+    by which discovery recognises a camera already added; '' for a push camera."""
+    return cfg.stream_url or esphome_url(cfg) or ""
 
 
 def source_for(

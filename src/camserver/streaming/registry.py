@@ -29,6 +29,7 @@ from camserver.sources import (
     esphome_url,
     source_for,
     target_of,
+    target_url,
 )
 from camserver.store import StreamStore
 from camserver.streaming.admission import Admission
@@ -225,7 +226,8 @@ class StreamRegistry:
 
     def names_by_url(self) -> dict[str, str]:
         """Stream URL → name of the stream reading it."""
-        return {s.cfg.stream_url: name for name, s in self._streams.items() if s.cfg.stream_url}
+        urls = {target_url(s.cfg): name for name, s in self._streams.items()}
+        return {url: name for url, name in urls.items() if url}
 
     def config(self, name: str) -> StreamConfig:
         return self.record(name).cfg
