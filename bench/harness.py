@@ -120,8 +120,11 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def cameras(count: int, fps: float = 15, framesize: str = "VGA") -> Iterator[list[int]]:
-    """``count`` simulated cameras in one separate process; yields their HTTP ports."""
+def cameras(
+    count: int, fps: float = 15, framesize: str = "VGA", extra: Sequence[str] = ()
+) -> Iterator[list[int]]:
+    """``count`` simulated cameras in one separate process (``extra``: more ``camserver
+    sim`` flags); yields their HTTP ports."""
     base = free_port_pair(span=2 * count)
     args = [
         PY,
@@ -143,6 +146,7 @@ def cameras(count: int, fps: float = 15, framesize: str = "VGA") -> Iterator[lis
         "0",
         "--discovery-listen-port",
         "0",
+        *extra,
     ]
     with process(args):
         ports = [base + 2 * i for i in range(count)]
@@ -299,3 +303,36 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             "errors": sum(p["errors"] for p in parts),
         }
     return out
+
+
+def stream_frames(c: httpx.Client) -> dict[str, int]:
+    return {s["name"]: s["status"]["frames"] for s in c.get("/api/streams").json()}
+
+
+def window(
+    c: httpx.Client, proc: Any, settle: float, seconds: float
+) -> tuple[dict[str, int], dict[str, int], Meter]:
+    """After ``settle`` s: the streams' frame counts before and after ``seconds`` s of the
+    server's CPU metered."""
+    time.sleep(settle)
+    before = stream_frames(c)
+    meter = Meter(proc)
+    meter.start()
+    time.sleep(seconds)
+    meter.stop()
+    return before, stream_frames(c), meter
+
+
+def rate_row(
+    way: str, count: int, meter: Meter, frames: int, per_camera: list[float]
+) -> dict[str, Any]:
+    return {
+        "way": way,
+        "cameras": count,
+        "frames": frames,
+        "us_cpu_per_frame": round(1e6 * meter.cpu / frames, 1) if frames else None,
+        "fps_per_camera_median": round(statistics.median(per_camera), 2),
+        "fps_per_camera_min": round(min(per_camera), 2),
+        "server_cpu_pct_of_one_core": round(meter.percent, 1),
+        "rss_mb": round(meter.rss_mb, 1),
+    }

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import PY, Meter, add_streams, cameras, camserver, table
+from bench.harness import PY, add_streams, cameras, camserver, rate_row, table, window
 
 FPS = 15.0
 
@@ -85,24 +84,6 @@ async def _pusher(targets: list[dict[str, str]], mode: str, seconds: float) -> l
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-def _frames(c: httpx.Client) -> dict[str, int]:
-    return {s["name"]: s["status"]["frames"] for s in c.get("/api/streams").json()}
-
-
-def _window(
-    c: httpx.Client, proc: Any, settle: float, seconds: float
-) -> tuple[dict[str, int], dict[str, int], Meter]:
-    """After ``settle`` s: the streams' frame counts before and after ``seconds`` s of the
-    server's CPU metered."""
-    time.sleep(settle)
-    before = _frames(c)
-    meter = Meter(proc)
-    meter.start()
-    time.sleep(seconds)
-    meter.stop()
-    return before, _frames(c), meter
-
-
 def _measure_push(
     url: str, proc: Any, mode: str, count: int, seconds: float, settle: float
 ) -> dict[str, Any]:
@@ -128,7 +109,7 @@ def _measure_push(
             stdout=subprocess.DEVNULL,
         )
         try:
-            before, after, meter = _window(c, proc, settle, seconds)
+            before, after, meter = window(c, proc, settle, seconds)
         finally:
             load.wait(timeout=60)
             Path(f.name).unlink()
@@ -136,7 +117,7 @@ def _measure_push(
             c.delete(f"/api/streams/{mode}{i}")
     per_camera = [(after[f"{mode}{i}"] - before[f"{mode}{i}"]) / meter.wall for i in range(count)]
     frames = sum(after[n] - before[n] for n in after if n.startswith(mode))
-    return _row(
+    return rate_row(
         f"push ({'WebSocket' if mode == 'ws' else 'POST per picture'})",
         count,
         meter,
@@ -148,27 +129,12 @@ def _measure_push(
 def _measure_pull(url: str, proc: Any, count: int, seconds: float, settle: float) -> dict[str, Any]:
     with cameras(count) as ports, httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
         names = add_streams(url, ports)
-        before, after, meter = _window(c, proc, settle, seconds)
+        before, after, meter = window(c, proc, settle, seconds)
         for name in names:
             c.delete(f"/api/streams/{name}")
     per_camera = [(after[n] - before[n]) / meter.wall for n in names]
     frames = sum(after[n] - before[n] for n in names)
-    return _row("pull (HTTP MJPEG ingest)", count, meter, frames, per_camera)
-
-
-def _row(
-    way: str, count: int, meter: Meter, frames: int, per_camera: list[float]
-) -> dict[str, Any]:
-    return {
-        "way": way,
-        "cameras": count,
-        "frames": frames,
-        "us_cpu_per_frame": round(1e6 * meter.cpu / frames, 1) if frames else None,
-        "fps_per_camera_median": round(statistics.median(per_camera), 2),
-        "fps_per_camera_min": round(min(per_camera), 2),
-        "server_cpu_pct_of_one_core": round(meter.percent, 1),
-        "rss_mb": round(meter.rss_mb, 1),
-    }
+    return rate_row("pull (HTTP MJPEG ingest)", count, meter, frames, per_camera)
 
 
 def bench(

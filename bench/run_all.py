@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, fanout, ingest, parser, peers, push, recording, rtsp
+from bench import cluster, esphome, fanout, ingest, parser, peers, push, recording, rtsp
 from bench.harness import table as harness_table
 
 
@@ -50,6 +50,7 @@ def main() -> None:
             for n in ([2] if args.smoke else [1, 8, 32])
         ],
         "push": push.bench(args.smoke),
+        "esphome": esphome.bench(args.smoke),
         "rtsp": rtsp.bench(args.smoke),
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
@@ -72,6 +73,8 @@ def main() -> None:
             "against the MJPEG viewers of this run)\n\n" + harness_table(results["rtsp"]),
             "Push cameras beside pulled ones (VGA at 15 fps, no viewers; cpu_per_frame_vs_pull"
             " = against the pulled cameras of this run)\n\n" + harness_table(results["push"]),
+            "ESPHome cameras beside pulled ones (VGA, no viewers; cpu_per_frame_vs_pull = "
+            "against the pulled cameras of this run)\n\n" + harness_table(results["esphome"]),
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),

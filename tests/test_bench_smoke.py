@@ -34,6 +34,15 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         ("push (WebSocket)", 4),
     ]
     assert all(r["frames"] > 0 and r["fps_per_camera_min"] > 5 for r in results["push"])
+    # ESPHome cameras (Noise and plaintext) carried frames at their rate beside pulled ones.
+    ways = [(r["way"], r["cameras"]) for r in results["esphome"]]
+    assert ways == [
+        ("pull (HTTP MJPEG ingest, 15 fps)", 2),
+        ("ESPHome API (Noise, 15 fps)", 2),
+        ("ESPHome API (plaintext, 15 fps)", 2),
+        ("ESPHome API (Noise, 10 fps)", 4),
+    ]
+    assert all(r["frames"] > 0 and r["fps_per_camera_min"] > 5 for r in results["esphome"])
     # RTSP out: MJPEG, RTSP over TCP and UDP, and the H.264 encoder all delivered frames.
     outputs = [r["output"] for r in results["rtsp"]]
     assert outputs == ["MJPEG", "RTSP TCP", "RTSP UDP", "RTSP H.264 (1 client: the encoder)"]
