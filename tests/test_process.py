@@ -46,7 +46,7 @@ async def test_demo_cameras_stream_with_no_hardware(
 ) -> None:
     p = spawn("--db", str(tmp_path / "demo.db"), "--demo", "2")
     await wait_healthy(p)
-    for name in ("demo-1", "demo-2", "demo-push"):
+    for name in ("demo-1", "demo-2", "demo-push", "demo-esphome"):
         await wait_for(lambda n=name: _state_is(p.url, n, "streaming"), 15, what=name)
     async with httpx.AsyncClient(trust_env=False) as c:
         r = await c.get(p.url + "/api/streams/demo-1/snapshot")
@@ -56,6 +56,11 @@ async def test_demo_cameras_stream_with_no_hardware(
         pushed = (await c.get(p.url + "/api/streams/demo-push")).json()
         assert pushed["source"] == "push"
         assert pushed["status"]["pusher"].startswith("127.0.0.1:")
+        # demo-esphome: an ESPHome camera over its native API (Noise), its device shown.
+        esphome = (await c.get(p.url + "/api/streams/demo-esphome")).json()
+        assert (esphome["source"], esphome["has_encryption_key"]) == ("esphome", True)
+        assert esphome["status"]["device"]["name"] == "demo-esphome"
+        assert esphome["status"]["device"]["encrypted"] is True
         # The demo records too (bounded), so recordings can be tried without hardware.
         assert (await c.get(p.url + "/api/streams/demo-1")).json()["recording"]["mode"] == (
             "continuous"

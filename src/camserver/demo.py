@@ -1,12 +1,16 @@
 """``camserver serve --demo N``: simulated cameras in the server's process, each with a
 stream that reads it, so a fresh install shows live video, motion and recording without
-hardware; and ``demo-push``, a camera that pushes its pictures to the server over a
-WebSocket (docs/push.md) with telemetry, as a camera behind NAT would. CLI wiring: the
-only server-side module (with ``camserver.cli``) that imports the simulator."""
+hardware; ``demo-push``, a camera that pushes its pictures to the server over a
+WebSocket (docs/push.md) with telemetry, as a camera behind NAT would; and
+``demo-esphome``, an ESPHome camera on loopback, Noise-encrypted, read over its native API
+(docs/esphome.md). CLI wiring: the only server-side module (with ``camserver.cli``) that
+imports the simulator."""
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -14,7 +18,7 @@ from camserver.schema import MotionSettings, RecordingSettings, StreamConfig
 from camserver.sim.camera import SimCamera
 from camserver.tokens import hash_token, new_token
 
-__all__ = ["demo_cameras", "start_demo", "start_pusher"]
+__all__ = ["demo_cameras", "start_demo", "start_esphome", "start_pusher"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ def demo_cameras(
         configs = await start_demo(stack, count)
         if server_url is not None:
             configs.append(await start_pusher(stack, server_url))
+        configs.append(await start_esphome(stack))
         return configs
 
     return start
@@ -45,6 +50,23 @@ async def start_pusher(stack: AsyncExitStack, server_url: str) -> StreamConfig:
     log.info("demo camera demo-push pushes to %s", ws)
     return StreamConfig(
         name="demo-push", source="push", stream_url="", push_key_hash=hash_token(key)
+    )
+
+
+async def start_esphome(stack: AsyncExitStack) -> StreamConfig:
+    """``demo-esphome``: a simulated ESPHome camera (native API on a free loopback port,
+    Noise with a key made at every start; its flash light and switch show in its status)."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    cam = await stack.enter_async_context(SimCamera("demo-esphome", fps=10, framesize=8))
+    api = await cam.serve_esphome(0, key=key)
+    log.info("demo camera demo-esphome: ESPHome API on 127.0.0.1:%d (Noise)", api.port)
+    return StreamConfig(
+        name="demo-esphome",
+        source="esphome",
+        host="127.0.0.1",
+        port=api.port,
+        stream_url="",
+        encryption_key=key,
     )
 
 
