@@ -442,7 +442,8 @@ function renderFound() {
     const what = document.createElement("span");
     what.className = "what";
     const model = cam.model ? ` · ${cam.model}` : "";
-    what.textContent = `${cam.name} — ${cam.ip}:${cam.port}${model}`;
+    const esphome = cam.kind === "esphome" ? ` · ESPHome${cam.encrypted ? " (encrypted)" : ""}` : "";
+    what.textContent = `${cam.name} — ${cam.ip}:${cam.port}${model}${esphome}`;
     if (cam.conflict) {
       const warn = document.createElement("strong");
       warn.className = "conflict";
@@ -455,9 +456,18 @@ function renderFound() {
     btn.textContent = taken ? "Added" : "Add";
     btn.disabled = Boolean(taken);
     btn.setAttribute("aria-label", `Add discovered camera ${cam.name}`);
+    // An encrypted ESPHome device is added with its key (camserver cannot ask it without).
+    let keyInput = null;
+    if (cam.kind === "esphome" && cam.encrypted && !taken) {
+      keyInput = document.createElement("input");
+      keyInput.type = "password";
+      keyInput.placeholder = "encryption key";
+      keyInput.setAttribute("aria-label", `Encryption key of ${cam.name}`);
+    }
     btn.addEventListener("click", async () => {
       btn.disabled = true;
-      const { ok, data } = await api("POST", `/api/discovery/${encodeURIComponent(cam.name)}/add`);
+      const body = keyInput && keyInput.value.trim() ? { encryption_key: keyInput.value.trim() } : undefined;
+      const { ok, data } = await api("POST", `/api/discovery/${encodeURIComponent(cam.name)}/add`, body);
       if (!ok) {
         btn.disabled = false;
         scanState.textContent = (data && data.detail) || "Could not add the camera";
@@ -467,7 +477,7 @@ function renderFound() {
       await refresh();
       renderFound();
     });
-    li.append(what, btn);
+    li.append(...[what, keyInput, btn].filter(Boolean));
     foundList.appendChild(li);
   }
   foundEmpty.hidden = found.size > 0;
@@ -506,10 +516,13 @@ document.getElementById("scan").addEventListener("click", async (e) => {
 // -- add form -----------------------------------------------------------------------------
 
 const form = document.getElementById("add-form");
-const fieldFor = { name: "name", host: "source", stream_url: "source", snapshot_url: "source" };
+const fieldFor = {
+  name: "name", host: "source", stream_url: "source", snapshot_url: "source", port: "source",
+  encryption_key: "key",
+};
 
 function showErrors(errors) {
-  for (const id of ["name", "source", "form"]) {
+  for (const id of ["name", "source", "key", "form"]) {
     document.getElementById(`err-${id}`).textContent = "";
   }
   for (const input of form.querySelectorAll("input")) input.removeAttribute("aria-invalid");
@@ -528,6 +541,7 @@ form.addEventListener("submit", async (e) => {
   const source = form.elements.source.value.trim();
   const body = { name };
   if (form.elements.push.checked) body.source = "push";
+  else if (form.elements.esphome.checked) Object.assign(body, esphomeTarget(source));
   else if (source.includes("://")) body.stream_url = source; else body.host = source;
   const { ok, status, data } = await api("POST", "/api/streams", body);
   if (ok) {
@@ -565,9 +579,26 @@ function definitions(dl, rows) {
   }));
 }
 
-form.elements.push.addEventListener("change", () => {
-  form.elements.source.disabled = form.elements.push.checked;
-});
+// An ESPHome camera: "porch.local", "192.168.1.60" or "host:6053", and its key if any.
+function esphomeTarget(source) {
+  const body = { source: "esphome", host: source };
+  const m = source.match(/^(.*[^:]):(\d+)$/);
+  if (m && !m[1].includes(":")) Object.assign(body, { host: m[1], port: Number(m[2]) });
+  const key = form.elements.encryption_key.value.trim();
+  if (key) body.encryption_key = key;
+  return body;
+}
+
+function kindChanged(e) {
+  const push = form.elements.push, esphome = form.elements.esphome;
+  if (e && e.target === push && push.checked) esphome.checked = false;
+  if (e && e.target === esphome && esphome.checked) push.checked = false;
+  form.elements.source.disabled = push.checked;
+  document.getElementById("add-key-field").hidden = !esphome.checked;
+}
+form.elements.push.addEventListener("change", kindChanged);
+form.elements.esphome.addEventListener("change", kindChanged);
+form.addEventListener("reset", () => setTimeout(kindChanged));
 
 updateSummary();
 refresh();

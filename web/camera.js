@@ -105,10 +105,22 @@ function showStatus(s) {
     const values = Object.entries(s.telemetry.values).map(([k, v]) => `${k} ${v}`).join(", ");
     rows.push(["Telemetry", `${values} (at ${clock(s.telemetry.at)})`]);
   }
+  if (s.device) { // an ESPHome camera, as it describes itself
+    const d = s.device;
+    const what = [d.friendly_name || d.name, d.model, d.manufacturer].filter(Boolean).join(" · ");
+    rows.push(["Device", what]);
+    if (d.esphome_version) rows.push(["ESPHome", d.esphome_version]);
+    if (d.mac_address) rows.push(["MAC", d.mac_address]);
+    rows.push(["API", `${d.address} (${d.encrypted ? "Noise-encrypted" : "plaintext"})`]);
+  }
+  for (const e of s.entities || []) { // its light and switches: shown, not changed
+    rows.push([`${e.name} (${e.kind})`, e.on === null ? "unknown" : e.on ? "on" : "off"]);
+  }
   definitions(camStats, rows); // app.js
 }
 
 function showStream(stream) {
+  pageSource = stream.source;
   showStatus(stream.status);
   showSettings(stream); // settings.js
   showPushing(stream);
@@ -148,8 +160,11 @@ document.getElementById("rtsp-copy").addEventListener("click", async () => {
 
 function showPushing(stream) {
   const pushed = stream.source === "push";
+  const esphome = stream.source === "esphome";
   document.getElementById("push-panel").hidden = !pushed;
-  document.getElementById("edit-panel").hidden = pushed;
+  document.getElementById("edit-panel").hidden = pushed || esphome;
+  document.getElementById("esphome-panel").hidden = !esphome;
+  if (esphome) fillEsphome(stream);
   document.getElementById("push-new").hidden = true;
   if (!pushed) return;
   const base = `${location.origin}/api/streams/${enc(stream.name)}`;
@@ -167,6 +182,34 @@ document.getElementById("push-new-key").addEventListener("click", async () => {
   const out = document.getElementById("push-new");
   out.hidden = false;
   definitions(out, ok ? [["New key (shown only now)", data.key]] : [["Refused", (data && data.detail) || `HTTP ${status}`]]);
+});
+
+// -- an ESPHome camera: host, port, a new key --------------------------------------------------
+
+const esphomeForm = document.getElementById("esphome-form");
+
+function fillEsphome(stream) {
+  esphomeForm.elements.host.value = stream.host || "";
+  esphomeForm.elements.port.value = stream.port || 6053;
+  esphomeForm.elements.encryption_key.value = "";
+  esphomeForm.elements.encryption_key.placeholder = stream.has_encryption_key ? "unchanged" : "none (plaintext)";
+  document.getElementById("err-esphome").textContent = "";
+}
+
+esphomeForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = esphomeForm.elements;
+  const body = { host: f.host.value.trim(), port: Number(f.port.value) };
+  if (f.encryption_key.value.trim()) body.encryption_key = f.encryption_key.value.trim();
+  const { ok, status, data } = await api("PATCH", `/api/streams/${enc(pageStream)}`, body);
+  const err = document.getElementById("err-esphome");
+  if (ok) {
+    fillEsphome(data);
+    err.textContent = "Saved.";
+    return;
+  }
+  const errors = (status === 422 && data && data.errors) || [{ message: (data && data.detail) || `HTTP ${status}` }];
+  err.textContent = errors.map((x) => x.message).join("; ");
 });
 
 // -- the camera's own settings ----------------------------------------------------------------
@@ -200,8 +243,17 @@ function control(spec, value, name) {
   return wrap;
 }
 
+let pageSource = "http";
+
 async function loadSettings(name) {
   settingsState.textContent = "";
+  if (pageSource === "esphome") { // (what GET .../settings would answer, without asking)
+    settingsForm.replaceChildren();
+    settingsWhy.hidden = false;
+    settingsWhy.textContent = "Camera settings are not available: an ESPHome camera's resolution, "
+      + "quality and frame rates are in its YAML, and ESPHome's API does not expose them.";
+    return;
+  }
   const { ok, status, data } = await api("GET", `/api/streams/${enc(name)}/settings`);
   if (name !== pageStream) return;
   settingsForm.replaceChildren();
