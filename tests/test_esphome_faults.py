@@ -67,11 +67,15 @@ async def test_each_fault_is_said_and_mends_itself_and_others_never_notice(
         await add_esphome(server, "silent", silent_port, KEY)
         await add_esphome(server, "stall", (await _stalling(camera)).port, KEY)
         await add_esphome(server, "nowhere", 6053, KEY, host="nowhere.invalid")
+        locked = await camera("locked", fps=FPS, framesize=5)  # old firmware's API password
+        locked_api = await locked.serve_esphome(0, password="right")
+        await add_esphome(server, "locked", locked_api.port, password="wrong")
         expected = {name: words for name, (_, words) in FAULTS.items()}
         expected |= {
             "silent": "did not accept a connection within",
             "nowhere": "cannot resolve",
             "stall": "no whole JPEG frame for 3 s",
+            "locked": "refused the API password",
         }
         for name, words in expected.items():
             await wait_for(
@@ -79,7 +83,7 @@ async def test_each_fault_is_said_and_mends_itself_and_others_never_notice(
                 20,
                 what=f"{name}'s last_error to say {words!r}",
             )
-        for name in ("wrongkey", "nocam", "refused", "silent", "nowhere"):
+        for name in ("wrongkey", "nocam", "refused", "silent", "nowhere", "locked"):
             assert (await server.status(name))["state"] in ("retrying", "connecting"), name
             assert (await server.status(name))["frames"] == 0, name
         # Mended: each device is right again, and its stream comes back by itself.
@@ -88,10 +92,12 @@ async def test_each_fault_is_said_and_mends_itself_and_others_never_notice(
             await devices[name][0].set_faults(
                 no_camera=False, refuse=False, drop_every=0, garbage_every=0
             )
+        locked_api.password = "wrong"
         silent.close()
         late = await camera("silent", fps=FPS, framesize=5)
         await late.serve_esphome(silent_port, key=KEY)
-        for name in ("wrongkey", "nocam", "refused", "drop", "garbage", "silent", "stall"):
+        mended = ("wrongkey", "nocam", "refused", "drop", "garbage", "silent", "stall", "locked")
+        for name in mended:
             await server.wait_state(name, "streaming", 20)
             frames = (await server.status(name))["frames"]
             await wait_for(

@@ -178,13 +178,15 @@ class EsphomeSource:
 
         client.add_connection_closed_callback(on_closed)
         try:
-            await self._connect(client, address)
+            await self._connect(client, address, closed)
             sink.connected()
             await self._stream(client, sink, closed)
         finally:
             client.force_disconnect()
 
-    async def _connect(self, client: APIClient, address: str) -> None:
+    async def _connect(
+        self, client: APIClient, address: str, closed: asyncio.Future[BaseException | None]
+    ) -> None:
         seconds = self._timing.connect_timeout
         try:
             async with asyncio.timeout(seconds):
@@ -194,7 +196,11 @@ class EsphomeSource:
         except TimeoutError as exc:
             raise no_connection_within(seconds) from exc
         except APIConnectionError as exc:
-            raise _sentence(exc) from exc
+            # A refused password closes the connection after connect() returned (the
+            # client does not wait for the answer): the reason is the close's, not the
+            # next request's "not connected".
+            why = closed.result() if closed.done() else None
+            raise _sentence(why or exc) from exc
         cameras = [e for e in entities if isinstance(e, CameraInfo)]
         if not cameras:
             raise UpstreamConnectError(
