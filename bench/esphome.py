@@ -24,12 +24,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (
-    add_streams,
     cameras,
     camserver,
     free_port,
-    rate_row,
+    pull_row,
+    rows_of_window,
     table,
+    versus_first,
     window,
 )
 
@@ -70,24 +71,8 @@ def _esphome(
             if time.monotonic() > deadline:
                 raise RuntimeError("the ESPHome streams did not start")
             time.sleep(0.2)
-        before, after, meter = window(c, proc, settle, seconds)
-        for name in names:
-            c.delete(f"/api/streams/{name}")
-    per_camera = [(after[n] - before[n]) / meter.wall for n in names]
-    frames = sum(after[n] - before[n] for n in names)
-    way = f"ESPHome API ({'Noise' if encrypted else 'plaintext'}, {fps:g} fps)"
-    return rate_row(way, count, meter, frames, per_camera)
-
-
-def _pull(url: str, proc: Any, count: int, seconds: float, settle: float) -> dict[str, Any]:
-    with cameras(count) as ports, httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
-        names = add_streams(url, ports)
-        before, after, meter = window(c, proc, settle, seconds)
-        for name in names:
-            c.delete(f"/api/streams/{name}")
-    per_camera = [(after[n] - before[n]) / meter.wall for n in names]
-    frames = sum(after[n] - before[n] for n in names)
-    return rate_row("pull (HTTP MJPEG ingest, 15 fps)", count, meter, frames, per_camera)
+        way = f"ESPHome API ({'Noise' if encrypted else 'plaintext'}, {fps:g} fps)"
+        return rows_of_window(c, proc, way, names, window(c, proc, settle, seconds))
 
 
 def bench(
@@ -99,17 +84,12 @@ def bench(
     many = 4 if smoke else 16
     with camserver({"CAMSERVER_MAX_STREAMS": "64"}) as (url, proc):
         rows = [
-            _pull(url, proc, count, seconds, settle),
+            pull_row(url, proc, count, seconds, settle, "pull (HTTP MJPEG ingest, 15 fps)"),
             _esphome(url, proc, count, seconds, settle, encrypted=True),
             _esphome(url, proc, count, seconds, settle, encrypted=False),
             _esphome(url, proc, many, seconds, settle, encrypted=True, fps=10),
         ]
-    base = rows[0]["us_cpu_per_frame"]
-    for r in rows:
-        r["cpu_per_frame_vs_pull"] = (
-            round(r["us_cpu_per_frame"] / base, 2) if base and r["us_cpu_per_frame"] else None
-        )
-    return rows
+    return versus_first(rows)
 
 
 def main() -> None:

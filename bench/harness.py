@@ -336,3 +336,38 @@ def rate_row(
         "server_cpu_pct_of_one_core": round(meter.percent, 1),
         "rss_mb": round(meter.rss_mb, 1),
     }
+
+
+def rows_of_window(
+    c: httpx.Client,
+    proc: Any,
+    way: str,
+    names: list[str],
+    window_: tuple[dict[str, int], dict[str, int], Meter],
+) -> dict[str, Any]:
+    """The row of ``names``' frames in a :func:`window`; the streams are deleted."""
+    before, after, meter = window_
+    for name in names:
+        c.delete(f"/api/streams/{name}")
+    per_camera = [(after[n] - before[n]) / meter.wall for n in names]
+    frames = sum(after[n] - before[n] for n in names)
+    return rate_row(way, len(names), meter, frames, per_camera)
+
+
+def pull_row(
+    url: str, proc: Any, count: int, seconds: float, settle: float, way: str
+) -> dict[str, Any]:
+    """``count`` simulated cameras pulled over HTTP (VGA, 15 fps): their row."""
+    with cameras(count) as ports, httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
+        names = add_streams(url, ports)
+        return rows_of_window(c, proc, way, names, window(c, proc, settle, seconds))
+
+
+def versus_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's CPU per frame against the first's (``cpu_per_frame_vs_pull``)."""
+    base = rows[0]["us_cpu_per_frame"]
+    for r in rows:
+        r["cpu_per_frame_vs_pull"] = (
+            round(r["us_cpu_per_frame"] / base, 2) if base and r["us_cpu_per_frame"] else None
+        )
+    return rows

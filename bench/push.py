@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import PY, add_streams, cameras, camserver, rate_row, table, window
+from bench.harness import PY, camserver, pull_row, rows_of_window, table, versus_first, window
 
 FPS = 15.0
 
@@ -109,32 +109,12 @@ def _measure_push(
             stdout=subprocess.DEVNULL,
         )
         try:
-            before, after, meter = window(c, proc, settle, seconds)
+            measured = window(c, proc, settle, seconds)
         finally:
             load.wait(timeout=60)
             Path(f.name).unlink()
-        for i in range(count):
-            c.delete(f"/api/streams/{mode}{i}")
-    per_camera = [(after[f"{mode}{i}"] - before[f"{mode}{i}"]) / meter.wall for i in range(count)]
-    frames = sum(after[n] - before[n] for n in after if n.startswith(mode))
-    return rate_row(
-        f"push ({'WebSocket' if mode == 'ws' else 'POST per picture'})",
-        count,
-        meter,
-        frames,
-        per_camera,
-    )
-
-
-def _measure_pull(url: str, proc: Any, count: int, seconds: float, settle: float) -> dict[str, Any]:
-    with cameras(count) as ports, httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
-        names = add_streams(url, ports)
-        before, after, meter = window(c, proc, settle, seconds)
-        for name in names:
-            c.delete(f"/api/streams/{name}")
-    per_camera = [(after[n] - before[n]) / meter.wall for n in names]
-    frames = sum(after[n] - before[n] for n in names)
-    return rate_row("pull (HTTP MJPEG ingest)", count, meter, frames, per_camera)
+        way = f"push ({'WebSocket' if mode == 'ws' else 'POST per picture'})"
+        return rows_of_window(c, proc, way, [f"{mode}{i}" for i in range(count)], measured)
 
 
 def bench(
@@ -146,17 +126,12 @@ def bench(
     many = 4 if smoke else 32
     with camserver({"CAMSERVER_MAX_STREAMS": "64"}) as (url, proc):
         rows = [
-            _measure_pull(url, proc, count, seconds, settle),
+            pull_row(url, proc, count, seconds, settle, "pull (HTTP MJPEG ingest)"),
             _measure_push(url, proc, "ws", count, seconds, settle),
             _measure_push(url, proc, "post", count, seconds, settle),
             _measure_push(url, proc, "ws", many, seconds, settle),
         ]
-    base = rows[0]["us_cpu_per_frame"]
-    for r in rows:
-        r["cpu_per_frame_vs_pull"] = (
-            round(r["us_cpu_per_frame"] / base, 2) if base and r["us_cpu_per_frame"] else None
-        )
-    return rows
+    return versus_first(rows)
 
 
 def main() -> None:

@@ -145,6 +145,57 @@ def _rtsp_phase(
     }
 
 
+def _floor_phase(kind: str, count: int, seconds: float, workers: int) -> dict[str, Any]:
+    """bench/floor.py: the same frame to ``count`` viewers by a sender doing nothing else."""
+    import psutil
+
+    warmup = 3.0
+    floor = str(Path(__file__).with_name("floor.py"))
+    tmp = Path(tempfile.mkdtemp(prefix="camserver-floor-"))
+    per = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    ports = [tmp / f"ports{i}.json" for i in range(workers)]
+    outs = [tmp / f"out{i}.json" for i in range(workers)]
+    sinks = [
+        subprocess.Popen(
+            [
+                *(PY, floor, "--sink", kind, "--count", str(n)),
+                *("--seconds", str(warmup + seconds + 2), "--out", str(out)),
+                *("--ports", str(ports[i] if kind == "udp" else ports[0])),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for i, (n, out) in enumerate(zip(per, outs, strict=True))
+    ]
+    files = [a for p in (ports if kind == "udp" else ports[:1]) for a in ("--ports", str(p))]
+    sender = subprocess.Popen(
+        [
+            *(PY, floor, "--send", kind, "--count", str(count)),
+            *("--seconds", str(warmup + seconds + 1), *files),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(warmup + 1)
+    meter = Meter(psutil.Process(sender.pid))
+    meter.start()
+    time.sleep(seconds)
+    meter.stop()
+    sender.wait(timeout=60)
+    for s in sinks:
+        s.wait(timeout=60)
+    frames = [f for out in outs for f in json.loads(out.read_text())["frames"]]
+    fps = [f / (warmup + seconds + 1) for f in frames]
+    delivered = sum(fps) * meter.wall
+    return {
+        "output": f"floor: {'UDP GSO sendmsg' if kind == 'udp' else 'TCP send'} (bench/floor.py)",
+        "viewers": count,
+        "fps_median": round(statistics.median(fps), 2) if fps else 0.0,
+        "fps_min": round(min(fps), 2) if fps else 0.0,
+        "server_cpu_pct": round(meter.percent, 1),
+        "us_per_viewer_frame": round(1e6 * meter.cpu / delivered, 2) if delivered else None,
+        "errors": 0,
+    }
+
+
 def bench(
     smoke: bool = False, clients: int | None = None, seconds: float | None = None
 ) -> list[dict[str, Any]]:
@@ -177,6 +228,9 @@ def bench(
         rows.append(_rtsp_phase(rtsp, proc, True, count, seconds, workers))
         rows.append(_rtsp_phase(rtsp + "/h264", proc, False, 1, seconds, 1))
         rows[-1]["output"] = "RTSP H.264 (1 client: the encoder)"
+    # What the kernel alone costs for the same frames (MJPEG's TCP, RTSP's UDP).
+    rows.append(_floor_phase("tcp", count, seconds, workers))
+    rows.append(_floor_phase("udp", count, seconds, workers))
     base = rows[0]["us_per_viewer_frame"]
     for r in rows:
         value = r["us_per_viewer_frame"]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.esphome import KEY
-from tests.helpers.netns import ip, join_bridge, link
+from tests.helpers.netns import bridged, link, tx_packets
 
 pytestmark = pytest.mark.requires("root", "ip", "curl")
 
@@ -31,35 +31,9 @@ A, B = "10.254.81", "10.254.82"
 def lab() -> Iterator[str]:
     prefix = f"em{os.getpid() % 100000}"
     names = [f"{prefix}-{n}" for n in ("br", "srv", "porch", "garage", "nocam", "far")]
-    try:
-        for n in names:
-            ip("netns", "add", n)
-            subprocess.run(
-                ["ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
-                check=True,
-                timeout=10,
-            )
-        br = names[0]
-        ip("-n", br, "link", "add", "br0", "type", "bridge")
-        ip("-n", br, "link", "set", "br0", "up")
-        for i, ns in enumerate(names[1:5], start=1):
-            join_bridge(br, i, ns, f"{A}.{i}")
+    with bridged(names, A, on_bridge=4):
         link(names[1], "eth1", f"{B}.1", names[5], "eth0", f"{B}.2")
         yield prefix
-    finally:
-        for n in names:
-            subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=10)
-
-
-def tx_packets(ns: str, dev: str) -> int:
-    out = subprocess.run(
-        ["ip", "-n", ns, "-s", "-j", "link", "show", dev],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
 
 
 def device(ns: str, address: str, prefix: str, *extra: str) -> subprocess.Popen[bytes]:

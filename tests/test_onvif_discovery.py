@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.netns import ip, join_bridge, link
+from tests.helpers.netns import bridged, link, tx_packets
 
 pytestmark = pytest.mark.requires("root", "ip")
 
@@ -70,36 +70,10 @@ else:
 def lab() -> Iterator[str]:
     prefix = f"ov{os.getpid() % 100000}"
     names = [f"{prefix}-{n}" for n in ("br", "srv", "nvr1", "nvr2")]
-    br, srv, nvr1, nvr2 = names
-    try:
-        for n in names:
-            ip("netns", "add", n)
-            subprocess.run(
-                ["ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
-                check=True,
-                timeout=10,
-            )
-        ip("-n", br, "link", "add", "br0", "type", "bridge")
-        ip("-n", br, "link", "set", "br0", "up")
-        for i, ns in enumerate([srv, nvr1], start=1):
-            join_bridge(br, i, ns, f"{A}.{i}")
+    with bridged(names, A, on_bridge=2):
         # eth1: the server's second link, to nvr2, where discovery is not allowed.
-        link(srv, "eth1", f"{B}.1", nvr2, "eth0", f"{B}.2")
+        link(names[1], "eth1", f"{B}.1", names[3], "eth0", f"{B}.2")
         yield prefix
-    finally:
-        for n in names:
-            subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=10)
-
-
-def tx_packets(ns: str, dev: str) -> int:
-    out = subprocess.run(
-        ["ip", "-n", ns, "-s", "-j", "link", "show", dev],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
 
 
 def probe(ns: str, me: str, *extra: str) -> object:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from camserver.sim.camera import free_port_pair
-from tests.conftest import Server, free_port, wait_for
+from tests.conftest import Server, free_port
+from tests.helpers.push import sim_process
 
 KEY = base64.b64encode(hashlib.sha256(b"camserver test key 1").digest()).decode()
 OTHER_KEY = base64.b64encode(hashlib.sha256(b"camserver test key 2").digest()).decode()
@@ -42,36 +40,11 @@ class EsphomeProcess:
 
 @asynccontextmanager
 async def esphome_process(*args: str) -> AsyncIterator[EsphomeProcess]:
-    http_port, api_port = free_port_pair(), free_port()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "camserver", "sim", "--http-port", str(http_port)),
-            *("--discovery-port", "0", "--discovery-listen-port", "0"),
-            *("--esphome", "--esphome-port", str(api_port), *args),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    device = EsphomeProcess(f"http://127.0.0.1:{http_port}", api_port)
-    try:
-
-        async def up() -> bool:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                return "esphome_connections" in await device.stats()
-            except httpx.HTTPError:
-                return False
-
-        await wait_for(up, 20, 0.1, what="the ESPHome simulator")
-        yield device
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=5)
+    """``camserver sim --esphome`` as a real process (its API on a free port)."""
+    api_port = free_port()
+    extra = ("--discovery-port", "0", "--discovery-listen-port", "0")
+    async with sim_process(*extra, "--esphome", "--esphome-port", str(api_port), *args) as url:
+        yield EsphomeProcess(url, api_port)
 
 
 async def add_esphome(
