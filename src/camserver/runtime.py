@@ -381,9 +381,13 @@ async def _start_mdns(
 ) -> None:
     """ESPHome devices over mDNS, on the discovery interfaces only; off (with a log line)
     when zeroconf cannot listen there."""
-    from camserver.discovery.mdns import EsphomeBrowser
+    from camserver.discovery.mdns import EsphomeBrowser, has_camera
 
-    browser = EsphomeBrowser(addresses, service.found)
+    async def check(address: str, port: int) -> bool | None:
+        # An announcement may name any address: connect only where cameras may be (SSRF).
+        return await has_camera(address, port) if manager.guard.allowed(address) else None
+
+    browser = EsphomeBrowser(addresses, service.found, check=check)
     try:
         await browser.start()
     except OSError as exc:

@@ -77,14 +77,30 @@ class EsphomeBrowser:
         self._names: dict[str, list[str]] = {}
         """``porch.local`` → the addresses it announced."""
         self._checked: dict[tuple[str, int, str | None], bool | None] = {}
+        self._listed: dict[str, DiscoveredCamera] = {}
+        """Service name → its entry, refreshed while its records stay in zeroconf's cache."""
+        self._refresher: asyncio.Task[None] | None = None
         self.counts = {"announced": 0, "no_camera": 0, "found": 0}
 
     async def start(self) -> None:
         self._zc = AsyncZeroconf(interfaces=self.addresses, ip_version=IPVersion.V4Only)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE, handlers=[self._changed])
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh())
         log.info("mDNS: looking for ESPHome devices on %s", ", ".join(self.addresses))
 
+    async def _refresh(self, every: float = 60.0) -> None:
+        """A device that stays (its records answered again) stays listed: zeroconf tells of
+        changes only, and discovery forgets what it has not heard of for 15 minutes."""
+        while True:
+            await asyncio.sleep(every)
+            assert self._zc is not None
+            for name, cam in list(self._listed.items()):
+                if AsyncServiceInfo(SERVICE, name).load_from_cache(self._zc.zeroconf):
+                    self._on_found(cam.model_copy(update={"last_seen": time.time()}))
+
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._browser is not None:
@@ -134,21 +150,20 @@ class EsphomeBrowser:
             return
         now = time.time()
         self.counts["found"] += 1
-        self._on_found(
-            DiscoveredCamera(
-                name=props.get("friendly_name") or name.removesuffix("." + SERVICE),
-                ip=address,
-                port=port,
-                stream_port=port,
-                first_seen=now,
-                last_seen=now,
-                legacy=False,
-                mac=mac,
-                model=props.get("board"),
-                fw=props.get("version"),
-                kind="esphome",
-                encrypted=encrypted,
-                camera=camera,
-                host=(info.server or "").rstrip(".") or None,
-            )
+        self._listed[name] = cam = DiscoveredCamera(
+            name=props.get("friendly_name") or name.removesuffix("." + SERVICE),
+            ip=address,
+            port=port,
+            stream_port=port,
+            first_seen=now,
+            last_seen=now,
+            legacy=False,
+            mac=mac,
+            model=props.get("board"),
+            fw=props.get("version"),
+            kind="esphome",
+            encrypted=encrypted,
+            camera=camera,
+            host=(info.server or "").rstrip(".") or None,
         )
+        self._on_found(cam)

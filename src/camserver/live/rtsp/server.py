@@ -247,10 +247,6 @@ class RtspServer:
         if state is None:
             state = states[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
         return state
-        state = self._streams.get(name)
-        if state is None:
-            state = self._streams[name] = _Stream(secrets.randbits(32), secrets.randbits(16))
-        return state
 
     def interleaved(self, state: _Stream | None, channel: int, packets: list[bytes]) -> bytes:
         """``packets`` framed for TCP ``channel``, made once per frame and channel."""
