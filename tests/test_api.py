@@ -157,8 +157,11 @@ async def test_stream_lifecycle_against_a_camera(server: Server, camera: CameraF
         "node",
         "pusher",
         "telemetry",
+        "device",
+        "entities",
     }
     assert (st["pusher"], st["telemetry"]) == (None, None)  # (push cameras' fields)
+    assert (st["device"], st["entities"]) == (None, None)  # (ESPHome cameras' fields)
     # Nobody watches, nothing records: no demand (the camera is not on demand anyway).
     assert st["demand"] == {"viewers": 0, "recording": False, "motion": False, "remote": 0}
     assert st["node"] is None  # one node: no cluster
