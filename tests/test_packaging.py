@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Proc, wait_for, wait_healthy
 
@@ -25,6 +26,7 @@ def _run(*cmd: str | Path, cwd: Path, timeout: float = 300) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.beside  # pip in a fresh venv: beside the suite (tests/helpers/beside.py)
 async def test_a_built_wheel_installs_in_a_fresh_venv_and_serves_the_dashboard(
     tmp_path: Path, spawn: Callable[..., Proc]
 ) -> None:

@@ -163,6 +163,7 @@ async def test_disconnect_is_cleaned_up_at_once_and_fps_cap(
     assert (await server.client.get("/api/streams/nope/mjpeg")).status_code == 404
 
 
+@pytest.mark.beside  # an outage of waiting: beside the suite (tests/helpers/beside.py)
 async def test_mjpeg_viewers_with_a_read_timeout_survive_a_camera_outage(
     server: Server, camera: CameraFactory, settings: Settings, tmp_path: Path
 ) -> None:
