@@ -126,10 +126,11 @@ def uvicorn_options(app: CamServerApp) -> dict[str, Any]:
 
 def _sio_manager(settings: Settings) -> Any:
     """Cluster mode: python-socketio's Redis manager, for events every node must see."""
-    if settings.redis_url is None:
+    target = settings.redis_target()
+    if target is None:
         return None
     return socketio.AsyncRedisManager(
-        settings.redis_url.get_secret_value(),
+        target,
         channel=f"{settings.redis_prefix}sio",
         # RESP2, as camserver.cluster.backend explains.
         redis_options={"socket_connect_timeout": 2.0, "protocol": 2},

@@ -251,7 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     setup_logging(settings.log_level, settings.log_format)
     try:
-        if settings.redis_url is None:  # cluster nodes keep their streams in Redis
+        if not settings.cluster:  # cluster nodes keep their streams in Redis
             check_database(settings.db)  # a clear message now beats a traceback at startup
     except ConfigError as exc:
         print(f"camserver: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ import socket
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
@@ -227,7 +227,26 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None,
         description="Cluster mode: the Redis server the nodes share (redis://[:password@]host:"
-        "port/db). Unset: one node with its own SQLite database.",
+        "port/db, rediss:// for TLS, or redis+sentinel://[:password@]host:port,host:port/db/"
+        "master). Unset (and no redis_sentinels): one node with its own SQLite database.",
+    )
+    redis_sentinels: str | None = Field(
+        None,
+        description="Cluster mode through Redis Sentinel: host:port,host:port,... of the "
+        "sentinels (instead of redis_url; with redis_master and redis_password).",
+    )
+    redis_master: str = Field(
+        "camserver", max_length=64, description="The master's name the sentinels monitor."
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="With redis_sentinels: the password of the Redis servers."
+    )
+    redis_replica_acks: int = Field(
+        -1,
+        ge=-1,
+        le=8,
+        description="A configuration change is acknowledged only once this many replicas "
+        "have it (Redis WAIT); -1: 1 through Sentinel, else 0.",
     )
     node_id: str = Field(
         "",
@@ -287,7 +306,24 @@ class Settings(BaseSettings):
 
     @property
     def cluster(self) -> bool:
-        return self.redis_url is not None
+        return self.redis_target() is not None
+
+    def redis_target(self) -> str | None:
+        """The Redis the cluster shares, as one URL (a secret: it may hold the password);
+        None for a single node."""
+        if self.redis_sentinels:
+            auth = ""
+            if self.redis_password is not None:
+                auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+            hosts = ",".join(h.strip() for h in self.redis_sentinels.split(",") if h.strip())
+            return f"redis+sentinel://{auth}{hosts}/0/{self.redis_master}"
+        return self.redis_url.get_secret_value() if self.redis_url is not None else None
+
+    def replica_acks(self) -> int:
+        if self.redis_replica_acks >= 0:
+            return self.redis_replica_acks
+        target = self.redis_target() or ""
+        return 1 if target.startswith("redis+sentinel://") else 0
 
     def webhook_list(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.get_secret_value().split(",") if u.strip()]

@@ -101,7 +101,7 @@ class Runtime:
             # Cameras started with the server (``--demo``: camserver.demo) stop last,
             # after the streams that read them.
             demo = await cameras(stack) if cameras is not None else []
-            if settings.redis_url is None:
+            if not settings.cluster:
                 store: StreamStore = await SQLiteStore.open(settings.db)
                 stack.push_async_callback(store.close)
                 checker.managed = {t.hash: t for t in await store.list_tokens()}
@@ -126,7 +126,7 @@ class Runtime:
             )
             realtime.attach(manager)
             cluster = None
-            if settings.redis_url is None:
+            if not settings.cluster:
                 await manager.load()
                 stack.push_async_callback(manager.close)
             else:

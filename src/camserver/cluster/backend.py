@@ -1,6 +1,14 @@
 """One node's link to Redis: a command client, the Lua scripts, health, and pub/sub
 subscriptions that come back by themselves.
 
+One Redis (``redis://``, ``rediss://`` for TLS) or a master found through Redis Sentinel
+(``redis+sentinel://[:password@]host:port,host:port/db/master``): the client asks the
+sentinels for the master at every new connection, so after a failover every command and
+subscription reconnects to the new master by itself; :meth:`Backend.watch_master` notices
+the change and fences it (the ``FAILOVER`` script). Configuration writes can wait for
+replicas (``WAIT``, :meth:`Backend.script` with ``acked``) so an acknowledged change
+survives a failover.
+
 Every atomic step is a Lua script, so that a check and the change it guards happen in one
 Redis step: taking a lease with its fencing token, renewing and releasing it only while it is
 still ours, publishing a frame only while the lease is still ours, and writing configuration
@@ -17,178 +25,98 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from camserver.cluster.scripts import (
+    ACQUIRE,
+    DELETE_STREAM,
+    DEMAND,
+    FAILOVER,
+    FENCED_PUBLISH,
+    HEARTBEAT,
+    PUT_STREAM,
+    PUT_TOKEN,
+    RELEASE,
+    RENEW,
+    RESTORE,
+    STEAL,
+)
 from camserver.cluster.wire import Keys
 from camserver.errors import ClusterUnavailable
 
-__all__ = ["Backend", "Subscription"]
+__all__ = ["Backend", "Subscription", "parse_sentinel_url"]
 
 log = logging.getLogger(__name__)
 
-# KEYS: lease, fence, alive, quiet. ARGV: node, ttl ms. Returns the token; 0 when someone
-# holds the lease, -1 while no lease is handed out. A Redis that lost its data (restarted
-# without persistence: "alive" missing) may have forgotten leases that their holders use
-# until their deadlines, so nobody gets one for one TTL ("quiet"): by then every former
-# holder has stopped. The fence counter starts from Redis' clock in microseconds when
-# missing, so no token is ever handed out twice.
-ACQUIRE = """
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('SET', KEYS[3], '1')
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
-  return -1
-end
-if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
-end
-local token = redis.call('INCR', KEYS[2])
--- As a string from Redis itself: Lua would print a number this big as 1.79e+15.
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. redis.call('GET', KEYS[2]), 'PX', ARGV[2])
-return token
-"""
-# KEYS: lease, fence. ARGV: node, ttl ms. A push camera connected to this node: its lease,
-# whoever held it (the newest connection wins; the old holder's next fenced publish and
-# renewal fail, so it stops). The token is the next fencing token, as in ACQUIRE.
-STEAL = """
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
-end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. redis.call('GET', KEYS[2]), 'PX', ARGV[2])
-return token
-"""
-# KEYS: lease. ARGV: "node|token", ttl ms.
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-# KEYS: lease. ARGV: "node|token".
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-# KEYS: lease, frame channel. ARGV: "node|token", message. -1: the lease is not ours.
-FENCED_PUBLISH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-return redis.call('PUBLISH', KEYS[2], ARGV[2])
-"""
-# KEYS: pairs of (demand zset, viewers hash) per stream. ARGV: node, ms, then this node's
-# viewer count per stream. Demand scores are expiry times on Redis' clock, so node clocks
-# never matter. Returns the number of nodes with viewers, per stream.
-DEMAND = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms = tonumber(ARGV[2])
-local out = {}
-for i = 1, #KEYS, 2 do
-  local n = (i + 1) / 2
-  local count = ARGV[2 + n]
-  if count ~= '0' then
-    redis.call('ZADD', KEYS[i], now + ms, ARGV[1])
-    redis.call('PEXPIRE', KEYS[i], 2 * ms)
-    redis.call('HSET', KEYS[i + 1], ARGV[1], count)
-    redis.call('PEXPIRE', KEYS[i + 1], 2 * ms)
-  else
-    redis.call('ZREM', KEYS[i], ARGV[1])
-    redis.call('HDEL', KEYS[i + 1], ARGV[1])
-  end
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  out[n] = redis.call('ZCARD', KEYS[i])
-end
-return out
-"""
-# KEYS: nodes zset, node key. ARGV: node, ms, description. Returns the live nodes.
-HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-"""
-# KEYS: stream hash, streams index, version, config channel.
-# ARGV: mode ('add' | 'update' | 'put'), name, created_at, node, then field/value pairs.
-# -1: exists (add), -2: missing (update); else the new configuration version.
-PUT_STREAM = """
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-if ARGV[1] == 'add' and exists then return -1 end
-if ARGV[1] == 'update' and not exists then return -2 end
-redis.call('DEL', KEYS[1])
-local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-if not exists then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
-local v = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', KEYS[4], cjson.encode({op='put', name=ARGV[2], v=v, node=ARGV[4]}))
-return v
-"""
-# KEYS: stream hash, streams index, version, config channel. ARGV: name, node.
-DELETE_STREAM = """
-if redis.call('DEL', KEYS[1]) == 0 then return -2 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-local v = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', KEYS[4], cjson.encode({op='delete', name=ARGV[1], v=v, node=ARGV[2]}))
-return v
-"""
-# KEYS: tokens hash, version, config channel. ARGV: id, JSON ('' deletes), node.
-PUT_TOKEN = """
-local changed
-if ARGV[2] == '' then changed = redis.call('HDEL', KEYS[1], ARGV[1])
-else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); changed = 1 end
-if changed == 0 then return -2 end
-local v = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', KEYS[3], cjson.encode({op='tokens', name=ARGV[1], v=v, node=ARGV[3]}))
-return v
-"""
-# KEYS: version, streams index, tokens hash, config channel. ARGV: version, prefix of stream
-# keys, JSON [[name, [field, value, ...]], ...], JSON {id: token JSON}, node. Puts a lost
-# configuration back in one step, unless some node already did (or it was never lost), and
-# tells every node to reload.
-RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i, stream in ipairs(cjson.decode(ARGV[3])) do
-  local key = ARGV[2] .. stream[1]
-  redis.call('DEL', key)
-  redis.call('HSET', key, unpack(stream[2]))
-  redis.call('ZADD', KEYS[2], i, stream[1])
-end
-for id, token in pairs(cjson.decode(ARGV[4])) do redis.call('HSET', KEYS[3], id, token) end
-redis.call('SET', KEYS[1], ARGV[1])
-local reload = {op='reload', name='', v=tonumber(ARGV[1]), node=ARGV[5]}
-redis.call('PUBLISH', KEYS[4], cjson.encode(reload))
-return 1
-"""
+WAIT_MS = 1000
+"""How long a configuration write waits for its replicas."""
+# Commands must fail fast when Redis is away: a lease renewal that waits longer than the
+# lease is worse than useless.
+_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
+    "health_check_interval": 5,
+    # RESP2: redis-py 8's RESP3 parser formats every pub/sub message for a debug log line,
+    # logged or not (`"Push response: " + str(response)` in resp3.py): about half of what
+    # receiving a 25 KB frame cost a node (py-spy, bench/cluster.py).
+    "protocol": 2,
+}
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """``redis+sentinel://[user:password@]host:port,host:port[/db[/master]]`` → the
+    sentinels, the master's name (default ``camserver``) and the servers' connection options
+    (python-socketio's AsyncRedisManager reads the same form)."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        raise ValueError("not a redis+sentinel:// URL")
+    auth, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        sentinels.append((host.strip("[]"), int(port)))
+    options: dict[str, Any] = {}
+    user, _, password = auth.partition(":")
+    if user:
+        options["username"] = unquote(user)
+    if password:
+        options["password"] = unquote(password)
+    path = [p for p in parts.path.split("/") if p]
+    if path:
+        options["db"] = int(path[0])
+    return sentinels, path[1] if len(path) > 1 else "camserver", options
 
 
 class Backend:
     """Commands and scripts on one connection pool; remembers when Redis last answered."""
 
-    def __init__(self, url: str, keys: Keys, node: str) -> None:
+    def __init__(self, url: str, keys: Keys, node: str, *, replica_acks: int = 0) -> None:
         self.url = url
         self.keys = keys
         self.node = node
-        # Commands must fail fast when Redis is away: a lease renewal that waits longer
-        # than the lease is worse than useless.
-        self.redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-            health_check_interval=5,
-            # RESP2: redis-py 8's RESP3 parser formats every pub/sub message for a debug log
-            # line, logged or not (`"Push response: " + str(response)` in resp3.py): about
-            # half of what receiving a 25 KB frame cost a node (py-spy, bench/cluster.py).
-            protocol=2,
-        )
+        self.replica_acks = replica_acks
+        """Replicas that must have a configuration change before it is acknowledged."""
+        self.sentinel: Sentinel | None = None
+        self.master_name = ""
+        if url.startswith("redis+sentinel://"):
+            sentinels, self.master_name, options = parse_sentinel_url(url)
+            self.sentinel = Sentinel(
+                sentinels,
+                sentinel_kwargs={k: v for k, v in _OPTIONS.items() if k.startswith("socket_")},
+                **_OPTIONS,
+                **options,
+            )
+            self.redis = self.sentinel.master_for(self.master_name)
+        else:
+            self.redis = aioredis.Redis.from_url(url, **_OPTIONS)
+        self.master: str | None = None
+        """Sentinel: the master's address as last found."""
+        self.failovers = 0
         self.scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text)
             for name, text in {
@@ -203,6 +131,7 @@ class Backend:
                 "delete_stream": DELETE_STREAM,
                 "put_token": PUT_TOKEN,
                 "restore": RESTORE,
+                "failover": FAILOVER,
             }.items()
         }
         self.last_ok = 0.0
@@ -229,8 +158,52 @@ class Backend:
         self.last_ok = time.monotonic()
         return result
 
-    async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self.call(name, lambda: self.scripts[name](keys=keys, args=args))
+    async def script(
+        self, name: str, keys: list[str], args: list[Any], *, acked: bool = False
+    ) -> Any:
+        """Run a script; ``acked``: and wait (on the same connection) until
+        ``replica_acks`` replicas have its writes, else ClusterUnavailable (the change may
+        be lost in a failover: never a false success)."""
+        if not acked or self.replica_acks == 0:
+            return await self.call(name, lambda: self.scripts[name](keys=keys, args=args))
+
+        async def step() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self.scripts[name](keys=keys, args=args, client=pipe)
+                pipe.wait(self.replica_acks, WAIT_MS)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        result, acks = await self.call(name, step)
+        if acks < self.replica_acks:
+            self.errors += 1
+            self.last_error = f"{name}: {acks} of {self.replica_acks} replicas"
+            raise ClusterUnavailable(
+                f"the change reached {acks} of the {self.replica_acks} Redis replicas it "
+                f"needs within {WAIT_MS / 1000:g} s (CAMSERVER_REDIS_REPLICA_ACKS): it may be "
+                "lost if the master fails now; check the replicas and try again"
+            )
+        return result
+
+    async def watch_master(self, lease_ttl: float, every: float = 0.5) -> None:
+        """Sentinel: ask for the master's address every ``every`` s; when it changed, fence
+        the change (``FAILOVER``: no lease for one TTL). Runs until cancelled."""
+        assert self.sentinel is not None
+        while True:
+            try:
+                host, port = await self.sentinel.discover_master(self.master_name)
+                address = f"{host}:{port}"
+                if address != self.master:
+                    if self.master is not None:
+                        log.warning("cluster: the Redis master is now %s", address)
+                        self.failovers += 1
+                    self.master = address
+                    keys = [self.keys.master, self.keys.quiet]
+                    ttl = str(int(lease_ttl * 1000))
+                    await self.script("failover", keys, [address, ttl])
+            except (RedisError, OSError, ClusterUnavailable) as exc:
+                log.debug("cluster: the sentinels do not name a master now: %s", exc)
+            await asyncio.sleep(every)
 
     @property
     def safe_url(self) -> str:

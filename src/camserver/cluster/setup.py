@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -24,11 +25,13 @@ log = logging.getLogger(__name__)
 
 
 async def open_store(stack: AsyncExitStack, settings: Settings) -> RedisStore:
-    assert settings.redis_url is not None
+    target = settings.redis_target()
+    assert target is not None
     backend = Backend(
-        settings.redis_url.get_secret_value(),
+        target,
         Keys(settings.redis_prefix),
         settings.effective_node_id(),
+        replica_acks=settings.replica_acks(),
     )
     stack.push_async_callback(backend.close)
     try:
@@ -69,6 +72,9 @@ async def join(
     manager.placement = ClusterPlacement(cluster)
     cluster.start()
     stack.push_async_callback(cluster.close)
+    if backend.sentinel is not None:
+        watch = asyncio.create_task(backend.watch_master(settings.lease_ttl), name="redis-master")
+        stack.callback(watch.cancel)
     log.info(
         "cluster mode: node %s on Redis %s (prefix %r)",
         backend.node,

@@ -127,6 +127,7 @@ class RedisStore:
             "put_stream",
             [k.stream(cfg.name), k.streams, k.version, k.config],
             [mode, cfg.name, repr(time.time()), self._b.node, *_fields(cfg)],
+            acked=True,
         )
         if got == -1:
             raise StreamExists(cfg.name)
@@ -143,7 +144,10 @@ class RedisStore:
     async def delete(self, name: str) -> None:
         k = self._k
         got = await self._b.script(
-            "delete_stream", [k.stream(name), k.streams, k.version, k.config], [name, self._b.node]
+            "delete_stream",
+            [k.stream(name), k.streams, k.version, k.config],
+            [name, self._b.node],
+            acked=True,
         )
         if got == -2:
             raise StreamNotFound(name)
@@ -159,7 +163,10 @@ class RedisStore:
     async def _put_token(self, token_id: str, value: str) -> bool:
         k = self._k
         got = await self._b.script(
-            "put_token", [k.tokens, k.version, k.config], [token_id, value, self._b.node]
+            "put_token",
+            [k.tokens, k.version, k.config],
+            [token_id, value, self._b.node],
+            acked=True,
         )
         return bool(got != -2)
 

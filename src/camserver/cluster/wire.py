@@ -71,6 +71,11 @@ class Keys:
         return f"{self.prefix}alive"
 
     @property
+    def master(self) -> str:
+        """Sentinel: the master's address as the nodes last found it (FAILOVER)."""
+        return f"{self.prefix}master"
+
+    @property
     def quiet(self) -> str:
         """While it exists, no lease is handed out (see the acquire script)."""
         return f"{self.prefix}quiet"
