@@ -25,13 +25,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from camserver.cluster.connect import async_client
 from camserver.cluster.scripts import (
     ACQUIRE,
     DELETE_STREAM,
@@ -49,47 +47,13 @@ from camserver.cluster.scripts import (
 from camserver.cluster.wire import Keys
 from camserver.errors import ClusterUnavailable
 
-__all__ = ["Backend", "Subscription", "parse_sentinel_url"]
+__all__ = ["Backend", "Subscription"]
 
 log = logging.getLogger(__name__)
 
-WAIT_MS = 1000
-"""How long a configuration write waits for its replicas."""
-# Commands must fail fast when Redis is away: a lease renewal that waits longer than the
-# lease is worse than useless.
-_OPTIONS: dict[str, Any] = {
-    "socket_timeout": 1.0,
-    "socket_connect_timeout": 1.0,
-    "health_check_interval": 5,
-    # RESP2: redis-py 8's RESP3 parser formats every pub/sub message for a debug log line,
-    # logged or not (`"Push response: " + str(response)` in resp3.py): about half of what
-    # receiving a 25 KB frame cost a node (py-spy, bench/cluster.py).
-    "protocol": 2,
-}
-
-
-def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
-    """``redis+sentinel://[user:password@]host:port,host:port[/db[/master]]`` → the
-    sentinels, the master's name (default ``camserver``) and the servers' connection options
-    (python-socketio's AsyncRedisManager reads the same form)."""
-    parts = urlsplit(url)
-    if parts.scheme != "redis+sentinel":
-        raise ValueError("not a redis+sentinel:// URL")
-    auth, _, hosts = parts.netloc.rpartition("@")
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.rpartition(":")
-        sentinels.append((host.strip("[]"), int(port)))
-    options: dict[str, Any] = {}
-    user, _, password = auth.partition(":")
-    if user:
-        options["username"] = unquote(user)
-    if password:
-        options["password"] = unquote(password)
-    path = [p for p in parts.path.split("/") if p]
-    if path:
-        options["db"] = int(path[0])
-    return sentinels, path[1] if len(path) > 1 else "camserver", options
+WAIT_MS = 500
+"""How long a configuration write waits for its replicas (within the commands' 1 s socket
+timeout, so that the answer is WAIT's count, not a timeout)."""
 
 
 class Backend:
@@ -101,19 +65,7 @@ class Backend:
         self.node = node
         self.replica_acks = replica_acks
         """Replicas that must have a configuration change before it is acknowledged."""
-        self.sentinel: Sentinel | None = None
-        self.master_name = ""
-        if url.startswith("redis+sentinel://"):
-            sentinels, self.master_name, options = parse_sentinel_url(url)
-            self.sentinel = Sentinel(
-                sentinels,
-                sentinel_kwargs={k: v for k, v in _OPTIONS.items() if k.startswith("socket_")},
-                **_OPTIONS,
-                **options,
-            )
-            self.redis = self.sentinel.master_for(self.master_name)
-        else:
-            self.redis = aioredis.Redis.from_url(url, **_OPTIONS)
+        self.redis, self.sentinel, self.master_name = async_client(url)
         self.master: str | None = None
         """Sentinel: the master's address as last found."""
         self.failovers = 0

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
-import redis
 from redis.exceptions import RedisError
 
+from camserver.cluster.connect import sync_client
 from camserver.cluster.wire import Keys
 from camserver.errors import CamServerError
 
@@ -39,9 +39,7 @@ class RedisTable(Generic[R]):
     ) -> None:
         self.node = node
         self.prefix = f"{keys.prefix}{name}:"
-        self.redis = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, protocol=2
-        )
+        self.redis = sync_client(url)
         self._node_key = keys.node
         self._row = row
         self._error = error

@@ -1,0 +1,78 @@
+"""Connections to the cluster's Redis: one server (``redis://``, ``rediss://``) or the
+master that Redis Sentinel names (``redis+sentinel://[user:password@]host:port,host:port/db/
+master``, the form python-socketio's AsyncRedisManager reads too), for asyncio and for the
+blocking callers (the recording index and motion events' worker threads). Through Sentinel,
+every new connection asks the sentinels for the master, so after a failover the clients
+reconnect to the new master by themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
+
+__all__ = ["OPTIONS", "async_client", "parse_sentinel_url", "sync_client"]
+
+# Commands must fail fast when Redis is away: a lease renewal that waits longer than the
+# lease is worse than useless.
+OPTIONS: dict[str, Any] = {
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
+    "health_check_interval": 5,
+    # RESP2: redis-py 8's RESP3 parser formats every pub/sub message for a debug log line,
+    # logged or not (`"Push response: " + str(response)` in resp3.py): about half of what
+    # receiving a 25 KB frame cost a node (py-spy, bench/cluster.py).
+    "protocol": 2,
+}
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """``redis+sentinel://[user:password@]host:port,host:port[/db[/master]]`` → the
+    sentinels, the master's name (default ``camserver``) and the servers' connection options
+    (python-socketio's AsyncRedisManager reads the same form)."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        raise ValueError("not a redis+sentinel:// URL")
+    auth, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        sentinels.append((host.strip("[]"), int(port)))
+    options: dict[str, Any] = {}
+    user, _, password = auth.partition(":")
+    if user:
+        options["username"] = unquote(user)
+    if password:
+        options["password"] = unquote(password)
+    path = [p for p in parts.path.split("/") if p]
+    if path:
+        options["db"] = int(path[0])
+    return sentinels, path[1] if len(path) > 1 else "camserver", options
+
+
+def async_client(url: str) -> tuple[aioredis.Redis, AsyncSentinel | None, str]:
+    """The asyncio client for ``url``, and the Sentinel and master name behind it (if any)."""
+    if not url.startswith("redis+sentinel://"):
+        return aioredis.Redis.from_url(url, **OPTIONS), None, ""
+    sentinels, master, options = parse_sentinel_url(url)
+    sentinel = AsyncSentinel(sentinels, sentinel_kwargs=_sentinel_options(), **OPTIONS, **options)
+    return sentinel.master_for(master), sentinel, master
+
+
+def sync_client(url: str, **extra: Any) -> redis.Redis:
+    """The blocking client for ``url`` (no health checks: short commands from threads)."""
+    options = {k: v for k, v in OPTIONS.items() if k != "health_check_interval"} | extra
+    if not url.startswith("redis+sentinel://"):
+        return redis.Redis.from_url(url, **options)
+    sentinels, master, auth = parse_sentinel_url(url)
+    sentinel = Sentinel(sentinels, sentinel_kwargs=_sentinel_options(), **options, **auth)
+    client: redis.Redis = sentinel.master_for(master)
+    return client
+
+
+def _sentinel_options() -> dict[str, Any]:
+    return {k: v for k, v in OPTIONS.items() if k.startswith("socket_")}
