@@ -267,7 +267,24 @@ async def test_redis_outage_and_restart(make_cluster: ClusterFactory) -> None:
         return all(a.status_code == 503 and a.json()["status"] == "degraded" for a in answers)
 
     await wait_for(degraded, 5, 0.2, what="/healthz degraded")
-    await asyncio.sleep(max(0.0, 10 - (time.monotonic() - down)))
+    # Every node says every camera is not streaming within 3 s of the last frame it got
+    # (issue 31, Must show 5), and names Redis.
+    said: dict[tuple[int, str], float] = {}
+    while time.monotonic() - down < 10:
+        for i in range(3):
+            for name, s in (await c.streams(i)).items():
+                if (i, name) not in said and s["status"]["state"] != "streaming":
+                    said[(i, name)] = time.time()
+        await asyncio.sleep(0.2)
+    for i in range(3):
+        for name, s in (await c.streams(i)).items():
+            assert s["status"]["state"] == "retrying", (i, name, s["status"])
+            assert "Redis" in s["status"]["last_error"], (i, name, s["status"])
+    for i, v in enumerate(viewers):
+        for name in CAMS:
+            last = max(f["received"] for f in frames_of(v, name))
+            assert (i, name) in said, f"node {i} still says {name} streams"
+            assert said[(i, name)] - last <= 3.0, (i, name, said[(i, name)] - last)
     assert all(p.proc.poll() is None for p in c.nodes), "a node died with Redis"
     c.redis.start()
     back = time.monotonic()
@@ -284,6 +301,12 @@ async def test_redis_outage_and_restart(make_cluster: ClusterFactory) -> None:
 
     await wait_for(frames_again, 15, 0.1, what="frames on every node again")
     assert time.monotonic() - back < 15
+
+    async def streaming_everywhere() -> bool:
+        views = [await c.streams(i) for i in range(3)]
+        return all(v[n]["status"]["state"] == "streaming" for v in views for n in CAMS)
+
+    await wait_for(streaming_everywhere, 10, 0.2, what="streaming again on every node")
     # Acknowledged changes survived kill -9 of Redis (AOF); the refused one never happened.
     views = [await c.streams(i) for i in range(3)]
     assert all(sorted(v) == list(CAMS) for v in views)

@@ -240,6 +240,11 @@ class Cluster:
         }
         self._last_sync = time.monotonic()
 
+    @property
+    def last_sync(self) -> float:
+        """Monotonic time of the last exchange with Redis (statuses, nodes, viewers)."""
+        return self._last_sync
+
     async def _renew(self) -> None:
         now = time.monotonic()
         for name, lease in list(self.held.items()):

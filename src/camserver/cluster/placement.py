@@ -4,6 +4,8 @@ status is the one the holder reports, seen from any node."""
 
 from __future__ import annotations
 
+import time
+
 from camserver.cluster.node import Cluster
 from camserver.cluster.push import claim
 from camserver.errors import StreamNotFound
@@ -54,7 +56,7 @@ class ClusterPlacement:
         if raw is not None and raw.get("node") in cluster.nodes:
             status = StreamStatus(**{**raw, "viewers": viewers})
             demand = status.demand.model_copy(update={"viewers": viewers, "remote": remote})
-            return status.model_copy(update={"demand": demand})
+            return _unless_cut_off(cluster, stream, status.model_copy(update={"demand": demand}))
         try:
             cfg = cluster.manager.config(name)
         except StreamNotFound:
@@ -69,3 +71,32 @@ class ClusterPlacement:
             state = StreamState.CONNECTING
         demand = stream.hub.demand.reasons(viewers=viewers, remote=remote)
         return StreamStatus(state=state, viewers=viewers, demand=demand)
+
+
+STALE_AFTER = 2.0
+"""Seconds without a word from Redis after which the holder's last report is not shown as
+it was: with the frame relay's 1 s sync, a camera whose frames stopped with Redis is said
+to be so within 3 s of its last frame."""
+
+
+def _unless_cut_off(cluster: Cluster, stream: StreamRecord, status: StreamStatus) -> StreamStatus:
+    """The holder's last report, or, when Redis has not answered for ``STALE_AFTER`` s (no
+    frame can come from another node then), ``retrying`` with Redis named in ``last_error``
+    and the last frame this node saw."""
+    quiet = time.monotonic() - cluster.last_sync
+    if quiet < STALE_AFTER or status.state is not StreamState.STREAMING:
+        return status
+    latest = stream.hub.latest
+    seen = latest.ts if latest is not None else None
+    last = max((t for t in (status.last_frame_at, seen) if t is not None), default=None)
+    why = cluster.backend.last_error or "no answer"
+    return status.model_copy(
+        update={
+            "state": StreamState.RETRYING,
+            "fps": 0.0,
+            "last_frame_at": last,
+            "last_error": f"the cluster's Redis cannot be reached ({why}): the camera's "
+            "frames cannot come from the node that pulls it",
+            "last_error_at": time.time() - quiet,
+        }
+    )
