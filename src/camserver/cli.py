@@ -253,6 +253,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if not settings.cluster:  # cluster nodes keep their streams in Redis
             check_database(settings.db)  # a clear message now beats a traceback at startup
+        else:
+            from camserver.cluster.connect import check_login
+
+            check_login(settings)  # a wrong password stops the node now, readably
     except ConfigError as exc:
         print(f"camserver: {exc}", file=sys.stderr)
         return 2

@@ -13,9 +13,13 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.sentinel import Sentinel
 
-__all__ = ["OPTIONS", "async_client", "parse_sentinel_url", "sync_client"]
+from camserver.config import Settings
+from camserver.errors import ConfigError
+
+__all__ = ["OPTIONS", "async_client", "check_login", "parse_sentinel_url", "sync_client"]
 
 # Commands must fail fast when Redis is away: a lease renewal that waits longer than the
 # lease is worse than useless.
@@ -76,3 +80,29 @@ def sync_client(url: str, **extra: Any) -> redis.Redis:
 
 def _sentinel_options() -> dict[str, Any]:
     return {k: v for k, v in OPTIONS.items() if k.startswith("socket_")}
+
+
+def check_login(settings: Settings) -> None:
+    """ConfigError naming the setting when the cluster's Redis refuses the password (or
+    wants one); any other failure (Redis not up yet) is left to the node, which waits for
+    Redis and catches up."""
+    target = settings.redis_target()
+    assert target is not None
+    where = "CAMSERVER_REDIS_PASSWORD" if settings.redis_sentinels else "CAMSERVER_REDIS_URL"
+    client = sync_client(target)
+    try:
+        client.ping()
+    except (AuthenticationError, ResponseError) as exc:
+        reason = str(exc).split("\n")[0][:120]  # Redis' own words, never the password
+        if "required" in reason.lower() or "NOAUTH" in reason:
+            raise ConfigError(
+                f"the cluster's Redis wants a password ({reason}): give it in {where}"
+            ) from None
+        if isinstance(exc, AuthenticationError) or "WRONGPASS" in reason:
+            raise ConfigError(
+                f"the cluster's Redis refused the login ({reason}): check the password in {where}"
+            ) from None
+    except (RedisError, OSError):
+        pass
+    finally:
+        client.close()
