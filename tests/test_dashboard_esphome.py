@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from camserver.schema import DiscoveredCamera
-from tests.conftest import CHROMIUM, CameraFactory, Server
+from tests.conftest import CHROMIUM, CameraFactory, Server, wait_for
 from tests.helpers.dashboard import open_page
 from tests.helpers.esphome import KEY, OTHER_KEY
 
@@ -31,6 +31,11 @@ async def test_an_esphome_camera_is_added_shown_and_rekeyed_from_the_dashboard(
     await page.get_by_label("ESPHome camera (native API)").check()
     await page.get_by_label("Encryption key").fill(KEY)
     await page.get_by_role("button", name="Add").click()
+
+    async def added() -> bool:
+        return (await server.client.get("/api/streams/hall")).status_code == 200
+
+    await wait_for(added, 10, what="the stream added from the form")
     await server.wait_state("hall", "streaming", 15)
     stream = (await server.client.get("/api/streams/hall")).json()
     assert (stream["source"], stream["port"], stream["has_encryption_key"]) == (
@@ -94,6 +99,11 @@ async def test_a_discovered_encrypted_esphome_device_is_added_with_its_key(
     await expect(row).to_contain_text(re.compile(r"ESPHome \(encrypted\)"))
     await row.get_by_label("Encryption key of Porch Cam").fill(KEY)
     await row.get_by_role("button", name="Add discovered camera Porch Cam").click()
+
+    async def added() -> bool:
+        return (await server.client.get("/api/streams/porch-cam")).status_code == 200
+
+    await wait_for(added, 10, what="the discovered camera added")
     await server.wait_state("porch-cam", "streaming", 15)
     await expect(row.get_by_role("button")).to_have_text("Added")
     assert console.problems == []

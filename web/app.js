@@ -434,6 +434,8 @@ const scanState = document.getElementById("scan-state");
 const found = new Map();
 const where = (cam) => `${cam.ip}:${cam.port}`;
 
+const keyDrafts = new Map(); // discovered encrypted ESPHome device → the key typed so far
+
 function renderFound() {
   foundList.replaceChildren();
   for (const cam of [...found.values()].sort((a, b) => a.first_seen - b.first_seen)) {
@@ -457,12 +459,15 @@ function renderFound() {
     btn.disabled = Boolean(taken);
     btn.setAttribute("aria-label", `Add discovered camera ${cam.name}`);
     // An encrypted ESPHome device is added with its key (camserver cannot ask it without).
+    // (What was typed survives the list being drawn again: a discovery event, a refresh.)
     let keyInput = null;
     if (cam.kind === "esphome" && cam.encrypted && !taken) {
       keyInput = document.createElement("input");
       keyInput.type = "password";
       keyInput.placeholder = "encryption key";
       keyInput.setAttribute("aria-label", `Encryption key of ${cam.name}`);
+      keyInput.value = keyDrafts.get(where(cam)) || "";
+      keyInput.addEventListener("input", () => keyDrafts.set(where(cam), keyInput.value));
     }
     btn.addEventListener("click", async () => {
       btn.disabled = true;
