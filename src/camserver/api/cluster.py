@@ -42,10 +42,11 @@ def describe(cluster: Cluster) -> ClusterOut:
                 last_heartbeat=info.get("beat"),
                 pulls=info.get("pulls", True),
                 started=info.get("started"),
+                version=info.get("wire", 1),
             )
         )
     backend = cluster.backend
     redis = RedisHealth(
         url=backend.safe_url, reachable=backend.reachable, last_error=backend.last_error
     )
-    return ClusterOut(node=cluster.node, redis=redis, nodes=nodes)
+    return ClusterOut(node=cluster.node, redis=redis, nodes=nodes, outdated=backend.outdated)

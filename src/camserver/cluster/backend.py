@@ -68,6 +68,8 @@ class Backend:
         self.redis, self.sentinel, self.master_name = async_client(url)
         self.master: str | None = None
         """Sentinel: the master's address as last found."""
+        self.outdated: str | None = None
+        """Why this node serves only: a newer node or stored configuration (else None)."""
         self.failovers = 0
         self.scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text)
@@ -90,6 +92,16 @@ class Backend:
         """Monotonic time Redis last answered."""
         self.last_error: str | None = None
         self.errors = 0
+
+    def versions(self, why: str | None) -> None:
+        """Whether this node must serve only (``camserver.cluster.wire.outdated``): logged
+        when it changes, refused writes and no leases while it holds."""
+        if why != self.outdated:
+            if why is not None:
+                log.error("cluster: %s", why)
+            else:
+                log.info("cluster: no node or stored configuration is newer than this node")
+            self.outdated = why
 
     @property
     def reachable(self) -> bool:

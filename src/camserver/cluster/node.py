@@ -36,6 +36,7 @@ from camserver.cluster.lease import Lease, Leases
 from camserver.cluster.push import let_pusher_go, pushed_here
 from camserver.cluster.relay import ClusterHub, FrameRelay
 from camserver.cluster.store import ConfigFeed
+from camserver.cluster.wire import VERSION, describe_node, outdated
 from camserver.errors import ClusterUnavailable
 from camserver.schema import StreamConfig, StreamState, StreamStatus
 from camserver.streaming.registry import StreamRegistry
@@ -94,7 +95,7 @@ class Cluster:
         self._free_since: dict[str, float] = {}
         self._cooldown: dict[str, float] = {}
         """Camera → until when this node leaves it to others (it just handed it over)."""
-        self._last_sync = 0.0
+        self.last_sync = 0.0
         self._last_rebalance = time.monotonic()
         self._last_check = time.monotonic()
         self._dirty = True
@@ -180,7 +181,7 @@ class Cluster:
 
     async def _tick(self) -> None:
         now = time.monotonic()
-        if self._dirty or now - self._last_sync >= SYNC_EVERY:
+        if self._dirty or now - self.last_sync >= SYNC_EVERY:
             self._dirty = False
             await self._sync()
         if now - self._last_check >= 5.0:  # a lost config message, at the latest now
@@ -195,14 +196,7 @@ class Cluster:
             del self.hubs[gone]  # a deleted stream's (a new one of that name has a new hub)
         names = self.manager.names()
         counts = [self._local_viewers(n) for n in names]
-        me = {
-            "address": self.address,
-            "cameras": sorted(self.held),
-            "viewers": sum(counts),
-            "started": self.started,
-            "beat": time.time(),
-            "pulls": self.pulls,
-        }
+        me = describe_node(self.address, sorted(self.held), sum(counts), self.started, self.pulls)
         nodes = await b.script(
             "heartbeat", [k.nodes, k.node(self.node)], [self.node, NODE_TTL_MS, json.dumps(me)]
         )
@@ -223,6 +217,8 @@ class Cluster:
                     pipe.get(k.status(name))
                     pipe.hgetall(k.viewers(name))
                 pipe.mget([k.node(n) for n in self.nodes])
+                pipe.set(k.format, VERSION, nx=True)  # the stored configuration's format
+                pipe.get(k.format)
                 result: list[Any] = await pipe.execute()
                 return result
 
@@ -236,14 +232,10 @@ class Cluster:
                 self.statuses.pop(name, None)
             self._viewers[name] = {key.decode(): int(v) for key, v in viewers.items()}
         self.node_info = {
-            n: json.loads(raw) for n, raw in zip(self.nodes, got[-1], strict=True) if raw
+            n: json.loads(raw) for n, raw in zip(self.nodes, got[-3], strict=True) if raw
         }
-        self._last_sync = time.monotonic()
-
-    @property
-    def last_sync(self) -> float:
-        """Monotonic time of the last exchange with Redis (statuses, nodes, viewers)."""
-        return self._last_sync
+        b.versions(outdated(self.node_info, int(got[-1] or VERSION)))
+        self.last_sync = time.monotonic()
 
     async def _renew(self) -> None:
         now = time.monotonic()
@@ -277,14 +269,17 @@ class Cluster:
         now = time.monotonic()
         names = self.manager.names()
         for name in list(self.held):
-            if name not in names or not self._should_run(name, now):
+            if self.backend.outdated is not None:
+                await self._give_up(name, "a newer node is in the cluster")
+            elif name not in names or not self._should_run(name, now):
                 await self._give_up(name, "no longer wanted")
         wanted = [n for n in names if self._should_run(n, now)]
         for name in wanted:
             if name in self.held and not self.manager.supervisor(name).running:
                 self.manager.supervisor(name).start()  # restarted after a change of URL or login
         share = math.ceil(len(wanted) / max(1, len(self._pullers())))
-        candidates = [n for n in wanted if n not in self.held] if self.pulls else []
+        pulls = self.pulls and self.backend.outdated is None
+        candidates = [n for n in wanted if n not in self.held] if pulls else []
         if candidates:
             keys = [k.lease(n) for n in candidates] + [k.quiet]
             *values, quiet = await b.call("leases", lambda: b.redis.mget(keys))

@@ -150,6 +150,7 @@ class FrameRelay:
         self._backend = backend
         self._hubs = hubs
         self.counters = RelayCounters()
+        self._said: set[str] = set()
         self.subscription = Subscription(backend, "frames", self._on_message)
 
     def start(self) -> None:
@@ -175,7 +176,9 @@ class FrameRelay:
             msg = decode_frame(data)
         except WireError as exc:
             self.counters.bad += 1
-            log.warning("dropped a frame message: %s", exc)
+            if str(exc) not in self._said:  # once per reason (a newer node sends many)
+                self._said.add(str(exc))
+                log.warning("dropped a frame message: %s", exc)
             return
         hub = self._hubs.get(name)
         if hub is not None and not hub.closed:

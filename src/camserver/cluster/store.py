@@ -121,7 +121,12 @@ class RedisStore:
         got = await self._b.call("version", lambda: self._b.redis.get(self._k.version))
         return int(got or 0)
 
+    def _writable(self) -> None:
+        if self._b.outdated is not None:
+            raise ClusterUnavailable(self._b.outdated)
+
     async def _put(self, mode: str, cfg: StreamConfig) -> int:
+        self._writable()
         k = self._k
         got = await self._b.script(
             "put_stream",
@@ -142,6 +147,7 @@ class RedisStore:
         await self._put("update", cfg)
 
     async def delete(self, name: str) -> None:
+        self._writable()
         k = self._k
         got = await self._b.script(
             "delete_stream",
@@ -161,6 +167,7 @@ class RedisStore:
         return sorted(tokens, key=lambda t: t.created_at)
 
     async def _put_token(self, token_id: str, value: str) -> bool:
+        self._writable()
         k = self._k
         got = await self._b.script(
             "put_token",

@@ -13,21 +13,27 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "VERSION",
     "ConfigChange",
     "FrameMessage",
     "Keys",
     "WireError",
     "decode_change",
     "decode_frame",
+    "describe_node",
     "encode_change",
     "encode_frame",
+    "outdated",
 ]
 
 VERSION = 1
+"""The cluster's version: of the frame message, of the stored configuration (``format``),
+and announced in each node's heartbeat. A node that meets a newer one serves only."""
 _HEAD = struct.Struct("!BQQdH")
 
 
@@ -69,6 +75,11 @@ class Keys:
     def alive(self) -> str:
         """Set once per Redis data set: missing means Redis lost its data (or is new)."""
         return f"{self.prefix}alive"
+
+    @property
+    def format(self) -> str:
+        """The version of what is stored (configuration, leases): set by the first node."""
+        return f"{self.prefix}format"
 
     @property
     def master(self) -> str:
@@ -139,7 +150,8 @@ def decode_frame(message: bytes) -> FrameMessage:
         raise WireError(f"frame message of {len(message)} bytes is shorter than its header")
     version, token, seq, ts, stamp_len = _HEAD.unpack_from(message)
     if version != VERSION:
-        raise WireError(f"frame message version {version}, expected {VERSION}")
+        newer = " (from a newer node: upgrade this one)" if version > VERSION else ""
+        raise WireError(f"frame message version {version}, this node reads {VERSION}{newer}")
     start = _HEAD.size + stamp_len
     if len(message) < start:
         raise WireError("frame message cut inside its camera timestamp")
@@ -173,3 +185,43 @@ def decode_change(raw: bytes | str) -> ConfigChange:
     if op not in ("put", "delete", "tokens", "reload") or not isinstance(version, int):
         raise WireError(f"not a config change: {raw!r:.80}")
     return ConfigChange(op, str(name), version, str(node))
+
+
+def describe_node(
+    address: str, cameras: list[str], viewers: int, started: float, pulls: bool
+) -> dict[str, Any]:
+    """A node's heartbeat description (``GET /api/cluster`` shows it), with its version."""
+    return {
+        "address": address,
+        "cameras": cameras,
+        "viewers": viewers,
+        "started": started,
+        "beat": time.time(),
+        "pulls": pulls,
+        "wire": VERSION,
+    }
+
+
+def outdated(node_info: dict[str, dict[str, Any]], stored: int) -> str | None:
+    """Why this node must serve only: a live node (heartbeats' ``wire``) or the stored
+    configuration (``format``) newer than this node's :data:`VERSION`; else None. Such a
+    node pulls no camera and writes no configuration until it is upgraded, rather than
+    misread frames or configuration (a rolling upgrade: docs/cluster.md)."""
+    newer = sorted(
+        (int(info.get("wire", 1)), node)
+        for node, info in node_info.items()
+        if int(info.get("wire", 1)) > VERSION
+    )
+    if newer:
+        version, node = newer[-1]
+        return (
+            f"node {node} speaks cluster version {version}, newer than this node's {VERSION}: "
+            "this node serves only (it pulls no camera and changes no configuration) until "
+            "it is upgraded"
+        )
+    if stored > VERSION:
+        return (
+            f"the cluster's stored configuration is version {stored}, newer than this node "
+            f"reads ({VERSION}): this node serves only until it is upgraded"
+        )
+    return None

@@ -38,6 +38,8 @@ class ClusterNode(BaseModel):
     pulls: bool = True
     """False: a serve-only node (it pulls no camera)."""
     started: float | None = None
+    version: int = 1
+    """The cluster version the node speaks (frames, stored configuration)."""
 
 
 class RedisHealth(BaseModel):
@@ -53,3 +55,5 @@ class ClusterOut(BaseModel):
     node: str
     redis: RedisHealth
     nodes: list[ClusterNode]
+    outdated: str | None = None
+    """Why this node serves only (a newer node or stored configuration), else null."""
