@@ -16,12 +16,13 @@ source scripts/lib.sh
 # chromium: the dashboard tests drive Debian's Chromium with Playwright.
 # ffmpeg: decodes the MJPEG re-stream as a real third-party client.
 # motion: baseline (b) of the benchmarks' smoke run.
-# redis-server, redis-sentinel, haproxy: cluster mode runs on real ones (tests/cluster/).
+# redis-server, redis-sentinel, haproxy: cluster mode runs on real ones (tests/cluster/);
+# openssl: a test CA for Redis over TLS (tests/cluster/test_redis_tls.py).
 # mosquitto: the MQTT broker of the Home Assistant tests.
 # wget, curl: the uptime checks' HEAD requests (tests/test_head.py).
 # gstreamer1.0-*: a real RTSP client (tests/test_rtsp.py; Debian builds VLC without live555,
 # so its RTSP cannot be tested here: docs/rtsp.md).
-apt_need iproute2 chromium ffmpeg motion redis-server redis-sentinel haproxy mosquitto wget curl \
+apt_need iproute2 chromium ffmpeg motion redis-server redis-sentinel haproxy mosquitto wget curl openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 # nodejs, npm: the Node.js peers of bench/peers.py (smoke run); a Node.js installed some
 # other way will do.
