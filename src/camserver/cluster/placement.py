@@ -70,7 +70,9 @@ class ClusterPlacement:
         else:
             state = StreamState.CONNECTING
         demand = stream.hub.demand.reasons(viewers=viewers, remote=remote)
-        return StreamStatus(state=state, viewers=viewers, demand=demand)
+        return _unless_cut_off(
+            cluster, stream, StreamStatus(state=state, viewers=viewers, demand=demand)
+        )
 
 
 STALE_AFTER = 2.0
@@ -84,8 +86,9 @@ def _unless_cut_off(cluster: Cluster, stream: StreamRecord, status: StreamStatus
     frame can come from another node then), ``retrying`` with Redis named in ``last_error``
     and the last frame this node saw."""
     quiet = time.monotonic() - cluster.last_sync
-    if quiet < STALE_AFTER or status.state is not StreamState.STREAMING:
-        return status
+    pulled = (StreamState.STREAMING, StreamState.CONNECTING, StreamState.RETRYING)
+    if quiet < STALE_AFTER or status.state not in pulled:
+        return status  # (stopped, idle, waiting: true with or without Redis)
     latest = stream.hub.latest
     seen = latest.ts if latest is not None else None
     last = max((t for t in (status.last_frame_at, seen) if t is not None), default=None)
