@@ -95,3 +95,48 @@ print("ok")
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_sentinel_settings_and_urls_become_one_target() -> None:
+    from pydantic import SecretStr
+
+    from camserver.cluster.connect import parse_sentinel_url
+    from camserver.config import Settings
+
+    s = Settings(
+        redis_sentinels="10.0.0.5:26379, 10.0.0.6:26379",
+        redis_master="cams",
+        redis_password=SecretStr("p@ss word"),
+    )
+    target = s.redis_target()
+    assert target == "redis+sentinel://:p%40ss%20word@10.0.0.5:26379,10.0.0.6:26379/0/cams"
+    assert s.cluster
+    assert s.replica_acks() == 1
+    sentinels, master, options = parse_sentinel_url(target)
+    assert sentinels == [("10.0.0.5", 26379), ("10.0.0.6", 26379)]
+    assert (master, options) == ("cams", {"password": "p@ss word", "db": 0})
+    assert parse_sentinel_url("redis+sentinel://u:pw@[::1]:1")[1:] == (
+        "camserver",
+        {"username": "u", "password": "pw"},
+    )
+    one = Settings(redis_url=SecretStr("redis://:x@10.0.0.5:6379/0"))
+    assert (one.redis_target(), one.replica_acks()) == ("redis://:x@10.0.0.5:6379/0", 0)
+    assert Settings(redis_url=SecretStr("redis://h/0"), redis_replica_acks=2).replica_acks() == 2
+    assert Settings().redis_target() is None
+    assert not Settings().cluster
+    with pytest.raises(ValueError, match="redis\\+sentinel"):
+        parse_sentinel_url("redis://h:1/0")
+
+
+def test_a_newer_node_or_stored_configuration_makes_a_node_serve_only() -> None:
+    from camserver.cluster.wire import VERSION, describe_node, outdated
+
+    me = describe_node("127.0.0.1:8000", ["cam0"], 3, 1.0, True)
+    assert (me["wire"], me["cameras"], me["pulls"]) == (VERSION, ["cam0"], True)
+    assert outdated({"n1": me, "n2": {"address": "x"}}, VERSION) is None  # (no "wire": 1)
+    why = outdated({"n1": me, "n9": {**me, "wire": VERSION + 1}}, VERSION)
+    assert why is not None
+    assert f"node n9 speaks cluster version {VERSION + 1}" in why
+    why = outdated({"n1": me}, VERSION + 2)
+    assert why is not None
+    assert f"stored configuration is version {VERSION + 2}" in why
