@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import (
     cameras,
     camserver,
-    free_port,
     pull_row,
     rows_of_window,
     table,
@@ -47,21 +46,23 @@ def _esphome(
     encrypted: bool,
     fps: float = 15,
 ) -> dict[str, Any]:
-    api = free_port()
-    extra = ["--esphome", "--esphome-port", str(api)]
+    # Free ports picked by each simulated device (a range picked here could collide with
+    # the cameras' HTTP ports, picked later).
+    extra = ["--esphome", "--esphome-port", "0"]
     if encrypted:
         extra += ["--encryption-key", KEY]
     with (
-        cameras(count, fps=fps, extra=extra),
+        cameras(count, fps=fps, extra=extra) as http_ports,
         httpx.Client(base_url=url, trust_env=False, timeout=10) as c,
     ):
         names = [f"esphome{i}" for i in range(count)]
-        for i, name in enumerate(names):
+        for name, http in zip(names, http_ports, strict=True):
+            api = httpx.get(f"http://127.0.0.1:{http}/sim/esphome", timeout=10).json()["port"]
             body: dict[str, Any] = {
                 "name": name,
                 "source": "esphome",
                 "host": "127.0.0.1",
-                "port": api + i,
+                "port": api,
             }
             if encrypted:
                 body["encryption_key"] = KEY

@@ -158,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=6053,
         metavar="P",
-        help="camera i serves ESPHome's API on P+i (default 6053)",
+        help="camera i serves ESPHome's API on P+i (default 6053; 0: any free port, "
+        "shown at start and in /sim/esphome)",
     )
     m.add_argument(
         "--encryption-key",
@@ -373,7 +374,7 @@ async def _run_sims(args: argparse.Namespace) -> None:
                 print(f"{cam.name}: pushing to {args.push} ({args.push_mode})", flush=True)
             if args.esphome:
                 device = await cam.serve_esphome(
-                    args.esphome_port + i,
+                    args.esphome_port + i if args.esphome_port else 0,  # 0: any free port
                     key=args.encryption_key,
                     password=args.api_password,
                     mdns_interfaces=args.mdns_interface,

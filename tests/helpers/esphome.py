@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Server, free_port
+from tests.conftest import Server
 from tests.helpers.push import sim_process
 
 KEY = base64.b64encode(hashlib.sha256(b"camserver test key 1").digest()).decode()
@@ -40,11 +40,12 @@ class EsphomeProcess:
 
 @asynccontextmanager
 async def esphome_process(*args: str) -> AsyncIterator[EsphomeProcess]:
-    """``camserver sim --esphome`` as a real process (its API on a free port)."""
-    api_port = free_port()
+    """``camserver sim --esphome`` as a real process (its API on a port it picks)."""
     extra = ("--discovery-port", "0", "--discovery-listen-port", "0")
-    async with sim_process(*extra, "--esphome", "--esphome-port", str(api_port), *args) as url:
-        yield EsphomeProcess(url, api_port)
+    async with sim_process(*extra, "--esphome", "--esphome-port", "0", *args) as url:
+        async with httpx.AsyncClient(trust_env=False) as c:
+            port = int((await c.get(url + "/sim/esphome")).json()["port"])
+        yield EsphomeProcess(url, port)
 
 
 async def add_esphome(
