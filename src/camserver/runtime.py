@@ -146,7 +146,7 @@ class Runtime:
             motion, webhooks, mqtt = await _start_motion(
                 stack, settings, manager, recording, realtime, cluster
             )
-            discovery, why_off = await _start_discovery(stack, settings, manager, realtime)
+            discovery, why_off = await _start_discovery(stack, settings, manager, realtime, cluster)
             rtsp, rtsp_off = await _start_rtsp(stack, settings, manager, checker)
             if rtsp is not None and settings.onvif_discovery:
                 await _start_ws_discovery(stack, settings)
@@ -332,7 +332,11 @@ async def _start_ws_discovery(stack: AsyncExitStack, settings: Settings) -> None
 
 
 async def _start_discovery(
-    stack: AsyncExitStack, settings: Settings, manager: StreamRegistry, realtime: Realtime
+    stack: AsyncExitStack,
+    settings: Settings,
+    manager: StreamRegistry,
+    realtime: Realtime,
+    cluster: Cluster | None,
 ) -> tuple[DiscoveryService | None, str]:
     """Start UDP discovery; on failure the server runs on without it (and says why)."""
     if not settings.discovery_listen:
@@ -348,6 +352,10 @@ async def _start_discovery(
         interfaces=interfaces,
         rate=settings.discovery_rate,
     )
+    if cluster is not None:  # one list for the cluster: camera_discovered once
+        from camserver.cluster.discovery import SharedDiscovered
+
+        service.board = SharedDiscovered(cluster.backend, service.ttl)
     try:
         await service.start()
     except OSError as exc:

@@ -29,8 +29,9 @@ def _out(cams: list[DiscoveredCamera], manager: StreamRegistry) -> list[Discover
 
 @router.get("")
 async def list_discovered(discovery: DiscoveryDep, manager: ManagerDep) -> list[DiscoveredOut]:
-    """Every camera seen since the server started (announced or answering a probe)."""
-    return _out(discovery.cameras(), manager)
+    """Every camera seen since the server started (announced or answering a probe); in a
+    cluster, every camera any node found (one list on every node)."""
+    return _out(await discovery.listed(), manager)
 
 
 @router.post("/scan", responses={503: {"description": "Discovery is off", **_ERROR}})
@@ -69,7 +70,7 @@ async def add_discovered(
 ) -> StreamOut:
     """Turn a discovered camera into a stream (optionally under another name; an encrypted
     ESPHome device with its ``encryption_key``)."""
-    cam = discovery.get(name)
+    cam = await discovery.lookup(name)
     if cam is None:
         raise NotDiscovered(name)
     key = body.encryption_key.get_secret_value() if body and body.encryption_key else None

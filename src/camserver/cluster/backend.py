@@ -34,6 +34,7 @@ from camserver.cluster.scripts import (
     ACQUIRE,
     DELETE_STREAM,
     DEMAND,
+    DISCOVERED,
     FAILOVER,
     FENCED_PUBLISH,
     HEARTBEAT,
@@ -86,6 +87,7 @@ class Backend:
                 "put_token": PUT_TOKEN,
                 "restore": RESTORE,
                 "failover": FAILOVER,
+                "discovered": DISCOVERED,
             }.items()
         }
         self.last_ok = 0.0

@@ -8,6 +8,7 @@ __all__ = [
     "ACQUIRE",
     "DELETE_STREAM",
     "DEMAND",
+    "DISCOVERED",
     "FAILOVER",
     "FENCED_PUBLISH",
     "HEARTBEAT",
@@ -179,5 +180,27 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: the discovered hash. ARGV: field (ip|port), the camera as JSON, its name, the oldest
+# last_seen still listed, the most entries. Returns 1 when this call put the camera on the
+# cluster's list (new, renamed, or forgotten since), 0 when it was listed already (its entry
+# refreshed, first_seen kept), -1 when the list is full.
+DISCOVERED = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local old = cjson.decode(cur)
+  if old.name == ARGV[3] and tonumber(old.last_seen) >= tonumber(ARGV[4]) then
+    local new = cjson.decode(ARGV[2])
+    new.first_seen = old.first_seen
+    if tonumber(new.last_seen) < tonumber(old.last_seen) then new.last_seen = old.last_seen end
+    redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(new))
+    return 0
+  end
+elseif redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+  return -1
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """

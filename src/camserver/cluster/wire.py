@@ -105,6 +105,11 @@ class Keys:
         return f"{self.prefix}rec:events"
 
     @property
+    def discovered(self) -> str:
+        """Every camera a node discovered (field ``ip|port``, the camera as JSON)."""
+        return f"{self.prefix}discovered"
+
+    @property
     def nodes(self) -> str:
         return f"{self.prefix}nodes"
 

@@ -3,6 +3,10 @@
 One UDP socket bound to the listen port receives replies and unprompted announcements
 from any interface; probes go out from that same socket (so cameras reply to it) to the
 directed broadcast address of each selected interface only — never anywhere else.
+
+With a :class:`Board` (cluster mode: ``camserver.cluster.discovery``) the list is shared by
+several servers: a camera new here is claimed on the board first, and the listeners hear of
+it only when this server's claim listed it (once per cluster, not once per server).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from camserver.discovery.codec import (
     NEED_DATA,
@@ -24,15 +29,50 @@ from camserver.discovery.codec import (
     Rejected,
 )
 from camserver.discovery.interfaces import Interface
-from camserver.errors import NameConflict
+from camserver.errors import ClusterUnavailable, NameConflict
 from camserver.schema import DiscoveredCamera
 
-__all__ = ["DiscoveryService", "open_udp_socket"]
+__all__ = ["Board", "DiscoveryService", "open_udp_socket"]
 
 log = logging.getLogger(__name__)
 
 
 Listener = Callable[[DiscoveredCamera], None]
+
+
+class Board(Protocol):
+    """A list of discovered cameras shared with other servers."""
+
+    refresh: float
+    """Seconds between claims of every camera heard here (keeps their entries fresh)."""
+
+    async def claim(self, cam: DiscoveredCamera) -> bool:
+        """List ``cam``; True when this call listed it (new to every server)."""
+        ...
+
+    async def listed(self, local: list[DiscoveredCamera]) -> list[DiscoveredCamera]:
+        """The shared list merged with ``local``."""
+        ...
+
+
+def flag_conflicts(cams: list[DiscoveredCamera]) -> list[DiscoveredCamera]:
+    """``cams`` with ``conflict`` set where two addresses announce one name."""
+    names = Counter(c.name for c in cams)
+    for c in cams:
+        c.conflict = names[c.name] > 1
+    return cams
+
+
+def only_one(cams: list[DiscoveredCamera], name: str) -> DiscoveredCamera | None:
+    """The camera announcing ``name``; NameConflict when more than one does."""
+    found = [c for c in cams if c.name == name]
+    if len(found) > 1:
+        where = ", ".join(f"{c.ip}:{c.port}" for c in found)
+        raise NameConflict(
+            f"more than one camera announces the name {name!r} ({where}): one may be "
+            "pretending; add the right one by its address instead"
+        )
+    return found[0] if found else None
 
 
 def open_udp_socket(host: str, port: int) -> socket.socket:
@@ -89,6 +129,10 @@ class DiscoveryService:
         self._transport: asyncio.DatagramTransport | None = None
         self._periodic: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()
+        self.board: Board | None = None
+        """Shared with other servers (set before :meth:`start`), else this server's own."""
+        self._claims: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -98,6 +142,8 @@ class DiscoveryService:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport
+        if self.board is not None:
+            self._refresher = asyncio.create_task(self._refresh(self.board), name="discovery-board")
         names = ", ".join(i.name for i in self.interfaces) or "none"
         log.info(
             "discovery listening on UDP %s:%d; probes go to port %d on: %s",
@@ -116,10 +162,11 @@ class DiscoveryService:
         self._periodic = asyncio.create_task(loop(), name="discovery-periodic")
 
     async def close(self) -> None:
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
+        for task in [self._periodic, self._refresher, *self._claims]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -159,23 +206,24 @@ class DiscoveryService:
             self.counts["expired"] += 1
 
     def cameras(self) -> list[DiscoveredCamera]:
-        """Every camera heard from within ``ttl``, name conflicts flagged."""
+        """Every camera this server heard from within ``ttl``, name conflicts flagged."""
         self._expire()
-        names = Counter(c.name for c in self._cameras.values())
-        for c in self._cameras.values():
-            c.conflict = names[c.name] > 1
-        return sorted(self._cameras.values(), key=lambda c: c.first_seen)
+        return flag_conflicts(sorted(self._cameras.values(), key=lambda c: c.first_seen))
 
     def get(self, name: str) -> DiscoveredCamera | None:
-        """The camera announcing ``name``; NameConflict when more than one does."""
-        found = [c for c in self.cameras() if c.name == name]
-        if len(found) > 1:
-            where = ", ".join(f"{c.ip}:{c.port}" for c in found)
-            raise NameConflict(
-                f"more than one camera announces the name {name!r} ({where}): one may be "
-                "pretending; add the right one by its address instead"
-            )
-        return found[0] if found else None
+        """The camera this server heard announcing ``name``; NameConflict when more than
+        one does."""
+        return only_one(self.cameras(), name)
+
+    async def listed(self) -> list[DiscoveredCamera]:
+        """Every camera on the list: this server's, and with a board every server's."""
+        if self.board is None:
+            return self.cameras()
+        return flag_conflicts(await self.board.listed(self.cameras()))
+
+    async def lookup(self, name: str) -> DiscoveredCamera | None:
+        """:meth:`get` on the whole list (:meth:`listed`)."""
+        return only_one(await self.listed(), name)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -246,6 +294,35 @@ class DiscoveryService:
         self._cameras[(cam.ip, cam.port)] = cam  # a renamed camera replaces its old entry
         self.counts["new_cameras"] += 1
         log.info("discovered %s camera %s at %s:%d", cam.kind, cam.name, cam.ip, cam.port)
+        if self.board is None:
+            self._tell(cam)
+        elif len(self._claims) < 256:
+            task = asyncio.get_running_loop().create_task(self._claim(self.board, cam))
+            self._claims.add(task)
+            task.add_done_callback(self._claims.discard)
+        # (else: claimed by the next refresh)
+
+    async def _claim(self, board: Board, cam: DiscoveredCamera) -> None:
+        try:
+            if await board.claim(cam):
+                self._tell(cam)
+        except ClusterUnavailable as exc:
+            log.info("discovery: %s is claimed when the shared list is back (%s)", cam.name, exc)
+
+    async def _refresh(self, board: Board) -> None:
+        """Claim every camera heard here again, now and then: their entries stay fresh, and
+        one that could not be claimed (the board was away) is told of once it is back."""
+        while True:
+            await asyncio.sleep(board.refresh)
+            for cam in self.cameras():
+                try:
+                    if await board.claim(cam):
+                        self._tell(cam)
+                except ClusterUnavailable as exc:
+                    log.debug("discovery: the shared list is away: %s", exc)
+                    break
+
+    def _tell(self, cam: DiscoveredCamera) -> None:
         for listener in self._listeners:
             try:
                 listener(cam)
