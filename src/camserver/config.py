@@ -241,6 +241,13 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = Field(
         None, description="With redis_sentinels: the password of the Redis servers."
     )
+    redis_username: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="With redis_sentinels: the Redis user (ACL) the nodes log in as, e.g. "
+        "camserver (deploy/cluster/users.acl); none: the default user.",
+    )
     redis_replica_acks: int = Field(
         -1,
         ge=-1,
@@ -315,6 +322,7 @@ class Settings(BaseSettings):
             auth = ""
             if self.redis_password is not None:
                 auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+                auth = (self.redis_username or "") + auth
             hosts = ",".join(h.strip() for h in self.redis_sentinels.split(",") if h.strip())
             return f"redis+sentinel://{auth}{hosts}/0/{self.redis_master}"
         return self.redis_url.get_secret_value() if self.redis_url is not None else None

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from camserver.sim.camera import SimCamera
 from tests.conftest import Proc, free_port, wait_for, wait_healthy
+from tests.helpers.redis_acl import denied, write_acl
 from tests.helpers.socketio import Viewer
 
 REDIS_CONF = Path(__file__).parents[2] / "deploy" / "cluster" / "redis.conf"
@@ -26,14 +27,21 @@ HEADERS = {"X-Requested-With": "camserver-tests"}
 
 
 class RedisServer:
+    """redis-server with the shipped redis.conf and users (``deploy/cluster/users.acl``):
+    the nodes log in as its ``camserver`` user, so every cluster test runs under the
+    smallest command set the shipped configuration allows; the tests' own client is the
+    ``admin`` user."""
+
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.logins = write_acl(workdir)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The nodes' login."""
+        return self.logins.url(self.port)
 
     def start(self) -> None:
         with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own copy
@@ -41,6 +49,7 @@ class RedisServer:
                 [
                     *("redis-server", str(REDIS_CONF), "--port", str(self.port)),
                     *("--dir", str(self.dir), "--bind", "127.0.0.1"),
+                    *("--aclfile", str(self.logins.path)),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -57,7 +66,14 @@ class RedisServer:
         await wait_for(up, 10, 0.05, what="redis-server")
 
     def client(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(self.url)
+        """The tests' own client (the admin user)."""
+        return aioredis.Redis.from_url(self.logins.url(self.port, "admin"))
+
+    def denied(self) -> list[dict[str, Any]]:
+        """Commands Redis refused the nodes since it last started (none while it is down)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return denied(self.port, self.logins)
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -145,7 +161,11 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     server.start()
     yield server
-    server.stop()
+    try:
+        refused = server.denied()
+    finally:
+        server.stop()
+    assert not refused, f"users.acl denied the nodes: {refused}"
 
 
 T = TypeVar("T")
@@ -218,8 +238,9 @@ class TcpRelay:
     """A loopback TCP relay to Redis that a test can cut, like a network partition between
     one node and Redis (the node keeps its cameras and viewers)."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
+    def __init__(self, target: RedisServer) -> None:
+        self.target = target.port
+        self.logins = target.logins
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -227,7 +248,7 @@ class TcpRelay:
     async def start(self) -> str:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.logins.url(self.port)  # the nodes' login, through the relay
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

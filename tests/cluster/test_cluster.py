@@ -398,7 +398,7 @@ async def test_a_node_cut_off_from_redis_lets_its_cameras_go_first(
     make_cluster: ClusterFactory, redis_server: RedisServer
 ) -> None:
     await redis_server.ready()
-    relay = TcpRelay(redis_server.port)
+    relay = TcpRelay(redis_server)
     c: Cluster = await make_cluster(redis_urls={"n3": await relay.start()})
     await c.add_streams()
     held = await settled(c)

@@ -21,6 +21,7 @@ import pytest
 
 from tests.cluster.conftest import REDIS_CONF
 from tests.helpers.netns import bridged, link
+from tests.helpers.redis_acl import write_acl
 
 pytestmark = pytest.mark.requires("root", "ip", "redis-server")
 
@@ -120,17 +121,18 @@ def test_a_camera_heard_by_three_nodes_is_announced_once_and_listed_on_every_nod
     lab: Lab, tmp_path: Path
 ) -> None:
     redis = f"{NET}.4"
+    logins = write_acl(tmp_path)  # the shipped users: the nodes log in as camserver
     lab.start(
         "db",
         *("redis-server", str(REDIS_CONF), "--port", "6379", "--bind", redis),
-        *("--dir", str(tmp_path), "--protected-mode", "no"),  # a namespace of its own
+        *("--dir", str(tmp_path), "--aclfile", str(logins.path)),
     )
     for i, node in enumerate(NODES, start=1):
         lab.start(
             node,
             *(sys.executable, "-m", "camserver", "serve", "--host", f"{NET}.{i}", "--port", "8000"),
             env={
-                "CAMSERVER_REDIS_URL": f"redis://{redis}:6379/0",
+                "CAMSERVER_REDIS_URL": logins.url(6379, host=redis),
                 "CAMSERVER_NODE_ID": node,
                 "CAMSERVER_DISCOVERY_INTERFACES": "eth0,eth1" if node == "n1" else "eth0",
                 "CAMSERVER_DISCOVERY_INTERVAL": "1",

@@ -23,16 +23,31 @@ def test_compose_cluster_profile_wires_redis_nodes_and_haproxy() -> None:
     services = compose()["services"]
     assert "profiles" not in services["camserver"]  # `docker compose up` stays one node
     cluster = {name for name, s in services.items() if "cluster" in s.get("profiles", [])}
-    assert cluster == {"redis", "node1", "node2", "node3", "lb"}
-    assert (
-        "./deploy/cluster/redis.conf:/usr/local/etc/redis/redis.conf:ro"
-        in (services["redis"]["volumes"])
-    )
-    assert "/usr/local/etc/redis/redis.conf" in services["redis"]["command"]
+    redis = {"redis", "redis-replica", "sentinel1", "sentinel2", "sentinel3"}
+    assert cluster == redis | {"node1", "node2", "node3", "lb"}
+    sentinels = []
+    for name in redis:
+        s = services[name]
+        # The shipped files, started by the shipped script (which the Sentinel test runs).
+        assert "./deploy/cluster:/usr/local/etc/redis:ro" in s["volumes"]
+        assert s["entrypoint"] == ["sh", "/usr/local/etc/redis/start-redis.sh"]
+        assert set(s["environment"]) >= {
+            "CAMSERVER_REDIS_PASSWORD",
+            "REDIS_REPLICA_PASSWORD",
+            "REDIS_SENTINEL_PASSWORD",
+            "REDIS_ADMIN_PASSWORD",
+        }
+        assert s["command"][0] == ("sentinel" if name.startswith("sentinel") else "server")
+        if name.startswith("sentinel"):
+            sentinels.append(f"{name}:26379")
+    assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis", "6379"]
+    assert len({str(services[n]["volumes"]) for n in redis}) == len(redis)  # own data each
     ids = set()
     for name in ("node1", "node2", "node3"):
         env = services[name]["environment"]
-        assert env["CAMSERVER_REDIS_URL"].endswith("@redis:6379/0")
+        assert sorted(env["CAMSERVER_REDIS_SENTINELS"].split(",")) == sorted(sentinels)
+        assert env["CAMSERVER_REDIS_USERNAME"] == "camserver"
+        assert env["CAMSERVER_REDIS_PASSWORD"] == "${CAMSERVER_REDIS_PASSWORD}"
         ids.add(env["CAMSERVER_NODE_ID"])
         # The recorder writes where every node reads (docs/recording.md, cluster mode).
         assert env["CAMSERVER_RECORDINGS_DIR"] == "/recordings"

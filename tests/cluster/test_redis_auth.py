@@ -47,6 +47,8 @@ async def test_a_wrong_password_stops_the_node_and_the_right_one_shows_nowhere(
     for url, words in (
         (f"redis://:Wrong-Pass-0001@127.0.0.1:{port}/0", "refused the login"),
         (f"redis://127.0.0.1:{port}/0", "wants a password"),
+        # users.acl's placeholder, left as shipped: refused before Redis is even asked
+        (f"redis://camserver:CHANGE-ME-camserver@127.0.0.1:{port}/0", "still a placeholder"),
     ):
         p = spawn(env={"CAMSERVER_REDIS_URL": url, "CAMSERVER_NODE_ID": "n1"})
         code = await asyncio.to_thread(p.proc.wait, 30)

@@ -69,7 +69,7 @@ async def test_streams_and_tokens_round_trip_with_errors(
 
 
 async def test_lease_is_exclusive_fenced_and_released_only_by_its_holder(
-    backends: tuple[Backend, Backend],
+    backends: tuple[Backend, Backend], redis_server: RedisServer
 ) -> None:
     a, b = (Leases(x, 1.0) for x in backends)
     # A Redis without data (new, or restarted without persistence) hands out no lease for
@@ -110,7 +110,8 @@ async def test_lease_is_exclusive_fenced_and_released_only_by_its_holder(
     assert await a.holders(["cam"]) == {"cam": "b"}
     await b.release(second)
     assert await a.holders(["cam"]) == {}
-    await backends[0].redis.flushall()  # Redis lost everything
+    async with redis_server.client() as admin:
+        await admin.flushall()  # Redis lost everything
     assert await a.acquire("cam") is None
     await asyncio.sleep(1.1)
     third = await a.acquire("cam")

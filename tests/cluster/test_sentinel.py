@@ -29,10 +29,13 @@ CAMS = ("cam0", "cam1", "cam2")
 @pytest.fixture
 def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
     s = SentinelSet(tmp_path / "sentinel")
-    s.dir.mkdir()
     s.start()
     yield s
-    s.stop()
+    try:
+        refused = s.denied()
+    finally:
+        s.stop()
+    assert not refused, f"users.acl denied the nodes: {refused}"
 
 
 async def holders(s: SentinelSet) -> dict[str, str]:

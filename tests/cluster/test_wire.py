@@ -119,6 +119,10 @@ def test_sentinel_settings_and_urls_become_one_target() -> None:
         "camserver",
         {"username": "u", "password": "pw"},
     )
+    user = Settings(
+        redis_sentinels="h:1", redis_username="camserver", redis_password=SecretStr("pw")
+    )
+    assert user.redis_target() == "redis+sentinel://camserver:pw@h:1/0/camserver"
     one = Settings(redis_url=SecretStr("redis://:x@10.0.0.5:6379/0"))
     assert (one.redis_target(), one.replica_acks()) == ("redis://:x@10.0.0.5:6379/0", 0)
     assert Settings(redis_url=SecretStr("redis://h/0"), redis_replica_acks=2).replica_acks() == 2

@@ -1,22 +1,25 @@
 """Redis Sentinel for tests: a master and a replica (redis-server with the shipped
-redis.conf) and three sentinels (Debian's redis-sentinel with the shipped sentinel.conf,
-faster timeouts), all on loopback, each in its own folder; everything stops with the set."""
+redis.conf and users.acl) and three sentinels (Debian's redis-sentinel with the shipped
+sentinel.conf, faster timeouts), all started by the shipped ``start-redis.sh`` with fresh
+passwords, on loopback, each in its own folder; everything stops with the set."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from tests.conftest import free_port, wait_for
+from tests.helpers.redis_acl import Logins, denied, write_acl
 
 __all__ = ["MASTER", "SentinelSet", "in_sync"]
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_CONF = ROOT / "deploy" / "cluster" / "redis.conf"
-SENTINEL_CONF = ROOT / "deploy" / "cluster" / "sentinel.conf"
+START = ROOT / "deploy" / "cluster" / "start-redis.sh"
 MASTER = "camserver"
 
 
@@ -27,57 +30,78 @@ class SentinelSet:
         """The two servers: "a" starts as the master, "b" as its replica."""
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        workdir.mkdir(exist_ok=True)
+        self.logins: Logins = write_acl(workdir)
 
     @property
     def url(self) -> str:
+        """The nodes' login, through the sentinels."""
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/0/{MASTER}"
+        password = self.logins.passwords["camserver"]
+        return f"redis+sentinel://camserver:{password}@{hosts}/0/{MASTER}"
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         folder = self.dir / name
         folder.mkdir(exist_ok=True)
         with (folder / "log").open("ab") as log:
             self.procs[name] = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, cwd=folder
+                args, stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env
             )
 
+    def _env(self, folder: str, **extra: str) -> dict[str, str]:
+        """start-redis.sh's environment: the passwords, and the folder for its copies."""
+        p = self.logins.passwords
+        return {
+            "PATH": os.environ["PATH"],
+            "RUN_DIR": str(self.dir / folder),
+            "CAMSERVER_REDIS_PASSWORD": p["camserver"],
+            "REDIS_REPLICA_PASSWORD": p["replica"],
+            "REDIS_SENTINEL_PASSWORD": p["sentinel"],
+            "REDIS_ADMIN_PASSWORD": p["admin"],
+            **extra,
+        }
+
     def start_server(self, name: str) -> None:
-        # Its own copy: a server the sentinels reconfigure rewrites its file (CONFIG REWRITE).
-        (self.dir / name).mkdir(exist_ok=True)
-        conf = self.dir / name / "redis.conf"
-        if not conf.exists():
-            conf.write_text(REDIS_CONF.read_text())
+        # The shipped start script, as compose.yaml runs it: its own copy of redis.conf in
+        # the server's folder (the sentinels rewrite it when they reconfigure the server).
         args = [
-            *("redis-server", str(conf), "--port", str(self.ports[name])),
+            *("sh", str(START), "server", "--port", str(self.ports[name])),
             *("--dir", str(self.dir / name), "--bind", "127.0.0.1"),
         ]
         if name == "b":
             args += ["--replicaof", "127.0.0.1", str(self.ports["a"])]
-        self._spawn(name, args)
+        self._spawn(name, args, self._env(name))
 
     def start(self) -> None:
         self.start_server("a")
         self.start_server("b")
         for i, port in enumerate(self.sentinel_ports):
-            conf = SENTINEL_CONF.read_text()
-            conf = conf.replace("port 26379", f"port {port}").replace(
-                "bind 127.0.0.1 ::1", "bind 127.0.0.1"
-            )
-            conf = conf.replace("127.0.0.1 6379 2", f"127.0.0.1 {self.ports['a']} 2")
-            # Tests fail over in seconds, not a minute.
-            conf = conf.replace(
-                "down-after-milliseconds camserver 5000", "down-after-milliseconds camserver 1000"
-            )
-            conf = conf.replace(
-                "failover-timeout camserver 60000", "failover-timeout camserver 4000"
-            )
-            folder = self.dir / f"s{i}"
-            folder.mkdir(exist_ok=True)
-            (folder / "sentinel.conf").write_text(conf)
-            self._spawn(f"s{i}", ["redis-sentinel", str(folder / "sentinel.conf")])
+            env = self._env(f"s{i}", REDIS_MASTER_PORT=str(self.ports["a"]))
+            args = [
+                *("sh", str(START), "sentinel", "--port", str(port), "--bind", "127.0.0.1"),
+                # Tests fail over in seconds, not a minute.
+                *("--sentinel", "down-after-milliseconds", MASTER, "1000"),
+                *("--sentinel", "failover-timeout", MASTER, "4000"),
+            ]
+            self._spawn(f"s{i}", args, env)
 
     def client(self, port: int) -> aioredis.Redis:
-        return aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        """A sentinel's client, or a server's as the admin user."""
+        if port in self.sentinel_ports:
+            return aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        password = self.logins.passwords["admin"]
+        return aioredis.Redis(
+            host="127.0.0.1", port=port, username="admin", password=password, socket_timeout=2
+        )
+
+    def denied(self) -> list[dict[str, Any]]:
+        """Commands the servers that are up refused the nodes (their ACL logs)."""
+        return [
+            entry
+            for name, port in self.ports.items()
+            if name in self.procs and self.procs[name].poll() is None
+            for entry in denied(port, self.logins)
+        ]
 
     async def master_port(self) -> int | None:
         """The master's port as the first sentinel that answers names it."""

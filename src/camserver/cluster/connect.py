@@ -82,6 +82,12 @@ def _sentinel_options() -> dict[str, Any]:
     return {k: v for k, v in OPTIONS.items() if k.startswith("socket_")}
 
 
+def _password(url: str) -> str:
+    if url.startswith("redis+sentinel://"):
+        return str(parse_sentinel_url(url)[2].get("password", ""))
+    return unquote(urlsplit(url).password or "")
+
+
 def check_login(settings: Settings) -> None:
     """ConfigError naming the setting when the cluster's Redis refuses the password (or
     wants one); any other failure (Redis not up yet) is left to the node, which waits for
@@ -89,6 +95,11 @@ def check_login(settings: Settings) -> None:
     target = settings.redis_target()
     assert target is not None
     where = "CAMSERVER_REDIS_PASSWORD" if settings.redis_sentinels else "CAMSERVER_REDIS_URL"
+    if _password(target).startswith("CHANGE-ME"):
+        raise ConfigError(
+            f"the Redis password in {where} is still a placeholder of the shipped configuration "
+            "(deploy/cluster/users.acl): set one of your own there and here"
+        )
     client = sync_client(target)
     try:
         client.ping()
