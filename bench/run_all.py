@@ -20,7 +20,18 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, esphome, fanout, ingest, parser, peers, push, recording, rtsp
+from bench import (
+    cluster,
+    esphome,
+    fanout,
+    ingest,
+    parser,
+    peers,
+    push,
+    recording,
+    rtsp,
+    scale,
+)
 from bench.harness import table as harness_table
 
 
@@ -54,6 +65,7 @@ def main() -> None:
         "rtsp": rtsp.bench(args.smoke),
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
+        "scale": scale.bench(args.smoke),
         "recording": recording.summary(
             recording.bench(1 if args.smoke else 2, 2.0 if args.smoke else 10.0, args.smoke)
         ),
@@ -78,6 +90,8 @@ def main() -> None:
             "Fan-out (one VGA camera, 15 fps)\n\n" + fanout.table(results["fanout"]),
             "Cluster mode (redis-server on loopback, VGA cameras at 15 fps)\n\n"
             + cluster.table(results["cluster"]),
+            "The cluster at scale (5 nodes, 300 VGA cameras at 2 fps, a viewer per camera on a "
+            "node that does not pull it; bench/scale.py)\n\n" + scale.table_of(results["scale"]),
             "Recording and motion detection (VGA cameras at 15 fps: nothing else, continuous "
             "recording, motion detection at 5 fps)\n\n" + recording.table(results["recording"]),
             "Side by side with the peers (one VGA camera, 15 fps; medians of interleaved "

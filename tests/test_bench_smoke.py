@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
     smoke = request.config.stash.get(SMOKE, None)
     assert smoke is not None, "conftest starts the smoke run when this test is collected"
-    out = smoke.wait(timeout=300)
+    out = smoke.wait(timeout=420)
     tmp_path = smoke.out
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
@@ -103,3 +103,11 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
     assert len(cluster["takeover"]["takeover_s"]) == 2
     assert all(0 < t < 15 for t in cluster["takeover"]["takeover_s"]), cluster
     assert all("oracle_ratio" in r for r in results["parser"])
+    # The cluster at scale (smoke: 2 nodes, 10 cameras at 2 fps): every camera reached its
+    # viewer on the node that does not pull it, and the killed node's cameras came back.
+    at_scale = results["scale"]
+    assert sum(at_scale["cameras_per_node"].values()) == 10, at_scale
+    assert at_scale["viewers"] == 10, at_scale
+    assert at_scale["viewer_fps_min"] > 1.5, at_scale
+    assert at_scale["takeover"]["recovered"] == at_scale["takeover"]["watched"] > 0, at_scale
+    assert "per 1 Gbit/s link" in (tmp_path / "smoke.md").read_text()
