@@ -171,7 +171,22 @@ def run(
                 s["status"]["state"] == "streaming" and s["status"].get("node") for s in streams
             )
 
-        _wait(all_streaming, 120, "every camera streaming")
+        try:
+            _wait(all_streaming, 120, "every camera streaming")
+        except RuntimeError:
+            late = [
+                (
+                    s["name"],
+                    s["status"]["state"],
+                    s["status"].get("node"),
+                    s["status"].get("last_error"),
+                )
+                for s in c.get(first_url + "/api/streams").json()
+                if s["status"]["state"] != "streaming" or not s["status"].get("node")
+            ]
+            raise RuntimeError(
+                f"not streaming after 120 s: {late[:10]} ({len(late)} in all)"
+            ) from None
         time.sleep(3)  # the spread settles
         holders = _holders(first_url, c)
         held = {k: sum(1 for h in holders.values() if h == k) for k in nodes}

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
 
 from camserver.cli import FLAGS
-from camserver.config import Settings
+from camserver.config import Settings, setting_names
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
@@ -47,7 +47,8 @@ def _default(name: str) -> str:
 
 def render() -> str:
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name in setting_names():
+        field = Settings.model_fields[name]
         flag = f"`{FLAGS[name]}`" if name in FLAGS else ""
         meaning = (field.description or "").replace("|", "\\|")
         rows.append(

@@ -20,7 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from camserver import __version__
 from camserver.client import watch
-from camserver.config import Settings
+from camserver.config import Settings, setting_names
 from camserver.errors import ConfigError
 from camserver.logs import setup_logging
 from camserver.schema.urls import mask_url
@@ -219,8 +219,8 @@ def _config(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     flags = _overrides(args)
-    width = max(len(n) for n in type(settings).model_fields)
-    for name in type(settings).model_fields:
+    width = max(len(n) for n in setting_names())
+    for name in setting_names():
         value = getattr(settings, name)
         env = f"CAMSERVER_{name.upper()}"
         if name in flags:

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from camserver.schema.urls import mask_url
 
-__all__ = ["MIN_TOKEN_LENGTH", "Settings", "default_db_path"]
+__all__ = ["MIN_TOKEN_LENGTH", "ClusterSettings", "Settings", "default_db_path", "setting_names"]
 
 MIN_TOKEN_LENGTH = 16
 
@@ -23,7 +23,86 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("camserver", appauthor=False)) / "camserver.db"
 
 
-class Settings(BaseSettings):
+class ClusterSettings(BaseSettings):
+    """Cluster mode's settings (the part of :class:`Settings` about Redis and the nodes)."""
+
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Cluster mode: the Redis server the nodes share (redis://[:password@]host:"
+        "port/db, rediss:// for TLS, or redis+sentinel://[:password@]host:port,host:port/db/"
+        "master). Unset (and no redis_sentinels): one node with its own SQLite database.",
+    )
+    redis_sentinels: str | None = Field(
+        None,
+        description="Cluster mode through Redis Sentinel: host:port,host:port,... of the "
+        "sentinels (instead of redis_url; with redis_master and redis_password).",
+    )
+    redis_master: str = Field(
+        "camserver", max_length=64, description="The master's name the sentinels monitor."
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="With redis_sentinels: the password of the Redis servers."
+    )
+    redis_username: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="With redis_sentinels: the Redis user (ACL) the nodes log in as, e.g. "
+        "camserver (deploy/cluster/users.acl); none: the default user.",
+    )
+    redis_replica_acks: int = Field(
+        -1,
+        ge=-1,
+        le=8,
+        description="A configuration change is acknowledged only once this many replicas "
+        "have it (Redis WAIT); -1: 1 through Sentinel, else 0.",
+    )
+    node_id: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]*$",
+        description="This node's name in the cluster (default: host name and port).",
+    )
+    redis_prefix: str = Field(
+        "cs:", max_length=32, description="Prefix of every Redis key and channel camserver uses."
+    )
+    cluster_pull: bool = Field(
+        True,
+        description="Cluster: this node may pull cameras. Off for a node that only serves "
+        "viewers (say, one outside the cameras' network): it gets every frame via Redis.",
+    )
+    lease_ttl: float = Field(
+        2.5,
+        ge=1.0,
+        le=60.0,
+        description="Cluster: a camera lease expires this long after its last renewal "
+        "(renewed every fifth of it); a dead node's cameras move after about this long.",
+    )
+
+    @property
+    def cluster(self) -> bool:
+        return self.redis_target() is not None
+
+    def redis_target(self) -> str | None:
+        """The Redis the cluster shares, as one URL (a secret: it may hold the password);
+        None for a single node."""
+        if self.redis_sentinels:
+            auth = ""
+            if self.redis_password is not None:
+                auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+                auth = (self.redis_username or "") + auth
+            hosts = ",".join(h.strip() for h in self.redis_sentinels.split(",") if h.strip())
+            return f"redis+sentinel://{auth}{hosts}/0/{self.redis_master}"
+        return self.redis_url.get_secret_value() if self.redis_url is not None else None
+
+    def replica_acks(self) -> int:
+        if self.redis_replica_acks >= 0:
+            return self.redis_replica_acks
+        target = self.redis_target() or ""
+        return 1 if target.startswith("redis+sentinel://") else 0
+
+
+class Settings(ClusterSettings):
     """Every setting has an environment variable: ``CAMSERVER_`` + its name in capitals."""
 
     model_config = SettingsConfigDict(env_prefix="CAMSERVER_", extra="ignore")
@@ -224,59 +303,6 @@ class Settings(BaseSettings):
         "whose X-Forwarded-For names the real client, for per-client limits ('*' = any).",
     )
 
-    redis_url: SecretStr | None = Field(
-        None,
-        description="Cluster mode: the Redis server the nodes share (redis://[:password@]host:"
-        "port/db, rediss:// for TLS, or redis+sentinel://[:password@]host:port,host:port/db/"
-        "master). Unset (and no redis_sentinels): one node with its own SQLite database.",
-    )
-    redis_sentinels: str | None = Field(
-        None,
-        description="Cluster mode through Redis Sentinel: host:port,host:port,... of the "
-        "sentinels (instead of redis_url; with redis_master and redis_password).",
-    )
-    redis_master: str = Field(
-        "camserver", max_length=64, description="The master's name the sentinels monitor."
-    )
-    redis_password: SecretStr | None = Field(
-        None, description="With redis_sentinels: the password of the Redis servers."
-    )
-    redis_username: str | None = Field(
-        None,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="With redis_sentinels: the Redis user (ACL) the nodes log in as, e.g. "
-        "camserver (deploy/cluster/users.acl); none: the default user.",
-    )
-    redis_replica_acks: int = Field(
-        -1,
-        ge=-1,
-        le=8,
-        description="A configuration change is acknowledged only once this many replicas "
-        "have it (Redis WAIT); -1: 1 through Sentinel, else 0.",
-    )
-    node_id: str = Field(
-        "",
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._:-]*$",
-        description="This node's name in the cluster (default: host name and port).",
-    )
-    redis_prefix: str = Field(
-        "cs:", max_length=32, description="Prefix of every Redis key and channel camserver uses."
-    )
-    cluster_pull: bool = Field(
-        True,
-        description="Cluster: this node may pull cameras. Off for a node that only serves "
-        "viewers (say, one outside the cameras' network): it gets every frame via Redis.",
-    )
-    lease_ttl: float = Field(
-        2.5,
-        ge=1.0,
-        le=60.0,
-        description="Cluster: a camera lease expires this long after its last renewal "
-        "(renewed every fifth of it); a dead node's cameras move after about this long.",
-    )
-
     @property
     def auth_enabled(self) -> bool:
         """The one predicate for "tokens are required" (an empty token is refused, so a
@@ -310,28 +336,6 @@ class Settings(BaseSettings):
                     f"CAMSERVER_WEBHOOK_URLS: URL {i} ({mask_url(url)}) is not an http(s) URL"
                 )
         return v
-
-    @property
-    def cluster(self) -> bool:
-        return self.redis_target() is not None
-
-    def redis_target(self) -> str | None:
-        """The Redis the cluster shares, as one URL (a secret: it may hold the password);
-        None for a single node."""
-        if self.redis_sentinels:
-            auth = ""
-            if self.redis_password is not None:
-                auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
-                auth = (self.redis_username or "") + auth
-            hosts = ",".join(h.strip() for h in self.redis_sentinels.split(",") if h.strip())
-            return f"redis+sentinel://{auth}{hosts}/0/{self.redis_master}"
-        return self.redis_url.get_secret_value() if self.redis_url is not None else None
-
-    def replica_acks(self) -> int:
-        if self.redis_replica_acks >= 0:
-            return self.redis_replica_acks
-        target = self.redis_target() or ""
-        return 1 if target.startswith("redis+sentinel://") else 0
 
     def webhook_list(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.get_secret_value().split(",") if u.strip()]
@@ -384,3 +388,9 @@ class Settings(BaseSettings):
 def recordings_root(settings: Settings) -> Path:
     """The recordings folder: ``recordings_dir``, or ``recordings`` beside the database."""
     return settings.recordings_dir or settings.db.parent / "recordings"
+
+
+def setting_names() -> list[str]:
+    """Every setting, the cluster's last (as `camserver config` and the docs list them)."""
+    cluster = list(ClusterSettings.model_fields)
+    return [n for n in Settings.model_fields if n not in cluster] + cluster
