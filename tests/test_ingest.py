@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from camserver.sources.supervisor import FpsMeter, backoff_delay
+from camserver.sources.base import FrameSink, SourceTiming
+from camserver.sources.supervisor import STOP_AGAIN, FpsMeter, Supervisor, backoff_delay
+from camserver.streaming.hub import LocalHub
 from tests.conftest import CameraFactory, Server, wait_for
 from tests.helpers.ingest import StateRecorder
 
@@ -202,3 +204,36 @@ async def test_backoff_grows_while_failing_and_resets_after_healthy_streaming(
     after = _delays({e for e in rec.errors if "broke mid-stream" in e})
     assert after, rec.errors
     assert max(after) <= 0.2, after
+
+
+async def test_stop_ends_a_source_that_lost_its_first_cancel() -> None:
+    """A cancel can be lost (Python 3.11's wait_for drops one that lands as its inner call
+    ends): the supervisor cancels again until the source has ended, so a stopped stream
+    never keeps the camera's one connection (in a cluster: after its lease moved on)."""
+
+    class Deaf:
+        def __init__(self) -> None:
+            self.running = asyncio.Event()
+            self.cancels = 0
+
+        async def run(self, sink: FrameSink) -> None:
+            self.running.set()
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    self.cancels += 1
+                    if self.cancels == 1:
+                        continue  # the lost cancel
+                    raise
+
+    source = Deaf()
+    sup = Supervisor("cam", source, LocalHub("cam"), SourceTiming())
+    sup.start()
+    await asyncio.wait_for(source.running.wait(), 5)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await asyncio.wait_for(sup.stop(), 5 * STOP_AGAIN)
+    assert source.cancels == 2
+    assert not sup.running
+    assert loop.time() - began < 3 * STOP_AGAIN

@@ -17,7 +17,6 @@ Errors are camserver's own (``UpstreamConnectError``, ``UpstreamTimeout``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -169,8 +168,9 @@ class CameraStream(asyncio.Protocol):
             left = self.last_data + read_timeout - self._loop.time()
             if left <= 0:
                 raise silent_for(read_timeout)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(fut), left)
+            # asyncio.wait, not wait_for(shield(...)): Python 3.11's wait_for drops a cancel
+            # that lands as the future completes, and the stream then outlived its stop.
+            await asyncio.wait({fut}, timeout=left)
 
 
 async def open_stream(host: str, port: int, request: bytes, connect_timeout: float) -> CameraStream:

@@ -30,6 +30,9 @@ __all__ = ["FpsMeter", "SourceCounters", "Supervisor", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
+STOP_AGAIN = 0.5
+"""Seconds a stopped source has to end before it is cancelled again."""
+
 
 def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
     """Delay before reconnect ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
@@ -141,9 +144,15 @@ class Supervisor:
         """Cancel the task (closing the camera connection) and show ``state``."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            # Cancelled again until it has ended: a cancel can be lost (Python 3.11's
+            # wait_for drops one that lands as its inner call ends, in any library a source
+            # uses), and a source that outlives its stop keeps the camera's one connection
+            # (in a cluster: after its lease went to another node).
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=STOP_AGAIN)
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                task.result()
         self._set_state(state, None)
 
     def set_state(self, state: StreamState) -> None:
