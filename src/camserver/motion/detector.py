@@ -21,13 +21,12 @@ Per analysed frame (grayscale, decoded at 1/2-1/8 size, ~160x120 or more):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageDraw
 
 from camserver.errors import BadFrame
+from camserver.motion.analysis import Analysis
 from camserver.schema import MotionSettings
 
 __all__ = ["Analysis", "MotionDetector", "decode_gray"]
@@ -49,21 +48,6 @@ def decode_gray(jpeg: bytes) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise BadFrame(f"cannot decode the frame: {exc}") from exc
     return np.asarray(pixels).reshape(pixels.shape[0], pixels.shape[1])
-
-
-@dataclass(frozen=True, slots=True)
-class Analysis:
-    ts: float
-    area: float
-    """Percent of the watched picture that changed."""
-    moving: bool
-    """``area`` reached ``min_area``."""
-    light_change: bool = False
-    """Most of the picture changed at once: analysis pauses."""
-    started: bool = False
-    """An event starts with this frame."""
-    ended: bool = False
-    """The event ended (``cooldown`` passed since the last motion)."""
 
 
 class MotionDetector:

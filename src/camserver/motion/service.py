@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from camserver.config import Settings, recordings_root
 from camserver.errors import MotionError, StreamNotFound
-from camserver.motion.detector import Analysis
+from camserver.motion.analysis import Analysis
 from camserver.motion.events import EventStore, MotionEvent, SQLiteEvents
 from camserver.motion.worker import MotionWorker
 from camserver.streaming.hub import HubFrame

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from camserver.errors import BadFrame
-from camserver.motion.detector import Analysis, MotionDetector, decode_gray
+from camserver.motion.analysis import Analysis
 from camserver.schema import MotionSettings
 from camserver.streaming.hub import FrameHub, HubFrame
 
@@ -46,6 +46,10 @@ class MotionCounters:
 
 class _Watched:
     def __init__(self, hub: FrameHub, settings: MotionSettings) -> None:
+        # numpy, simplejpeg and Pillow (~25 MB) load with the first camera that detects
+        # motion, not at start.
+        from camserver.motion.detector import MotionDetector
+
         self.hub = hub
         self.detector = MotionDetector(settings)
         self.pending: HubFrame | None = None
@@ -147,6 +151,8 @@ class MotionWorker:
                 self._post(name, w, a, None)
             return
         w.last_frame = now
+        from camserver.motion.detector import decode_gray
+
         try:
             gray = decode_gray(frame.data)
         except BadFrame as exc:

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 from camserver.errors import RecordingError, RecordingNotFound
 from camserver.recording.playback import RecordedFrame
 
@@ -38,6 +36,8 @@ def make_clip(
     """Write ``frames`` (in time order) to ``path`` as MP4; returns how many it holds.
     ``threads``: libx264's encoding threads (0: as many as it likes). Setting ``stop``
     ends it within a frame with RecordingError, leaving nothing behind (its client left)."""
+    import av  # (loaded with the first recording or playback, not at start)
+
     # Two makers of the same file (a request and the day-end renderer) never share a
     # temporary file; the last os.replace wins with a whole file either way.
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part")

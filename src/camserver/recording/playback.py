@@ -13,8 +13,6 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-
 from camserver.errors import RecordingError
 from camserver.recording.index import Recording
 
@@ -34,6 +32,8 @@ def _offset_ms(r: Recording, t: float) -> int:
 
 def frame_at(root: Path, r: Recording, t: float) -> RecordedFrame | None:
     """The frame of ``r`` received at ``t`` or just before; None if ``r`` starts later."""
+    import av  # (loaded with the first recording or playback, not at start)
+
     target = _offset_ms(r, t)
     if t < r.start:
         return None
@@ -57,6 +57,8 @@ def frame_at(root: Path, r: Recording, t: float) -> RecordedFrame | None:
 
 def frames_from(root: Path, r: Recording, t: float) -> Generator[RecordedFrame, None, None]:
     """Frames of ``r`` received at ``t`` or later, in order."""
+    import av  # (loaded with the first recording or playback, not at start)
+
     start = _offset_ms(r, t)
     try:
         with av.open(str(root / r.path)) as src:

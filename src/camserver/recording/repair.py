@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-
 from camserver.errors import RecordingError
 from camserver.recording.index import RecordingIndex
 
@@ -36,6 +34,8 @@ class Repaired:
 def repair_segment(path: Path) -> Repaired:
     """Rewrite ``path`` with a duration and a seek index; RecordingError if it holds no
     readable frame (the caller forgets it)."""
+    import av  # (loaded with the first recording or playback, not at start)
+
     tmp = path.with_name(path.name + ".repair")
     frames = size = 0
     last = 0

@@ -12,8 +12,6 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 from camserver.errors import RecordingError
 
 __all__ = ["SegmentWriter"]
@@ -25,6 +23,8 @@ class SegmentWriter:
     """Opened on the first frame; ``write`` frames in time order, then ``close``."""
 
     def __init__(self, path: Path, start: float, size: tuple[int, int]) -> None:
+        import av  # (loaded with the first recording or playback, not at start)
+
         self.path = path
         self.start = start
         self.end = start
@@ -49,6 +49,8 @@ class SegmentWriter:
 
     def write(self, data: bytes, ts: float) -> None:
         """Add one JPEG received at ``ts`` (epoch seconds)."""
+        import av  # (loaded with the first recording or playback, not at start)
+
         # Strictly increasing, even if two frames share a millisecond.
         pts = max(round((ts - self.start) * 1000), self._last_pts + 1)
         packet = av.Packet(data)
@@ -66,6 +68,8 @@ class SegmentWriter:
         self.end = max(self.end, ts)
 
     def close(self) -> None:
+        import av  # (loaded with the first recording or playback, not at start)
+
         try:
             self._out.close()
         except (OSError, av.FFmpegError) as exc:

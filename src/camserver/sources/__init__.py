@@ -15,8 +15,8 @@ import httpx
 
 from camserver.netguard import NetworkGuard
 from camserver.schema import StreamConfig
+from camserver.schema.esphome import DEFAULT_API_PORT
 from camserver.sources.base import FrameSink, Source, SourceTiming
-from camserver.sources.esphome import EsphomeSource, esphome_url
 from camserver.sources.http_pull import HttpPull
 from camserver.sources.push import PushSource
 from camserver.sources.supervisor import Supervisor
@@ -36,13 +36,30 @@ __all__ = [
 
 SourceFactory = Callable[[StreamConfig, httpx.AsyncClient, SourceTiming, NetworkGuard], Source]
 
+
+def _esphome(
+    cfg: StreamConfig, client: httpx.AsyncClient, timing: SourceTiming, guard: NetworkGuard
+) -> Source:
+    # aioesphomeapi (protobuf, Noise, zeroconf: ~20 MB) loads with the first ESPHome camera.
+    from camserver.sources.esphome import EsphomeSource
+
+    return EsphomeSource.for_config(cfg, client, timing, guard)
+
+
 KINDS: dict[str, SourceFactory] = {
     "http": HttpPull.for_config,
     "push": PushSource.for_config,
-    "esphome": EsphomeSource.for_config,
+    "esphome": _esphome,
 }
 """Source kinds by name (``StreamConfig.source``): what a stream's configuration connects
 with."""
+
+
+def esphome_url(cfg: StreamConfig) -> str | None:
+    """``esphome://host:port/`` for an ESPHome camera (what the network guard checks)."""
+    if not cfg.esphome or cfg.host is None:
+        return None
+    return f"esphome://{cfg.host}:{cfg.port or DEFAULT_API_PORT}/"
 
 
 def kind_of(cfg: StreamConfig) -> str:

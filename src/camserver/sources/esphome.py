@@ -64,19 +64,12 @@ from camserver.sources.sentences import (
     not_connecting,
 )
 
-__all__ = ["REQUEST_EVERY", "EsphomeSource", "esphome_url"]
+__all__ = ["REQUEST_EVERY", "EsphomeSource"]
 
 log = logging.getLogger(__name__)
 
 REQUEST_EVERY = 2.0
 """Seconds between stream requests: well inside the device's 5 s."""
-
-
-def esphome_url(cfg: StreamConfig) -> str | None:
-    """``esphome://host:port/`` for an ESPHome camera (what the network guard checks)."""
-    if not cfg.esphome or cfg.host is None:
-        return None
-    return f"esphome://{cfg.host}:{cfg.port or DEFAULT_API_PORT}/"
 
 
 def _sentence(exc: BaseException, streaming: bool = False) -> UpstreamError:
