@@ -6,24 +6,30 @@ C, ...), so that a machine that gets busier or quieter affects every server alik
 
 MJPEG (50, 200, 500, 2,000 viewers): camserver; the npm MJPEG proxies ``mjpeg-proxy`` 0.3
 and ``node-mjpeg-proxy`` 0.3 on the machine's Node.js; Motion (Debian's ``motion``); the
-raw asyncio relay (the practical ceiling). Socket.IO (200, 1,000 viewers): camserver and a
-Node ``socket.io`` 4 server relaying the same frames to the same room. The Node packages are
-installed by the bench (``npm ci`` in ``bench/baselines/node``) as baselines only.
+raw asyncio relay (the practical ceiling in Python); a minimal C relay
+(``baselines/c_relay.c``, compiled here with the system's gcc: epoll, one ``send`` per viewer
+per whole part, a slow viewer skips whole parts), the floor. Socket.IO (200, 1,000
+viewers): camserver and a Node ``socket.io`` 4 server relaying the same frames to the same
+room. The Node packages are installed by the bench (``npm ci`` in ``bench/baselines/node``)
+as baselines only.
 
 Per server and viewer count: fps per viewer (minimum and median over viewers), server CPU
 per delivered viewer-frame (µs; the server process and its threads), latency p50/p99
 (camera send time embedded in the JPEG → viewer receive time), RSS, and the camera's
 upstream connections. Each figure is the median over rounds; the CPU ratio to camserver is
-taken per round (same round, same machine state) and shown as median and range.
+taken per round (same round, same machine state) and shown as median and range, and so is
+camserver's to the C relay.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +65,22 @@ NODE_MJPEG_PROXY = "node-mjpeg-proxy (Node)"
 NODE_SIO = "socket.io (Node)"
 MOTION = "Motion"
 RAW = "raw asyncio relay"
+C_RELAY = "C relay"
+
+
+def c_relay() -> str:
+    """The C relay's binary, compiled with the system's gcc (once per source version)."""
+    source = BENCH / "baselines" / "c_relay.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    binary = Path(tempfile.gettempdir()) / f"camserver-c-relay-{digest}"
+    if not binary.exists():
+        gcc = shutil.which("gcc")
+        if gcc is None:
+            raise RuntimeError("gcc is not installed (Debian: gcc); scripts/test.sh installs it")
+        partial = binary.with_suffix(".tmp")
+        subprocess.run([gcc, "-O2", "-o", str(partial), str(source)], check=True)
+        partial.replace(binary)
+    return str(binary)
 
 
 def node_peers() -> str:
@@ -92,6 +114,8 @@ def serving(system: str, kind: str) -> Iterator[tuple[str, psutil.Process, int]]
         if system == RAW:
             args = [PY, str(BENCH / "baselines" / "raw_relay.py"), "--port", str(port)]
             args += ["--camera", cam]
+        elif system == C_RELAY:
+            args = [c_relay(), str(port), "127.0.0.1", str(ports[0] + 1), "/stream"]
         elif system == NODE_SIO:
             args = [node_peers(), str(NODE_DIR / "socketio_server.js"), "--port", str(port)]
             args += ["--camera", cam, "--name", "cam"]
@@ -103,7 +127,7 @@ def serving(system: str, kind: str) -> Iterator[tuple[str, psutil.Process, int]]
             if system == NODE_SIO:
                 wait_http(base + "/socket.io/?EIO=4&transport=polling")
                 yield base, psutil.Process(p.pid), ports[0]
-            elif system == RAW:
+            elif system in (RAW, C_RELAY):
                 _wait_port(port)
                 yield base + "/", psutil.Process(p.pid), ports[0]
             else:
@@ -186,10 +210,10 @@ def measure(
 def plan(smoke: bool) -> list[tuple[str, int, list[str]]]:
     if smoke:
         return [
-            ("mjpeg", 5, [CAMSERVER, MJPEG_PROXY, NODE_MJPEG_PROXY]),
+            ("mjpeg", 5, [CAMSERVER, MJPEG_PROXY, NODE_MJPEG_PROXY, C_RELAY]),
             ("socketio", 5, [CAMSERVER, NODE_SIO]),
         ]
-    mjpeg = [CAMSERVER, MJPEG_PROXY, NODE_MJPEG_PROXY, RAW, MOTION]
+    mjpeg = [CAMSERVER, C_RELAY, MJPEG_PROXY, NODE_MJPEG_PROXY, RAW, MOTION]
     return [
         ("mjpeg", 50, mjpeg),
         ("mjpeg", 200, mjpeg),
@@ -242,6 +266,20 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             if ours and ours["cpu_us_per_viewer_frame"] and r["cpu_us_per_viewer_frame"]:
                 ratios.append(r["cpu_us_per_viewer_frame"] / ours["cpu_us_per_viewer_frame"])
+        # camserver against the C relay, per round (the floor: issue "fan-out to the limit").
+        floors = []
+        for r in mine if system == CAMSERVER else []:
+            c = next(
+                (
+                    x
+                    for x in rows
+                    if (x["kind"], x["viewers"], x["system"], x["round"])
+                    == (kind, n, C_RELAY, r["round"])
+                ),
+                None,
+            )
+            if c and c["cpu_us_per_viewer_frame"] and r["cpu_us_per_viewer_frame"]:
+                floors.append(r["cpu_us_per_viewer_frame"] / c["cpu_us_per_viewer_frame"])
         cpu = [r["cpu_us_per_viewer_frame"] for r in mine]
         got = [c for c in cpu if c is not None]
         out.append(
@@ -257,6 +295,11 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cpu_vs_camserver": (
                     f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
                     if ratios and system != CAMSERVER
+                    else ""
+                ),
+                "vs_c_relay": (
+                    f"{statistics.median(floors):.2f}x ({min(floors):.2f}-{max(floors):.2f})"
+                    if floors
                     else ""
                 ),
                 "p50_ms": _median([r["p50_ms"] for r in mine]),
@@ -278,6 +321,7 @@ COLUMNS = [
     ("cpu_us", "CPU µs/viewer-frame"),
     ("cpu_range", "range"),
     ("cpu_vs_camserver", "CPU vs camserver"),
+    ("vs_c_relay", "camserver / C relay"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("rss_mb", "RSS MB"),

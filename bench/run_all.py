@@ -25,6 +25,7 @@ from bench import (
     esphome,
     fanout,
     ingest,
+    memory,
     parser,
     peers,
     push,
@@ -66,6 +67,7 @@ def main() -> None:
         "fanout": fanout.bench(1.5 if args.smoke else 10.0, args.smoke),
         "cluster": cluster.bench(args.smoke),
         "scale": scale.bench(args.smoke),
+        "memory": memory.bench(None, 1 if args.smoke else 2),
         "recording": recording.summary(
             recording.bench(1 if args.smoke else 2, 2.0 if args.smoke else 10.0, args.smoke)
         ),
@@ -92,6 +94,8 @@ def main() -> None:
             + cluster.table(results["cluster"]),
             "The cluster at scale (5 nodes, 300 VGA cameras at 2 fps, a viewer per camera on a "
             "node that does not pull it; bench/scale.py)\n\n" + scale.table_of(results["scale"]),
+            "Idle memory (camserver serve: one camera; --demo 3; what it is made of; "
+            "bench/memory.py)\n\n" + memory.table(results["memory"]),
             "Recording and motion detection (VGA cameras at 15 fps: nothing else, continuous "
             "recording, motion detection at 5 fps)\n\n" + recording.table(results["recording"]),
             "Side by side with the peers (one VGA camera, 15 fps; medians of interleaved "

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cluster import node, redis_server
 from bench.harness import PY, Meter, cameras, table
-from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
+from bench.viewers import open_mjpeg
+from camserver.codecs.mjpeg import NEED_DATA, Frame
 
 CAMS_PER_SIM = 100
 """Cameras per simulator process (the 2 cores share them better in several)."""
@@ -47,18 +48,8 @@ CAMS_PER_SIM = 100
 
 async def _watch(url: str, until: float, times: list[float], sizes: list[int]) -> None:
     """One MJPEG viewer: the arrival time of every frame until ``until`` (wall clock)."""
-    host, port = url.split("/")[2].split(":")
-    path = "/" + url.split("/", 3)[3]
     try:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        ctype = next(
-            line.split(b":", 1)[1].decode().strip()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-type:")
-        )
-        parser = MJPEGParser.from_content_type(ctype)
+        reader, writer, parser = await open_mjpeg(url)
         while time.time() < until:
             chunk = await asyncio.wait_for(reader.read(65536), max(0.1, until - time.time()))
             if not chunk:
@@ -70,7 +61,7 @@ async def _watch(url: str, until: float, times: list[float], sizes: list[int]) -
                     if len(sizes) < 50:
                         sizes.append(len(e.data))
         writer.close()
-    except (TimeoutError, OSError, asyncio.IncompleteReadError, StopIteration):
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
         return
 
 

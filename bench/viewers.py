@@ -52,23 +52,28 @@ def record(st: Stats, win: Window, data: bytes | memoryview) -> None:
             st.latencies.append(now - sent)
 
 
-async def mjpeg_viewer(url: str, st: Stats, win: Window) -> None:
+async def open_mjpeg(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, MJPEGParser]:
+    """A GET of the MJPEG stream at ``url``, read up to its body; the parser for the body."""
     u = urlsplit(url)
+    reader, writer = await asyncio.open_connection(u.hostname, u.port)
+    # HTTP/1.0: the body comes without chunked framing, straight into the parser.
+    path = u.path + (f"?{u.query}" if u.query else "")
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: {u.hostname}\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    ctype = next(
+        (
+            line.split(b":", 1)[1].decode().strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-type:")
+        ),
+        None,
+    )
+    return reader, writer, MJPEGParser.from_content_type(ctype)
+
+
+async def mjpeg_viewer(url: str, st: Stats, win: Window) -> None:
     try:
-        reader, writer = await asyncio.open_connection(u.hostname, u.port)
-        # HTTP/1.0: the body comes without chunked framing, straight into the parser.
-        path = u.path + (f"?{u.query}" if u.query else "")
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {u.hostname}\r\n\r\n".encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        ctype = next(
-            (
-                line.split(b":", 1)[1].decode().strip()
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-type:")
-            ),
-            None,
-        )
-        parser = MJPEGParser.from_content_type(ctype)
+        reader, writer, parser = await open_mjpeg(url)
         size = 4096 if st.slow else 65536
         while time.time() < win.end:
             chunk = await reader.read(size)

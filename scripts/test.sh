@@ -20,10 +20,11 @@ source scripts/lib.sh
 # openssl: a test CA for Redis over TLS (tests/cluster/test_redis_tls.py).
 # mosquitto: the MQTT broker of the Home Assistant tests.
 # wget, curl: the uptime checks' HEAD requests (tests/test_head.py).
+# gcc, libc6-dev: the C relay baseline of bench/peers.py (smoke run), compiled by the bench.
 # gstreamer1.0-*: a real RTSP client (tests/test_rtsp.py; Debian builds VLC without live555,
 # so its RTSP cannot be tested here: docs/rtsp.md).
 apt_need iproute2 chromium ffmpeg motion redis-server redis-sentinel haproxy mosquitto wget curl openssl \
-  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gcc libc6-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 # nodejs, npm: the Node.js peers of bench/peers.py (smoke run); a Node.js installed some
 # other way will do.
 command -v node >/dev/null && command -v npm >/dev/null || apt_need nodejs npm

@@ -74,6 +74,7 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         ("mjpeg", "camserver"),
         ("mjpeg", "mjpeg-proxy (Node)"),
         ("mjpeg", "node-mjpeg-proxy (Node)"),
+        ("mjpeg", "C relay"),
         ("socketio", "camserver"),
         ("socketio", "socket.io (Node)"),
     }
@@ -111,3 +112,12 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
     assert at_scale["viewer_fps_min"] > 1.5, at_scale
     assert at_scale["takeover"]["recovered"] == at_scale["takeover"]["watched"] > 0, at_scale
     assert "per 1 Gbit/s link" in (tmp_path / "smoke.md").read_text()
+    # Idle memory: both servers measured; the heavy parts are listed as loaded later.
+    mem = results["memory"]
+    assert mem["after"]["one_camera"]["rss_mb"] > 0, mem
+    assert mem["after"]["demo_3"]["rss_mb"] > mem["after"]["one_camera"]["rss_mb"], mem
+    assert [r["group"].split(" ")[0] for r in mem["breakdown"]][-3:] == [
+        "PyAV",
+        "numpy,",
+        "aioesphomeapi",
+    ]
