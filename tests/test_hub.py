@@ -68,6 +68,22 @@ def test_viewer_counts_by_kind_and_change_callback() -> None:
     assert seen == [1, 2, 5, 4, 3]
 
 
+def test_counted_viewers_come_and_go_one_at_a_time_with_their_clients() -> None:
+    hub = LocalHub("x")
+    seen: list[int] = []
+    hub.demand.on_change = lambda: seen.append(hub.viewers)
+    for client in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
+        hub.demand.count_viewer("socketio", client, 1)
+    assert hub.viewers == 3
+    assert (hub.demand.viewers_from("10.0.0.1"), hub.demand.viewers_from("10.0.0.2")) == (2, 1)
+    hub.demand.count_viewer("socketio", "10.0.0.1", -1)
+    hub.demand.count_viewer("socketio", "10.0.0.9", -1)  # never counted here: nothing
+    assert hub.viewers == 2
+    assert hub.demand.viewers_from("10.0.0.1") == 1
+    assert hub.demand.viewers_from("10.0.0.9") == 0
+    assert seen == [1, 2, 3, 2]
+
+
 def test_recording_and_motion_are_demand_by_name_not_viewers() -> None:
     hub = LocalHub("x")
     changes: list[bool] = []

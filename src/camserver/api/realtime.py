@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from typing import Any
 
 import socketio
@@ -82,6 +81,8 @@ class Realtime:
         self.tokenless.expire = self._drop_session
         self._manager: StreamRegistry | None = None
         self._address: dict[str, str] = {}
+        self._watching: dict[str, set[str]] = {}
+        """sid → the streams whose rooms it joined (counted in their demand)."""
         """Socket.IO sid → client address (viewers per client are capped)."""
         self._grants: dict[str, Grant] = {}
         """Socket.IO sid → what its token allows."""
@@ -122,11 +123,19 @@ class Realtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _count(self, name: str, leaving: str | None = None) -> None:
+    def _count(self, sid: str, name: str, joined: bool) -> None:
+        """``sid`` joined (or left) ``name``'s room: its viewer count and the client's, by one
+        (a join costs the same however many joined before: no walk over the room)."""
+        names = self._watching.setdefault(sid, set())
+        if joined == (name in names):
+            return  # a join again, or a leave without a join
+        if joined:
+            names.add(name)
+        else:
+            names.discard(name)
         if name in self.manager:
-            members = [sid for sid, _ in self.delivery.members(name) if sid != leaving]
-            clients = Counter(self._address.get(sid, "") for sid in members)
-            self.manager.hub(name).demand.set_viewers("socketio", len(members), dict(clients))
+            client = self._address.get(sid, "")
+            self.manager.hub(name).demand.count_viewer("socketio", client, 1 if joined else -1)
 
     async def emit_all(self, event: str, data: Any) -> None:
         """To every client that sees every stream (not to scoped tokens)."""
@@ -199,15 +208,13 @@ class Realtime:
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         # python-socketio removes the client from its rooms after this handler returns.
         self.delivery.disconnected(sid)
+        for name in list(self._watching.get(sid, ())):
+            self._count(sid, name, joined=False)
+            self.delivery.forget_window(sid, name)
+        self._watching.pop(sid, None)
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
         self._checker.held.release(self._held.pop(sid, None))
-        prefix = room_for("")
-        for room in self.sio.rooms(sid, namespace=NAMESPACE):
-            if room.startswith(prefix):
-                name = room.removeprefix(prefix)
-                self._count(name, leaving=sid)
-                self.delivery.forget_window(sid, name)
 
     @staticmethod
     def _name_of(data: Any) -> str | None:
@@ -227,7 +234,7 @@ class Realtime:
         except (StreamNotFound, TooManyViewers) as exc:
             return {"ok": False, "error": str(exc), "status": status_for(exc)}
         await self.sio.enter_room(sid, room_for(name), namespace=NAMESPACE)
-        self._count(name)
+        self._count(sid, name, joined=True)
         await self.delivery.joined(sid, name, hub, ack=data.get("ack") is True)
         return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
 
@@ -238,7 +245,7 @@ class Realtime:
         await self.sio.leave_room(sid, room_for(name), namespace=NAMESPACE)
         self.delivery.forget_window(sid, name)
         try:
-            self._count(name)
+            self._count(sid, name, joined=False)
             return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}
         except StreamNotFound as exc:
             return {"ok": False, "error": str(exc)}

@@ -73,6 +73,21 @@ class StreamDemand:
             self._kinds[kind] = count
             self._changed()
 
+    def count_viewer(self, kind: str, client: str, delta: int) -> None:
+        """One viewer of ``kind`` tracked elsewhere (e.g. a Socket.IO room member) from
+        address ``client`` came (``delta`` 1) or went (-1): O(1), so that a burst of joins
+        costs each join the same, however many came before."""
+        clients = self._counted_clients.setdefault(kind, {})
+        if delta < 0 and clients.get(client, 0) == 0:
+            return  # not counted here (e.g. it joined a stream of this name since deleted)
+        left = clients.get(client, 0) + delta
+        if left > 0:
+            clients[client] = left
+        else:
+            clients.pop(client, None)
+        self._kinds[kind] = max(0, self._kinds.get(kind, 0) + delta)
+        self._changed()
+
     def need(self, reason: str, on: bool = True) -> None:
         """``reason`` (``recording``, ``motion``) needs the frames, or no longer does."""
         if (reason in self._needs) != on:
