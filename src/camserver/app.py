@@ -119,6 +119,10 @@ def uvicorn_options(app: CamServerApp) -> dict[str, Any]:
         # default: every JPEG, which does not compress, would be deflated once per viewer.
         "ws_per_message_deflate": False,
         "timeout_graceful_shutdown": 3,
+        # uvicorn's 2048 overflowed when 2,000 viewers joined at once (bench/joins.py): the
+        # dropped SYNs came back after the kernel's 1 s (then 3 s) retry. The kernel caps it
+        # at net.core.somaxconn (4096 on current kernels).
+        "backlog": 8192,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
