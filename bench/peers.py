@@ -224,12 +224,23 @@ def plan(smoke: bool) -> list[tuple[str, int, list[str]]]:
     ]
 
 
-def bench(rounds: int, seconds: float, smoke: bool) -> list[dict[str, Any]]:
+def bench(
+    rounds: int,
+    seconds: float,
+    smoke: bool,
+    only: set[str] | None = None,
+    counts: set[int] | None = None,
+) -> list[dict[str, Any]]:
     warmup = 1.5 if smoke else 4.0
     workers = 1 if smoke else 4
     rows = []
+    steps = [
+        (kind, n, [s for s in systems if only is None or s in only])
+        for kind, n, systems in plan(smoke)
+        if counts is None or n in counts
+    ]
     for r in range(1, rounds + 1):
-        for kind, n, systems in plan(smoke):
+        for kind, n, systems in steps:
             # Few viewers use little CPU, and the kernel counts it in 10 ms ticks: measure
             # longer so that one tick is under 2 % of the figure.
             window = seconds if smoke or n > 50 else 2.5 * seconds
@@ -342,10 +353,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--smoke", action="store_true", help="5 viewers, one round, quickly")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--systems", help="comma-separated servers to run (e.g. 'camserver,C relay'); all if unset"
+    )
+    ap.add_argument("--viewers", help="comma-separated viewer counts (e.g. 500,2000); all if unset")
     args = ap.parse_args()
     rounds = 1 if args.smoke else args.rounds
     seconds = 1.5 if args.smoke else args.seconds
-    rows = bench(rounds, seconds, args.smoke)
+    only = set(args.systems.split(",")) if args.systems else None
+    counts = {int(n) for n in args.viewers.split(",")} if args.viewers else None
+    rows = bench(rounds, seconds, args.smoke, only, counts)
     lines = summary(rows)
     if args.json:
         print(json.dumps({"rows": rows, "summary": lines}, indent=2))

@@ -104,6 +104,7 @@ class MotionWorker:
         w.stop = hub.listen(listener)
         with self._lock:
             self._watched[hub.name] = w
+        self._wake.set()
         # A watched camera has a viewer: an on-demand camera stays connected.
         hub.demand.need("motion")
 
@@ -132,7 +133,9 @@ class MotionWorker:
 
     def _work(self) -> None:
         while not self._stopping:
-            self._wake.wait(POLL)
+            # Nothing watched: sleep until watch() wakes it (a wake-up ten times a second
+            # was a third of an idle server's CPU).
+            self._wake.wait(POLL if self._watched else None)
             self._wake.clear()
             with self._lock:
                 watched = list(self._watched.items())

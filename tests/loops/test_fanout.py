@@ -12,6 +12,7 @@ import struct
 from contextlib import AsyncExitStack
 
 import pytest
+import uvloop
 
 from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
@@ -115,6 +116,50 @@ async def test_a_stalled_viewer_skips_frames_and_holds_at_most_one_part(
     assert id(hub) not in MJPEGFanout._active
 
 
+async def test_a_slow_reader_gets_only_whole_parts_in_order(
+    server: Server, camera: CameraFactory
+) -> None:
+    # A part goes to the socket directly and what the kernel does not take goes through
+    # the transport: a reader slower than the camera must still see whole parts, in order.
+    await streaming_camera(server, camera, fps=25, framesize=12, replay=10)  # ~60 KB frames
+    skipped = counters.mjpeg.skipped_slow
+    hub = server.state.manager.hub("x")
+    sock, head, rest = await raw_get(server, "/api/streams/x/mjpeg", "1.1")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    # Small kernel buffers on both sides, so that the kernel takes parts in pieces at once.
+    await wait_for(lambda: id(hub) in MJPEGFanout._active, what="the viewer served")
+    for viewer in MJPEGFanout._active[id(hub)]._viewers:
+        viewer.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 16384
+        )
+    loop = asyncio.get_running_loop()
+    ctype = next(
+        line.split(":", 1)[1].strip()
+        for line in head.decode().split("\r\n")
+        if line.lower().startswith("content-type:")
+    )
+    parser = MJPEGParser.from_content_type(ctype)
+    parser.receive_data(rest)
+    frames: list[Frame] = []
+    try:
+        deadline = loop.time() + 4
+        while loop.time() < deadline:  # ~400 KB/s: a quarter of what the camera sends
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 8192), 10)
+            assert chunk, "the response ended"
+            parser.receive_data(chunk)
+            while (e := parser.next_event()) is not NEED_DATA:
+                assert isinstance(e, Frame), e
+                frames.append(e)
+            await asyncio.sleep(0.02)
+    finally:
+        sock.close()
+    assert len(frames) >= 5, len(frames)
+    assert all(f.data[:2] == b"\xff\xd8" and f.data[-2:] == b"\xff\xd9" for f in frames)
+    stamps = [float(f.camera_ts or 0) for f in frames]
+    assert stamps == sorted(set(stamps)), "parts out of order or repeated"
+    assert counters.mjpeg.skipped_slow > skipped, "the slow reader skipped nothing"
+
+
 async def test_a_viewer_that_leaves_mid_frame(
     server: Server, camera: CameraFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -178,3 +223,10 @@ async def test_a_burst_of_viewers_from_one_client_stays_under_its_cap(
     finally:
         for sock, _, _ in got:
             sock.close()
+
+
+async def test_each_loop_is_the_one_named(request: pytest.FixtureRequest) -> None:
+    # (the hook in this folder's conftest.py is what runs every test here under both)
+    named = request.node.name.rpartition("[")[2].rstrip("]")
+    assert named in ("asyncio", "uvloop"), request.node.name
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop) == (named == "uvloop")
