@@ -217,3 +217,22 @@ async def test_what_the_server_writes_is_readable_by_its_owner_only(
     for path in [*made, tmp_path / "m.db"]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+async def test_serve_raises_its_open_files_limit(
+    spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # The usual soft limit (1,024) capped a server at ~500 direct MJPEG viewers (each holds
+    # its socket and a duplicate); the hard limit is what the administrator allows.
+    wrapper = tmp_path / "python-with-a-low-limit"
+    wrapper.write_text(f'#!/bin/sh\nulimit -Sn 256\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o700)
+    p = spawn("--db", str(tmp_path / "l.db"), python=str(wrapper))
+    await wait_healthy(p)
+    limits = await asyncio.to_thread(Path(f"/proc/{p.proc.pid}/limits").read_text)
+    found = re.search(r"Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)", limits)
+    assert found is not None, limits
+    soft, hard = found.groups()
+    assert soft == hard or int(soft) == 1 << 20, limits
+    assert int(soft) > 256
+    assert f"open files limit raised from 256 to {soft}" in p.output()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import socket
 import struct
 from contextlib import AsyncExitStack
@@ -97,7 +98,7 @@ async def test_a_stalled_viewer_skips_frames_and_holds_at_most_one_part(
         assert out.viewers == 2
         assert hub.latest is not None
         part = 2 * len(hub.latest.data) + 200  # (frames of the replay vary in size)
-        for viewer in out._viewers:
+        for viewer in out.members():
             # Never more than the high-water mark plus the one part written under it.
             assert viewer.transport.get_write_buffer_size() <= HIGH_WATER + part
         r = await server.client.get("/metrics")
@@ -128,7 +129,7 @@ async def test_a_slow_reader_gets_only_whole_parts_in_order(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
     # Small kernel buffers on both sides, so that the kernel takes parts in pieces at once.
     await wait_for(lambda: id(hub) in MJPEGFanout._active, what="the viewer served")
-    for viewer in MJPEGFanout._active[id(hub)]._viewers:
+    for viewer in MJPEGFanout._active[id(hub)].members():
         viewer.transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, 16384
         )
@@ -158,6 +159,31 @@ async def test_a_slow_reader_gets_only_whole_parts_in_order(
     stamps = [float(f.camera_ts or 0) for f in frames]
     assert stamps == sorted(set(stamps)), "parts out of order or repeated"
     assert counters.mjpeg.skipped_slow > skipped, "the slow reader skipped nothing"
+
+
+async def test_a_cut_viewer_gets_nothing_more_at_once(
+    server: Server, camera: CameraFactory
+) -> None:
+    # A viewer writes through its own duplicate of the socket, which would keep the
+    # connection open after the transport closed: cutting it (a revoked token) shuts the
+    # socket itself down, so nothing more goes out, not even before its task ends.
+    await streaming_camera(server, camera, fps=20)
+    hub = server.state.manager.hub("x")
+    sock, _, _ = await raw_get(server, "/api/streams/x/mjpeg", "1.1")
+    try:
+        await wait_for(lambda: id(hub) in MJPEGFanout._active, what="the viewer served")
+        (viewer,) = MJPEGFanout._active[id(hub)].members()
+        await wait_for(lambda: viewer.fd >= 0, what="its own descriptor")
+        fd = viewer.fd
+        viewer.cut()
+        with pytest.raises(BrokenPipeError):
+            os.write(fd, b"--more")
+        loop = asyncio.get_running_loop()
+        while await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+            pass  # what was sent before the cut, then the end
+        await wait_for(lambda: hub.viewers == 0, 5, what="the viewer gone")
+    finally:
+        sock.close()
 
 
 async def test_a_viewer_that_leaves_mid_frame(

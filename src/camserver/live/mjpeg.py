@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -55,6 +57,8 @@ __all__ = [
 
 BOUNDARY = "camserverframe"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+log = logging.getLogger(__name__)
+
 _HEAD = b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
 
 HIGH_WATER: Final = 32 * 1024
@@ -153,48 +157,56 @@ class Viewer(Pacer):
     """One MJPEG client on the direct path: its transport, its pacing, and a future done
     when it ends.
 
-    While it is served (:meth:`open` to :meth:`close`), a part goes straight to the socket
-    (one ``send`` system call, as a C relay does) whenever the transport holds nothing
-    unsent; only what the kernel did not take goes through the transport (its buffer then
-    counts toward :data:`HIGH_WATER`). ``queued`` is True while the transport may hold
-    something: the response head (uvloop writes a transport's data at the end of the
-    loop's turn), a keep-alive, or the rest of a part."""
+    While it is served (:meth:`open` to :meth:`close`), it has a duplicate of its socket's
+    descriptor, ``fd``, and a part goes straight to the kernel with one ``write`` (as a C
+    relay does) whenever the transport holds nothing unsent; only what the kernel did not
+    take goes through the transport (its buffer then counts toward :data:`HIGH_WATER`).
+    ``queued`` is True while the transport may hold something: the response head (uvloop
+    writes a transport's data at the end of the loop's turn), a keep-alive, or the rest of
+    a part. The descriptor is a duplicate so that it can never name another connection:
+    the transport closes its own when the client leaves, and the number is soon reused."""
 
-    __slots__ = ("_sock", "done", "queued", "send", "transport")
+    __slots__ = ("_sock", "done", "fd", "queued", "transport")
 
     def __init__(self, transport: asyncio.WriteTransport, fps: float | None) -> None:
         super().__init__(fps)
         self.transport = transport
         self.queued = True
-        self.send: Callable[[bytes], int] = _nothing_sent
-        """Sends what it can of a part now: bytes taken (may raise OSError)."""
+        self.fd = -1
         self._sock: socket.socket | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def open(self) -> None:
-        """Send through the transport's socket from now on (a plain TCP transport only;
-        under TLS, or with no socket, every part goes through the transport)."""
+        """Write through a duplicate of the transport's socket from now on (a plain TCP
+        transport only: under TLS, or with no socket, every part goes through the
+        transport)."""
         if self.transport.get_extra_info("ssl_object") is not None:
             return
         fileno = getattr(self.transport.get_extra_info("socket"), "fileno", None)
         if not callable(fileno):
             return
         try:
-            # A second socket object on the transport's descriptor: send() rather than
-            # os.write(), which costs the kernel more per call (vfs_write: perf, 2,000
-            # viewers). It never closes the descriptor: close() detaches it.
-            sock = socket.socket(fileno=fileno())
-            sock.setblocking(False)
-        except OSError:
+            fd = os.dup(fileno())
+        except OSError as exc:  # (out of descriptors: the transport still works)
+            log.debug("mjpeg: no duplicate of the socket (%s): through the transport", exc)
             return
-        self._sock, self.send = sock, sock.send
+        self._sock = socket.socket(fileno=fd)
+        self.fd = fd
 
     def close(self) -> None:
-        """Stop using the socket; the descriptor stays the transport's."""
-        self.send = _nothing_sent
+        """Close the duplicate (the fan-out no longer names it)."""
+        self.fd = -1
         sock, self._sock = self._sock, None
         if sock is not None:
-            sock.detach()
+            sock.close()
+
+    def cut(self) -> None:
+        """End the connection now, whoever writes to it (its right to flow ended): shut
+        the socket down, which the duplicate would otherwise keep open."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+        self.finish()
 
     def finish(self) -> None:
         if not self.done.done():
@@ -208,51 +220,75 @@ class Viewer(Pacer):
         counters.mjpeg.sent += 1  # (written directly; the fallback's sends are uvicorn's)
 
     def offer(self, part: bytes) -> bool:
-        """The slow path of :meth:`MJPEGFanout.deliver`, while the transport may hold
-        something: send ``part`` unless more than :data:`HIGH_WATER` is still unsent (False:
-        skipped)."""
+        """The general path of :meth:`MJPEGFanout.deliver`: send ``part`` unless more than
+        :data:`HIGH_WATER` is still unsent (False: skipped)."""
         transport = self.transport
         unsent = transport.get_write_buffer_size()
         if unsent > HIGH_WATER:
             return False
-        if unsent:
+        if unsent or self.fd < 0:
             transport.write(part)
             return True
         self.queued = False
-        try:
-            n = self.send(part)
-        except OSError:
-            n = 0
-        self.rest(part, n)
-        return True
+        return self.rest(part, _write(self.fd, part))
 
-    def rest(self, part: bytes, n: int) -> None:
-        """The kernel took ``n`` bytes of ``part`` (0: its socket is full, or the peer left,
-        which the transport then meets too, and closes): the rest goes through the
-        transport."""
+    def rest(self, part: bytes, n: int) -> bool:
+        """The kernel took ``n`` bytes of ``part`` (0: its socket is full, or the client
+        left): the rest goes through the transport. False if the transport is closing."""
         if n < len(part):
+            if self.transport.is_closing():
+                return False  # gone: its task removes it
             self.transport.write(memoryview(part)[n:])
             self.queued = True
+        return True
 
 
-def _nothing_sent(part: bytes) -> int:
-    """A viewer's ``send`` while it has no socket of its own: everything goes through the
-    transport."""
-    return 0
+def _write(fd: int, part: bytes) -> int:
+    try:
+        return os.write(fd, part)
+    except OSError:  # full (BlockingIOError), or the client left (EPIPE, ECONNRESET)
+        return 0
 
 
 class MJPEGFanout:
-    """The direct-path viewers of one hub. Use it from the event loop only."""
+    """The direct-path viewers of one hub. Use it from the event loop only.
+
+    Two groups: **fast** viewers (no rate cap, a descriptor of their own, nothing unsent
+    in their transport) cost the frame loop one ``os.write`` each, and the **others**
+    (capped, behind, just arrived, or under TLS) take the general path. A fast viewer whose
+    kernel does not take a whole part joins the others; one whose transport has drained
+    again, uncapped, rejoins the fast ones."""
 
     _active: ClassVar[dict[int, MJPEGFanout]] = {}  # id(hub) -> fan-out, only while it has viewers
 
-    __slots__ = ("_hub", "_tick", "_unlisten", "_viewers")
+    __slots__ = (
+        "_fast",
+        "_fds",
+        "_hub",
+        "_last",
+        "_order",
+        "_other",
+        "_tick",
+        "_unlisten",
+        "_viewers",
+    )
 
     def __init__(self, hub: FrameHub) -> None:
         self._hub = hub
-        # A dict as an ordered set: a viewer leaves in O(1) (a list's remove walked all of
+        # Dicts as ordered sets: a viewer leaves in O(1) (a list's remove walked all of
         # them: O(N^2) when a crowd leaves at once).
         self._viewers: dict[Viewer, None] = {}
+        """Every viewer."""
+        self._fast: dict[Viewer, None] = {}
+        self._other: dict[Viewer, None] = {}
+        # What the hot loop walks: the fast viewers' descriptors, a plain list of ints
+        # (walking the viewers themselves cost three times as much in Python: every object
+        # it touches is a cache miss after the kernel's copies), made again at the first
+        # frame after the fast group changed.
+        self._fds: list[int] | None = None
+        self._order: list[Viewer] = []
+        self._last = (0, 0.0)
+        """(seq, monotonic time) of the last part every fast viewer got."""
         self._unlisten: Callable[[], None] | None = None
         self._tick: asyncio.TimerHandle | None = None
 
@@ -268,6 +304,10 @@ class MJPEGFanout:
     def viewers(self) -> int:
         return len(self._viewers)
 
+    def members(self) -> list[Viewer]:
+        """Every viewer, in order of arrival."""
+        return list(self._viewers)
+
     async def serve(self, viewer: Viewer) -> None:
         """Serve ``viewer`` until it ends: its ``finish()`` is called (the caller does when
         the client disconnects) or the hub closes."""
@@ -278,6 +318,7 @@ class MJPEGFanout:
             MJPEGFanout._active[id(self._hub)] = self
             self._tick = asyncio.get_running_loop().call_later(_TICK, self.keep_alive)
         self._viewers[viewer] = None
+        self._other[viewer] = None
         try:
             viewer.open()
             latest = self._hub.latest
@@ -285,8 +326,12 @@ class MJPEGFanout:
                 viewer.write(latest, _part(self._hub, latest), time.monotonic())
             await viewer.done
         finally:
-            viewer.close()
             del self._viewers[viewer]
+            self._other.pop(viewer, None)
+            if viewer in self._fast:
+                del self._fast[viewer]
+                self._fds = None
+            viewer.close()  # (after: no list names its descriptor any more)
             if not self._viewers:
                 if self._tick is not None:
                     self._tick.cancel()
@@ -307,37 +352,61 @@ class MJPEGFanout:
         size = len(part)
         now = time.monotonic()
         seq = frame.seq
+        fds = self._fds
+        if fds is None:
+            self._order = list(self._fast)
+            fds = self._fds = [v.fd for v in self._order]
+        write = os.write
+        behind: list[tuple[int, int]] = []
+        i = -1
+        # The hot loop, once per fast viewer per frame: what it does besides the kernel's
+        # write is what camserver costs over a C relay (perf, 2,000 viewers).
+        for fd in fds:
+            i += 1
+            try:
+                n = write(fd, part)
+            except OSError:
+                n = 0
+            if n != size:
+                behind.append((i, n))
+        sent = len(fds)
+        self._last = (seq, now)
+        for i, n in behind:
+            viewer = self._order[i]
+            if not viewer.rest(part, n):
+                sent -= 1
+            del self._fast[viewer]
+            self._other[viewer] = None
+            viewer.last_seq, viewer.last_write = seq, now
+            self._fds = None
+        sent += self._deliver_others(part, seq, now)
+        counters.mjpeg.sent += sent
+
+    def _deliver_others(self, part: bytes, seq: int, now: float) -> int:
+        """The general path: capped, behind, new, or with no descriptor of their own."""
         sent = slow = rate = 0
-        # The hot loop (once per viewer per frame): what it does besides the kernel's
-        # write is what camserver costs over a C relay, so it inlines the common case (an
-        # uncapped viewer whose socket takes the whole part).
-        for viewer in self._viewers:
+        ahead: list[Viewer] = []
+        for viewer in self._other:
             if viewer.interval and now < viewer.next_at:
                 rate += 1
                 continue
             if viewer.transport.is_closing():
-                continue  # gone; its task removes it (its descriptor may be closed already)
-            if viewer.queued:
-                if not viewer.offer(part):
-                    slow += 1
-                    continue
-            else:
-                try:
-                    n = viewer.send(part)
-                except OSError:
-                    n = 0
-                if n != size:
-                    viewer.rest(part, n)
-            if viewer.interval:
-                viewer.sent(seq, now)
-            else:
-                viewer.last_seq = seq
-                viewer.last_write = now
+                continue  # gone: its task removes it
+            if not viewer.offer(part):
+                slow += 1
+                continue
+            viewer.sent(seq, now)
             sent += 1
+            if not viewer.queued and not viewer.interval and viewer.fd >= 0:
+                ahead.append(viewer)
+        for viewer in ahead:
+            del self._other[viewer]
+            self._fast[viewer] = None
+            self._fds = None
         out = counters.mjpeg
-        out.sent += sent
         out.skipped_slow += slow
         out.skipped_rate += rate
+        return sent
 
     def keep_alive(self) -> None:
         """Once a second: the latest frame to each viewer that got nothing for a while."""
@@ -346,6 +415,10 @@ class MJPEGFanout:
         if latest is None:
             return  # nothing to show yet: the camera never sent a frame
         now = time.monotonic()
+        seq, at = self._last
+        for viewer in self._fast:
+            viewer.last_seq, viewer.last_write = seq, at
+        quiet: list[Viewer] = []
         for viewer in self._viewers:
             if now - viewer.last_write < viewer.quiet_limit:
                 continue
@@ -358,6 +431,12 @@ class MJPEGFanout:
                 viewer.resent(now)
             else:  # a frame it skipped (slow socket, its rate) and the camera sent no other
                 viewer.write(latest, _part(self._hub, latest), now)
+            quiet.append(viewer)
+        for viewer in quiet:  # (written through the transport: the general path again)
+            if viewer in self._fast:
+                del self._fast[viewer]
+                self._other[viewer] = None
+                self._fds = None
 
 
 class MJPEGResponse(StreamingResponse):
@@ -390,11 +469,13 @@ class MJPEGResponse(StreamingResponse):
             await _aclose(self.body_iterator)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             viewer = Viewer(transport, self.fps)
+            direct.on_abort = viewer.cut
             # GET bodies are read already: receive() now returns only at disconnect.
             watcher = asyncio.ensure_future(_finish_on_disconnect(receive, viewer))
             try:
                 await MJPEGFanout.of(self.hub).serve(viewer)
             finally:
+                direct.on_abort = None
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
                 direct.release()

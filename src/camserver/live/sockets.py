@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+from collections.abc import Callable
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -137,11 +138,14 @@ class DirectWrite:
     ``http.response.body`` through ASGI as usual (uvicorn closes the connection).
     """
 
-    __slots__ = ("_cycle", "_protocol")
+    __slots__ = ("_cycle", "_protocol", "on_abort")
 
     def __init__(self, protocol: HttpToolsProtocol, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self._cycle = cycle
+        self.on_abort: Callable[[], None] | None = None
+        """Set by a response that writes through its own duplicate of the socket: it must
+        cut that too (a duplicate keeps the connection open after the transport closes)."""
 
     def take(self) -> asyncio.WriteTransport | None:
         """The transport, or None if the response has started or the client left."""
@@ -155,6 +159,8 @@ class DirectWrite:
     def abort(self) -> None:
         """Cut the connection now, whoever writes to it (the response's right to flow
         ended: its token was revoked)."""
+        if self.on_abort is not None:
+            self.on_abort()
         self._protocol.transport.abort()
 
     def release(self) -> None:
