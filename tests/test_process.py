@@ -236,3 +236,8 @@ async def test_serve_raises_its_open_files_limit(
     assert soft == hard or int(soft) == 1 << 20, limits
     assert int(soft) > 256
     assert f"open files limit raised from 256 to {soft}" in p.output()
+    # Its main loop wakes once a second, but a signal ends it at once.
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(p.proc.wait, 10) == 0
+    assert time.monotonic() - t0 < 0.9, "the signal waited for the main loop's next wake-up"

@@ -284,11 +284,28 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     class Server(uvicorn.Server):
+        _exit: asyncio.Event | None = None
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # End MJPEG responses and Socket.IO frame loops now, so the graceful
             # shutdown does not wait out its timeout on endless responses.
-            asyncio.get_event_loop().call_soon_threadsafe(app.begin_shutdown)
+            loop = asyncio.get_event_loop()
+            loop.call_soon_threadsafe(app.begin_shutdown)
+            if self._exit is not None:
+                loop.call_soon_threadsafe(self._exit.set)
+
+        async def main_loop(self) -> None:
+            # uvicorn's loop wakes ten times a second to look at should_exit (and once a
+            # second of those, to refresh the Date header): here once a second, and at
+            # once on a signal. Each wake-up costs an idle server ~0.15 ms of CPU: uvicorn's
+            # alone were half of what an idle camserver spent.
+            self._exit = asyncio.Event()
+            counter = 0  # (a multiple of 10: on_tick's once-a-second work every time)
+            while not await self.on_tick(counter):
+                counter = (counter + 10) % 864000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._exit.wait(), 1.0)
 
     server = Server(config)
     if not settings.auth_enabled:

@@ -32,6 +32,7 @@ import inspect
 import re
 from collections.abc import Callable
 
+import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -79,6 +80,8 @@ RELIED_ON: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("connection_made", "connection_lost", "handle_connect"),
         ("conn", "close_sent", "transport", "scope"),
     ),
+    # (``camserver serve``'s Server overrides main_loop and handle_exit: camserver.cli)
+    uvicorn.Server: (("main_loop", "on_tick", "handle_exit"), ("should_exit",)),
 }
 """What camserver uses of uvicorn's protocol classes (see the module docstring)."""
 
