@@ -21,6 +21,7 @@ from pydantic import SecretStr, ValidationError
 from camserver import __version__
 from camserver.client import watch
 from camserver.config import Settings, setting_names
+from camserver.connections import raise_open_files_limit
 from camserver.errors import ConfigError
 from camserver.logs import setup_logging
 from camserver.schema.urls import mask_url
@@ -317,7 +318,7 @@ def _serve(args: argparse.Namespace) -> int:
             "" if settings.host.startswith("127.") else " (set a token on a shared network)",
         )
     log.info("open http://%s:%d/ in a browser", settings.host, settings.port)
-    raise_open_files_limit()
+    raise_open_files_limit()  # (camserver.connections)
     # Long-lived objects made at start-up need no collecting; fewer, larger collections
     # keep full-GC pauses from stalling fan-out (docs/facts.md#perf).
     gc.freeze()
@@ -328,30 +329,6 @@ def _serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0
-
-
-OPEN_FILES_CEILING = 1 << 20
-
-
-def raise_open_files_limit() -> tuple[int, int]:
-    """Raise the soft limit on open descriptors to the hard one (as Go's runtime does):
-    every viewer holds a socket, and a direct MJPEG viewer two descriptors (its own
-    duplicate: ``camserver.live.mjpeg``), so the usual soft limit of 1,024 capped a server
-    at ~500 MJPEG viewers. Returns (before, after); logs what it did."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
-    target = min(target, OPEN_FILES_CEILING)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("open files limit stays %d (could not raise it: %s)", soft, exc)
-            return soft, soft
-        log.info("open files limit raised from %d to %d", soft, target)
-        return soft, target
-    return soft, soft
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -21,10 +21,14 @@ connections exhausted the file descriptors. So:
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 
 from camserver.keycount import KeyCounts
 
-__all__ = ["ConnectionLimits"]
+__all__ = ["ConnectionLimits", "raise_open_files_limit"]
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionLimits:
@@ -63,3 +67,25 @@ class ConnectionLimits:
     def open(self) -> int:
         """Sockets counted now."""
         return len(self._held)
+
+
+OPEN_FILES_CEILING = 1 << 20
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft limit on open descriptors to the hard one (as Go's runtime does):
+    every viewer holds a socket, and a direct MJPEG viewer two descriptors (its own
+    duplicate: ``camserver.live.mjpeg``), so the usual soft limit of 1,024 capped a server
+    at ~500 MJPEG viewers. Returns (before, after); logs what it did."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
+    target = min(target, OPEN_FILES_CEILING)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files limit stays %d (could not raise it: %s)", soft, exc)
+            return soft, soft
+        log.info("open files limit raised from %d to %d", soft, target)
+        return soft, target
+    return soft, soft

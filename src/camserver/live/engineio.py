@@ -15,6 +15,7 @@ live server with a client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import engineio.packet
@@ -73,6 +74,17 @@ class EngineIOSockets:
         """Packets waiting to be sent to ``eio_sid`` (0 when it is gone)."""
         sock = self._sockets().get(eio_sid)
         return 0 if sock is None else int(sock.queue.qsize())
+
+    def queue_sizer(self) -> Callable[[str], int]:
+        """:meth:`queue_size` for many clients in a row (once per viewer per frame): the
+        sessions are looked up once."""
+        sockets = self._sockets()
+
+        def size(eio_sid: str) -> int:
+            sock = sockets.get(eio_sid)
+            return 0 if sock is None else int(sock.queue.qsize())
+
+        return size
 
     def queue_sizes(self) -> dict[str, int]:
         """Packets waiting, for every connected client."""

@@ -159,7 +159,7 @@ class FrameDelivery:
     ) -> list[str]:
         """Write ``frame`` to every member on a direct WebSocket; returns the members an
         emit must skip (written to, slow, or backlogged), or all of them."""
-        queued = self.sockets.queue_size
+        queued = self.sockets.queue_sizer()
         direct = self._direct
         acking = self._acking.get(name)
         out = counters.socketio
