@@ -78,8 +78,7 @@ def raise_open_files_limit() -> tuple[int, int]:
     duplicate: ``camserver.live.mjpeg``), so the usual soft limit of 1,024 capped a server
     at ~500 MJPEG viewers. Returns (before, after); logs what it did."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
-    target = min(target, OPEN_FILES_CEILING)
+    target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_CEILING)
     if soft != resource.RLIM_INFINITY and soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

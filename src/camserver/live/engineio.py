@@ -72,8 +72,7 @@ class EngineIOSockets:
 
     def queue_size(self, eio_sid: str) -> int:
         """Packets waiting to be sent to ``eio_sid`` (0 when it is gone)."""
-        sock = self._sockets().get(eio_sid)
-        return 0 if sock is None else int(sock.queue.qsize())
+        return self.queue_sizer()(eio_sid)
 
     def queue_sizer(self) -> Callable[[str], int]:
         """:meth:`queue_size` for many clients in a row (once per viewer per frame): the

@@ -363,7 +363,7 @@ class MJPEGFanout:
         # write is what camserver costs over a C relay (perf, 2,000 viewers).
         for fd in fds:
             i += 1
-            try:
+            try:  # (_write, inlined: a call per viewer costs as much as the rest)
                 n = write(fd, part)
             except OSError:
                 n = 0
@@ -375,10 +375,8 @@ class MJPEGFanout:
             viewer = self._order[i]
             if not viewer.rest(part, n):
                 sent -= 1
-            del self._fast[viewer]
-            self._other[viewer] = None
+            self._demote(viewer)
             viewer.last_seq, viewer.last_write = seq, now
-            self._fds = None
         sent += self._deliver_others(part, seq, now)
         counters.mjpeg.sent += sent
 
@@ -402,7 +400,7 @@ class MJPEGFanout:
         for viewer in ahead:
             del self._other[viewer]
             self._fast[viewer] = None
-            self._fds = None
+            self._fds = None  # (the hot loop's list is made again)
         out = counters.mjpeg
         out.skipped_slow += slow
         out.skipped_rate += rate
@@ -434,9 +432,13 @@ class MJPEGFanout:
             quiet.append(viewer)
         for viewer in quiet:  # (written through the transport: the general path again)
             if viewer in self._fast:
-                del self._fast[viewer]
-                self._other[viewer] = None
-                self._fds = None
+                self._demote(viewer)
+
+    def _demote(self, viewer: Viewer) -> None:
+        """A fast viewer takes the general path from the next frame."""
+        del self._fast[viewer]
+        self._other[viewer] = None
+        self._fds = None  # (the hot loop's list is made again)
 
 
 class MJPEGResponse(StreamingResponse):
