@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import websockets
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peers
 from bench.harness import PY, table
-from bench.viewers import open_mjpeg
+from bench.viewers import open_mjpeg, sio_open
 from camserver.codecs.mjpeg import NEED_DATA, Frame
 
 WORKERS = 4
@@ -58,24 +60,22 @@ async def _mjpeg_first(url: str, start: float, out: list[float | None], i: int) 
 
 
 async def _sio_first(url: str, start: float, out: list[float | None], i: int) -> None:
-    import websockets
-
-    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
     try:
-        async with websockets.connect(ws_url, max_size=None, open_timeout=TIMEOUT) as ws:
-            await ws.recv()  # Engine.IO open
-            await ws.send("40")
-            await ws.recv()  # Socket.IO connect
-            await ws.send('421["join_stream",{"name":"cam"}]')
-            while out[i] is None:
-                msg = await ws.recv()
-                if isinstance(msg, bytes):  # a frame's attachment
-                    out[i] = time.time() - start
-                elif msg == "2":
-                    await ws.send("3")  # Engine.IO ping
-            await asyncio.sleep(max(0.0, start + TIMEOUT - time.time()))
-    except (OSError, websockets.WebSocketException, TimeoutError):
+        ws = await sio_open(url, "cam", timeout=TIMEOUT)
+    except (OSError, websockets.WebSocketException, TimeoutError, ConnectionError):
         return
+    try:
+        while out[i] is None:
+            msg = await ws.recv()
+            if isinstance(msg, bytes):  # a frame's attachment
+                out[i] = time.time() - start
+            elif msg == "2":
+                await ws.send("3")  # Engine.IO ping
+        await asyncio.sleep(max(0.0, start + TIMEOUT - time.time()))  # stay a viewer
+    except (OSError, websockets.WebSocketException):
+        return
+    finally:
+        await ws.close()
 
 
 async def _worker(kind: str, url: str, count: int, start: float) -> list[float | None]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import socketio
+import websockets
 
 from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.sim.frames import read_send_time
@@ -90,33 +90,72 @@ async def mjpeg_viewer(url: str, st: Stats, win: Window) -> None:
         st.errors += 1
 
 
+def sio_url(url: str) -> str:
+    """The Engine.IO WebSocket endpoint of the Socket.IO server at ``url``."""
+    return url.replace("http://", "ws://").rstrip("/") + "/socket.io/?EIO=4&transport=websocket"
+
+
+async def sio_open(
+    url: str, stream: str, token: str | None = None, browser: bool = False, timeout: float = 30
+) -> websockets.ClientConnection:
+    """A bare WebSocket that has done the Engine.IO and Socket.IO handshakes and sent
+    ``join_stream`` (its answer is the first message with ack id 0: ``430[...]``).
+
+    Not python-socketio's client: that costs ~100 µs of Python per frame, and 1,000 of them
+    on a 2-core machine could not keep up (every viewer fell to ~7 fps while the server
+    idled), so the bench measured its clients. This is the wire protocol as browsers'
+    socket.io-client speaks it (Engine.IO 4, Socket.IO 5): a binary event is a text packet
+    with a placeholder, then the attachment as a binary WebSocket message."""
+    # browser: offer permessage-deflate as Chromium and Firefox do.
+    ws = await websockets.connect(
+        sio_url(url),
+        max_size=None,
+        open_timeout=timeout,
+        compression="deflate" if browser else None,
+        ping_interval=None,  # (Engine.IO pings in its own packets)
+    )
+    try:
+        await ws.recv()  # Engine.IO open: 0{"sid": ...}
+        await ws.send("40" + (json.dumps({"token": token}) if token else ""))
+        connected = await ws.recv()
+        if not isinstance(connected, str) or not connected.startswith("40"):
+            raise ConnectionError(f"Socket.IO connect refused: {connected!r}")
+        await ws.send("420" + json.dumps(["join_stream", {"name": stream}]))
+    except BaseException:
+        await ws.close()
+        raise
+    return ws
+
+
 async def sio_viewer(
     url: str, stream: str, st: Stats, win: Window, token: str | None, browser: bool = False
 ) -> None:
-    # browser: offer permessage-deflate as Chromium and Firefox do (aiohttp does not).
-    extra = {"compress": 15} if browser else {}
-    sio = socketio.AsyncClient(reconnection=False, websocket_extra_options=extra)
-
-    async def on_frame(msg: dict[str, Any]) -> None:
-        data = msg["data"]
-        if isinstance(data, str):  # baseline (a) sends base64 text
-            data = base64.b64decode(data)
-        record(st, win, data)
-        if st.slow:
-            await asyncio.sleep(0.5)
-
-    sio.on("frame", on_frame)
     try:
-        await sio.connect(url, transports=["websocket"], auth={"token": token} if token else None)
-        ack = await sio.call("join_stream", {"name": stream}, timeout=30)
-        if not ack.get("ok"):
-            st.errors += 1
-        await asyncio.sleep(max(0.0, win.end - time.time()))
-    except (socketio.exceptions.SocketIOError, OSError):
+        ws = await sio_open(url, stream, token, browser)
+    except (OSError, websockets.WebSocketException, TimeoutError, ConnectionError):
+        st.errors += 1
+        return
+    try:
+        async with asyncio.timeout(max(0.0, win.end - time.time())):
+            async for msg in ws:
+                if isinstance(msg, bytes):  # a frame's attachment
+                    record(st, win, msg)
+                    if st.slow:
+                        await asyncio.sleep(0.5)
+                elif msg == "2":
+                    await ws.send("3")  # Engine.IO ping -> pong
+                elif msg.startswith("430"):  # join_stream's answer
+                    if not json.loads(msg[3:])[0].get("ok"):
+                        st.errors += 1
+                elif msg.startswith('42["frame"'):  # baseline (a): base64 text, no attachment
+                    data = json.loads(msg[2:])[1]["data"]
+                    record(st, win, base64.b64decode(data))
+    except TimeoutError:
+        pass  # the window is over
+    except (OSError, websockets.WebSocketException):
         st.errors += 1
     finally:
-        if sio.connected:
-            await sio.disconnect()
+        await ws.close()
 
 
 def summary(stats: list[Stats], seconds: float) -> dict[str, Any]:
