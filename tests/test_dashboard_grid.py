@@ -126,8 +126,7 @@ async def test_sixteen_cameras_hold_their_rate_in_every_tile_and_the_page_stays_
     await page.wait_for_timeout(2000)  # every tile joined and warm
     # Every tile joined with flow control (frame_ack): the page never falls seconds behind.
     realtime = server.state.realtime
-    assert sorted(realtime.delivery._acking) == [f"cam{i:02d}" for i in range(16)]
-    assert all(len(viewers) == 1 for viewers in realtime.delivery._acking.values())
+    assert [realtime.delivery.acking(f"cam{i:02d}") for i in range(16)] == [1] * 16
 
     async def seqs() -> dict[str, int]:
         got: dict[str, int] = await page.evaluate(

@@ -118,7 +118,7 @@ async def test_a_viewer_that_acknowledges_frames_stays_live_when_it_falls_behind
     skipped = counters.socketio.skipped_unacked
     acking = await RawViewer.join(server.url, "c1", ack=True)
     plain = await RawViewer.join(server.url, "c1", ack=False)
-    await wait_for(lambda: len(realtime.delivery._acking.get("c1", {})) == 1, 5, what="ack join")
+    await wait_for(lambda: realtime.delivery.acking("c1") == 1, 5, what="ack join")
     # Both show a frame in 0.2 s: 5 of the camera's 15 a second. For 8 s.
     await asyncio.gather(
         acking.watch("c1", 0.2, 8.0),
@@ -134,7 +134,7 @@ async def test_a_viewer_that_acknowledges_frames_stays_live_when_it_falls_behind
     assert len(acking.lags) >= 20  # it still shows frames at its own pace
     await acking.close()
     await plain.close()
-    await wait_for(lambda: "c1" not in realtime.delivery._acking, 5, what="the window forgotten")
+    await wait_for(lambda: realtime.delivery.viewers("c1") == 0, 5, what="the window forgotten")
 
 
 async def test_bad_frame_acks_are_ignored(server: Server, camera: CameraFactory) -> None:

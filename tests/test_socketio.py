@@ -179,7 +179,7 @@ async def test_slow_viewer_does_not_slow_another(
     assert hub.latest is not None
     start = hub.latest.seq
     peak_queue = peak_unsent = 0
-    direct = [ws.transport() for ws in realtime.delivery._direct.values()]
+    direct = [ws.transport() for ws in realtime.delivery.direct()]
 
     def forty_more() -> bool:
         nonlocal peak_queue, peak_unsent
@@ -296,7 +296,7 @@ async def test_joining_again_and_again_without_reading_holds_a_bounded_backlog(
         for _ in range(200):
             await ws.send(join)
             await server.client.post(path, content=join)
-        (direct,) = [d.transport() for d in realtime.delivery._direct.values()]
+        (direct,) = [d.transport() for d in realtime.delivery.direct()]
         assert direct is not None
         await asyncio.sleep(0.5)  # the last joins handled
         # One frame past the high-water mark at most (old code: 5 MB after 300 joins).

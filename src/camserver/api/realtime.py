@@ -210,7 +210,6 @@ class Realtime:
         self.delivery.disconnected(sid)
         for name in list(self._watching.get(sid, ())):
             self._count(sid, name, joined=False)
-            self.delivery.forget_window(sid, name)
         self._watching.pop(sid, None)
         self._address.pop(sid, None)
         self._grants.pop(sid, None)
@@ -243,7 +242,7 @@ class Realtime:
         if name is None:
             return {"ok": False, "error": 'expected {"name": "<stream name>"}'}
         await self.sio.leave_room(sid, room_for(name), namespace=NAMESPACE)
-        self.delivery.forget_window(sid, name)
+        self.delivery.left(sid, name)
         try:
             self._count(sid, name, joined=False)
             return {"ok": True, "status": self.manager.status(name).model_dump(mode="json")}

@@ -1,15 +1,16 @@
 """Socket.IO frame delivery: each new frame of a stream to the members of its room.
 
 The control side (``camserver.api.realtime``: login, rooms, events) decides who is in a
-room; this module sends them frames. One broadcaster task per watched stream reads the
-hub and sends each frame to the room's members on this node only (in cluster mode every
-node feeds its own hub from Redis). The event is ``frame`` ``{"name", "seq", "ts",
-"token", "data": <binary JPEG>}``.
+room and tells this module (:meth:`FrameDelivery.joined`, ``left``, ``disconnected``); this
+module sends them frames. One broadcaster task per watched stream reads the hub and sends
+each frame to the room's members on this node only (in cluster mode every node feeds its
+own hub from Redis). The event is ``frame`` ``{"name", "seq", "ts", "token", "data":
+<binary JPEG>}``.
 
 - A viewer on a WebSocket opened directly (the dashboard, python-socketio clients with
   ``transports=["websocket"]``) gets the frame's two WebSocket frames, encoded once per
   frame for everyone (``camserver.live.sio_wire``), written straight to its socket
-  (``camserver.live.sockets.DirectWebSocket``): one write per viewer per frame instead of
+  (``camserver.live.sio_fanout``): one write per viewer per frame instead of
   python-socketio's emit, Engine.IO's queue and writer task, and two ASGI sends. A viewer
   whose socket still holds more than ``HIGH_WATER`` unsent bytes skips the frame.
 - Any other viewer (long-polling, or a session upgraded from it) gets an emit
@@ -32,10 +33,9 @@ from typing import Any
 import socketio
 
 from camserver.errors import StreamNotFound
-from camserver.live.counters import counters
 from camserver.live.engineio import EngineIOSockets, asgi_scope
 from camserver.live.frame_acks import Unacked
-from camserver.live.mjpeg import HIGH_WATER
+from camserver.live.sio_fanout import MAX_BACKLOG, Client, Member, Room
 from camserver.live.sio_wire import event_frames
 from camserver.live.sockets import DIRECT_WS, DirectWebSocket
 from camserver.streaming.hub import FrameHub, HubFrame
@@ -45,9 +45,6 @@ __all__ = ["MAX_BACKLOG", "NAMESPACE", "FrameDelivery", "room_for"]
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
-# A binary event is two Engine.IO packets (placeholder + attachment): 4 queued packets
-# means the client is two frames behind.
-MAX_BACKLOG = 4
 
 
 def room_for(name: str) -> str:
@@ -74,11 +71,12 @@ class FrameDelivery:
         self._broadcasters: dict[str, asyncio.Task[None]] = {}
         self._first_emits: set[str] = set()
         """Socket.IO sids whose join's first frame is being emitted."""
-        self._direct: dict[str, DirectWebSocket] = {}
-        """Socket.IO sid → its WebSocket's socket, when frames may be written to it."""
-        self._acking: dict[str, dict[str, Unacked]] = {}
-        """Stream name → Socket.IO sid → frames sent to it and not acknowledged yet, for
-        viewers that joined with ``"ack": true``."""
+        self._clients: dict[str, Client] = {}
+        """Socket.IO sid → its direct WebSocket, when frames may be written to it."""
+        self._rooms: dict[str, Room] = {}
+        """Stream name → its viewers on this node."""
+        self._joined: dict[str, set[str]] = {}
+        """Socket.IO sid → the streams whose rooms it is in."""
 
     async def close(self) -> None:
         tasks = list(self._broadcasters.values())
@@ -87,9 +85,29 @@ class FrameDelivery:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._broadcasters.clear()
 
-    def members(self, name: str) -> list[tuple[str, str]]:
-        """(sid, Engine.IO sid) of the room's members."""
-        return list(self.sio.manager.get_participants(NAMESPACE, room_for(name)))
+    def viewers(self, name: str) -> int:
+        """Members of the room of ``name`` on this node."""
+        room = self._rooms.get(name)
+        return 0 if room is None else len(room.members)
+
+    def members(self, name: str) -> list[str]:
+        """Socket.IO sids of the room of ``name`` on this node."""
+        room = self._rooms.get(name)
+        return [] if room is None else list(room.members)
+
+    def fast(self, name: str) -> int:
+        """Members of the room of ``name`` on the fast path now."""
+        room = self._rooms.get(name)
+        return 0 if room is None else room.fast
+
+    def acking(self, name: str) -> int:
+        """Members of the room of ``name`` that joined with ``"ack": true``."""
+        room = self._rooms.get(name)
+        return 0 if room is None else sum(m.window is not None for m in room.members.values())
+
+    def direct(self) -> list[DirectWebSocket]:
+        """The direct WebSockets of the connected clients."""
+        return [client.ws for client in self._clients.values()]
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -97,36 +115,46 @@ class FrameDelivery:
         """A client connected: note its WebSocket's socket, if frames may go to it."""
         direct = asgi_scope(environ).get("extensions", {}).get(DIRECT_WS)
         if isinstance(direct, DirectWebSocket):
-            self._direct[sid] = direct
+            self._clients[sid] = Client(direct)
 
     def disconnected(self, sid: str) -> None:
-        self._direct.pop(sid, None)
+        for name in self._joined.pop(sid, ()):
+            self._remove(sid, name)
+        client = self._clients.pop(sid, None)
+        if client is not None:
+            client.close()
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         if eio_sid is not None:
             self.sockets.release(eio_sid)
 
     async def joined(self, sid: str, name: str, hub: FrameHub, ack: bool) -> None:
-        """``sid`` is in the room of ``name`` now: frames from now on, and the latest at once."""
-        if ack:  # a join again starts afresh
-            self._acking.setdefault(name, {})[sid] = Unacked()
-        else:
-            self.forget_window(sid, name)
+        """``sid`` is in the room of ``name`` now: frames from now on, and the latest at once
+        (a join again starts afresh)."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is None:
+            return  # gone meanwhile
+        member = Member(sid, eio_sid, self._clients.get(sid), Unacked() if ack else None)
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = Room()
+        room.add(member)
+        self._joined.setdefault(sid, set()).add(name)
         task = self._broadcasters.get(name)
         if task is None or task.done():
             self._broadcasters[name] = asyncio.create_task(
                 self._broadcast(name), name=f"sio-broadcast:{name}"
             )
         frame = hub.latest
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         # A picture at once, not on the next frame, the way the next frames will go (so
         # they cannot overtake it) and within the same bounds: joining again and again
         # without reading grew memory without end (+98 MB in 24 s) while this first frame
         # was written with no check.
         if (
             frame is not None
-            and eio_sid is not None
             and sid not in self._first_emits  # (one at a time: see below)
-            and not self._write_direct(name, frame, [(sid, eio_sid)])
+            and not room.first(
+                member, self._wire(name, frame), frame.seq, self.sockets.queue_sizer()
+            )
         ):
             # python-socketio runs each join in a task of its own, and an emit queues its
             # packets only after awaits: joins in flight together would each pass the
@@ -137,61 +165,28 @@ class FrameDelivery:
             finally:
                 self._first_emits.discard(sid)
 
-    def forget_window(self, sid: str, name: str) -> None:
-        """``sid``'s ack window for ``name`` ends: it left the room (a window lives only
-        while its room membership does), or joined again without asking for acks."""
-        windows = self._acking.get(name)
-        if windows is not None:
-            windows.pop(sid, None)
-            if not windows:
-                del self._acking[name]
+    def left(self, sid: str, name: str) -> None:
+        """``sid`` left the room of ``name`` (its ack window there ends with it)."""
+        names = self._joined.get(sid)
+        if names is not None:
+            names.discard(name)
+        self._remove(sid, name)
+
+    def _remove(self, sid: str, name: str) -> None:
+        room = self._rooms.get(name)
+        if room is not None:
+            room.remove(sid)
+            if not room.members:
+                del self._rooms[name]
 
     def ack(self, sid: str, name: str, seq: int) -> None:
         """``sid`` showed frame ``seq`` of ``name``."""
-        window = self._acking.get(name, {}).get(sid)
-        if window is not None:
-            window.ack(seq, time.monotonic())
+        room = self._rooms.get(name)
+        member = None if room is None else room.members.get(sid)
+        if member is not None and member.window is not None:
+            member.window.ack(seq, time.monotonic())
 
     # -- frames ----------------------------------------------------------------------------
-
-    def _write_direct(
-        self, name: str, frame: HubFrame, members: list[tuple[str, str]]
-    ) -> list[str]:
-        """Write ``frame`` to every member on a direct WebSocket; returns the members an
-        emit must skip (written to, slow, or backlogged), or all of them."""
-        queued = self.sockets.queue_sizer()
-        direct = self._direct
-        acking = self._acking.get(name)
-        out = counters.socketio
-        now = time.monotonic() if acking else 0.0
-        skip: list[str] = []
-        wire: bytes | None = None
-        for sid, eio_sid in members:
-            if queued(eio_sid) >= MAX_BACKLOG:
-                skip.append(sid)
-                continue
-            window = acking.get(sid) if acking else None
-            if window is not None and window.blocked(now):
-                skip.append(sid)
-                out.skipped_unacked += 1
-                continue
-            ws = direct.get(sid)
-            transport = None if ws is None else ws.transport()
-            if transport is None:
-                if window is not None:
-                    window.sent(frame.seq, now)
-                continue  # polling or upgraded: emit
-            skip.append(sid)
-            if transport.get_write_buffer_size() > HIGH_WATER:
-                out.skipped_slow += 1
-                continue
-            if wire is None:
-                wire = self._wire(name, frame)
-            transport.write(wire)
-            out.sent += 1
-            if window is not None:
-                window.sent(frame.seq, now)
-        return skip
 
     def _wire(self, name: str, frame: HubFrame) -> bytes:
         """The frame event's WebSocket frames, encoded once per frame for every viewer."""
@@ -200,30 +195,28 @@ class FrameDelivery:
         )
 
     async def _broadcast(self, name: str) -> None:
-        """Emit each new frame of ``name`` to its room while the room has members."""
+        """Send each new frame of ``name`` to its room while the room has members."""
         try:
             hub = self._hub_of(name)
         except StreamNotFound:
             return
         last = hub.latest.seq if hub.latest else 0
-        room = room_for(name)
         while True:
             frame = await hub.next_frame(last, timeout=2.0)
-            members = self.members(name)
-            if not members or hub.closed:
+            room = self._rooms.get(name)
+            if room is None or hub.closed:
                 break
             if frame is None:
                 continue
             last = frame.seq
-            skip = self._write_direct(name, frame, members)
-            if len(skip) == len(members):
+            emit = room.deliver(self._wire(name, frame), frame.seq, self.sockets.queue_sizer())
+            if not emit:
                 continue
             try:
                 await self.sio.emit(
                     "frame",
                     payload(name, frame),
-                    room=room,
-                    skip_sid=skip or None,
+                    to=emit,
                     namespace=NAMESPACE,
                     # Frames go to this node's viewers only; other nodes relay their own.
                     ignore_queue=True,

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -181,32 +184,150 @@ class DirectWebSocket:
     """The socket under one open WebSocket, for whole frames encoded once for many
     clients. Each write must be one or more complete WebSocket frames (unmasked, no
     extension: camserver accepts no permessage-deflate), so it never splits a frame that
-    uvicorn writes for the same connection."""
+    uvicorn writes for the same connection.
 
-    __slots__ = ("_protocol",)
+    :meth:`open` gives a duplicate of the socket's descriptor, ``fd``, to write frames
+    straight to the kernel (``os.write``) while the transport holds nothing unsent. uvicorn
+    writes to the same connection (pings, event replies, the close frame): ``on_write`` is
+    called before each of its writes and when the connection closes, so a writer can stop
+    until it has checked the transport again (nothing may overtake what waits there). The
+    duplicate is closed when the connection closes (after ``on_write``: a writer must no
+    longer name its number, which the kernel soon reuses); it would keep it open."""
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+    __slots__ = ("_protocol", "_raw", "_sock", "fd", "on_write")
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol, raw: asyncio.Transport) -> None:
         self._protocol = protocol
+        self._raw = raw
+        self._sock: socket.socket | None = None
+        self.fd = -1
+        self.on_write: Callable[[], None] | None = None
 
     def transport(self) -> asyncio.WriteTransport | None:
         """The transport while the WebSocket is open with no extension, else None."""
         p = self._protocol
         if p.close_sent or p.conn.state is not State.OPEN or p.conn.extensions:
             return None
-        transport = p.transport
+        transport = self._raw
         return None if transport.is_closing() else transport
+
+    def open(self) -> int:
+        """A duplicate of the socket's descriptor (once), or -1: under TLS, with no socket,
+        out of descriptors, or closed (frames then go through the transport)."""
+        if self._sock is not None or self.transport() is None:
+            return self.fd
+        raw = self._raw
+        fileno = getattr(raw.get_extra_info("socket"), "fileno", None)
+        if raw.get_extra_info("ssl_object") is not None or not callable(fileno):
+            return -1
+        try:
+            self._sock = socket.socket(fileno=os.dup(fileno()))
+        except OSError:
+            return -1
+        self.fd = self._sock.fileno()
+        return self.fd
+
+    def _writing(self) -> None:
+        if self.on_write is not None:
+            self.on_write()
+
+    def _closed(self) -> None:
+        self._writing()
+        self.on_write = None
+        self.fd = -1
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
+class _SharedTransport(asyncio.Transport):
+    """uvicorn's side of a WebSocket's transport that camserver also writes to
+    (:class:`DirectWebSocket`): each write and close tells it first."""
+
+    __slots__ = ("_inner", "_ws")
+
+    def __init__(self, inner: asyncio.Transport, ws: DirectWebSocket) -> None:
+        super().__init__()
+        self._inner = inner
+        self._ws = ws
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._ws._writing()
+        self._inner.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._ws._writing()
+        self._inner.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._ws._writing()
+        self._inner.write_eof()
+
+    def close(self) -> None:
+        self._ws._closed()
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._ws._closed()
+        self._inner.abort()
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._inner.get_protocol()
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._inner.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._inner.set_write_buffer_limits(high, low)
 
 
 class DirectWebSocketsProtocol(WebSocketsSansIOProtocol):
     """uvicorn's default WebSocket protocol (websockets' sans-I/O one), offering
     :class:`DirectWebSocket` to the application."""
 
+    _direct: DirectWebSocket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not asyncio.Transport instances, but have its methods.)
+        raw = cast(asyncio.Transport, transport)
+        self._direct = DirectWebSocket(self, raw)
+        super().connection_made(_SharedTransport(raw, self._direct))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._direct is not None:
+            self._direct._closed()
+        super().connection_lost(exc)
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # (set only when the handshake goes on)
-        if scope is not None:
+        if scope is not None and self._direct is not None:  # (None: never connected)
             extensions: dict[str, object] = scope.setdefault("extensions", {})
-            extensions[DIRECT_WS] = DirectWebSocket(self)
+            extensions[DIRECT_WS] = self._direct
 
 
 def counted_ws_protocol(
