@@ -17,7 +17,9 @@ import websockets
 from camserver.live.counters import counters
 from camserver.live.mjpeg import HIGH_WATER
 from camserver.live.socketio import MAX_BACKLOG
+from camserver.live.sockets import UNSENT_LIMIT
 from tests.conftest import CameraFactory, Server, wait_for
+from tests.helpers.kernel import unsent_in_kernel
 from tests.helpers.socketio import Viewer, raw_viewer
 
 ViewerFactory = Callable[[], Awaitable[Viewer]]
@@ -192,6 +194,10 @@ async def test_slow_viewer_does_not_slow_another(
     assert peak_queue <= MAX_BACKLOG + 2, f"{peak_queue} packets queued for one viewer"
     assert hub.latest is not None
     assert peak_unsent <= HIGH_WATER + 2 * len(hub.latest.data) + 1000, peak_unsent
+    # Nor in the kernel: at most UNSENT_LIMIT not yet sent, plus the write that crossed it.
+    kernel = [unsent_in_kernel(d.fd) for d in realtime.delivery.direct() if d.fd >= 0]
+    assert len(kernel) == 3
+    assert max(kernel) <= UNSENT_LIMIT + 2 * len(hub.latest.data) + 1000, kernel
     # The fast viewer got the camera's frames in order, none twice, most of them (a frame
     # is skipped only while its own socket is behind: a busy machine).
     seqs = [f["seq"] for f in fast.frames if f["seq"] > start]

@@ -19,7 +19,9 @@ from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
 from camserver.live.counters import counters
 from camserver.live.mjpeg import HIGH_WATER, MJPEGFanout
+from camserver.live.sockets import UNSENT_LIMIT
 from tests.conftest import CameraFactory, Server, start_server, wait_for
+from tests.helpers.kernel import unsent_in_kernel
 from tests.helpers.mjpeg import mjpeg_viewers, slow_reader, streaming_camera
 
 
@@ -101,6 +103,9 @@ async def test_a_stalled_viewer_skips_frames_and_holds_at_most_one_part(
         for viewer in out.members():
             # Never more than the high-water mark plus the one part written under it.
             assert viewer.transport.get_write_buffer_size() <= HIGH_WATER + part
+            # Nor in the kernel: at most UNSENT_LIMIT not yet sent, plus the write that
+            # crossed it (Linux alone held up to 4 MB: 158 VGA frames behind).
+            assert unsent_in_kernel(viewer.fd) <= UNSENT_LIMIT + part
         r = await server.client.get("/metrics")
         assert 'camserver_mjpeg_frames_total{outcome="slow"}' in r.text
         async with mjpeg_viewers(url, 1) as (fast,):

@@ -38,7 +38,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from camserver.live.counters import counters
-from camserver.live.sockets import DIRECT, DirectWrite
+from camserver.live.sockets import DIRECT, DirectWrite, limit_unsent
 from camserver.streaming.hub import FrameHub, HubFrame
 
 __all__ = [
@@ -191,6 +191,7 @@ class Viewer(Pacer):
             log.debug("mjpeg: no duplicate of the socket (%s): through the transport", exc)
             return
         self._sock = socket.socket(fileno=fd)
+        limit_unsent(self._sock)
         self.fd = fd
 
     def close(self) -> None:
