@@ -42,6 +42,7 @@ from camserver.api import (
 from camserver.api.browser import BrowserGuardMiddleware
 from camserver.api.errors import install_error_handlers
 from camserver.api.head import HeadAsGet
+from camserver.api.mjpeg_joins import MJPEGJoins
 from camserver.api.realtime import Realtime
 from camserver.api.security import (
     AccessMiddleware,
@@ -178,6 +179,7 @@ def create_app(
     )
     install_error_handlers(app)
     # Outermost last: CORS answers preflights before the token check sees them.
+    app.add_middleware(MJPEGJoins)  # (innermost: after the token check)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessMiddleware, checker=checker)
     if settings.cors_list():

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import GrantDep, ManagerDep, visible_name
-from camserver.api.streams import FpsQuery, mjpeg_response, snapshot
+from camserver.api.mjpeg_joins import mjpeg_response
+from camserver.api.streams import FpsQuery, snapshot
 
 router = APIRouter(prefix="/api", tags=["go2rtc compatibility"])
 
@@ -26,4 +27,5 @@ async def stream_mjpeg(
     src: Src, manager: ManagerDep, request: Request, grant: GrantDep, fps: FpsQuery = None
 ) -> StreamingResponse:
     """Same as ``/api/streams/{src}/mjpeg``."""
-    return mjpeg_response(await visible_name(src, grant), manager, fps, request)
+    client = request.client.host if request.client else None
+    return mjpeg_response(await visible_name(src, grant), manager, fps, client)

@@ -9,8 +9,9 @@ from fastapi.responses import StreamingResponse
 
 from camserver.api.deps import GrantDep, ManagerDep, SettingsDep, Unscoped, VisibleName
 from camserver.api.disconnect import unless_client_leaves
+from camserver.api.mjpeg_joins import MAX_FPS, mjpeg_response
 from camserver.config import Settings
-from camserver.live.mjpeg import CONTENT_TYPE, MJPEGResponse
+from camserver.live.mjpeg import CONTENT_TYPE
 from camserver.schema import (
     PushAccess,
     StreamCreate,
@@ -19,7 +20,6 @@ from camserver.schema import (
     StreamPatch,
     StreamStatus,
 )
-from camserver.streaming.registry import StreamRegistry
 from camserver.tokens import hash_token, new_token
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
@@ -120,18 +120,8 @@ async def snapshot(name: VisibleName, manager: ManagerDep, request: Request) -> 
 
 
 FpsQuery = Annotated[
-    float | None, Query(gt=0, le=60, description="Cap the frame rate for this viewer")
+    float | None, Query(gt=0, le=MAX_FPS, description="Cap the frame rate for this viewer")
 ]
-
-
-def mjpeg_response(
-    name: str, manager: StreamRegistry, fps: float | None, request: Request
-) -> MJPEGResponse:
-    client = request.client.host if request.client else None
-    hub = manager.admission.admit(name, client)  # 404 or 503 before the response starts
-    return MJPEGResponse(
-        hub, fps, client=client, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
 
 
 @router.get(
@@ -145,4 +135,4 @@ async def mjpeg(
     """The camera as ``multipart/x-mixed-replace`` MJPEG, for ``<img>``, VLC, ffmpeg and
     Home Assistant's MJPEG camera (``mjpeg_url``; ``still_image_url`` is ``/snapshot``).
     One camera connection serves every client; a slow client skips frames."""
-    return mjpeg_response(name, manager, fps, request)
+    return mjpeg_response(name, manager, fps, request.client.host if request.client else None)
