@@ -4,7 +4,8 @@ affects both alike. For a refactoring that must not cost anything (issue 27).
 
     .venv/bin/python bench/compare.py --before REV [--rounds 2] [--only TEXT] [--json]
 
-Figures: MJPEG CPU per viewer-frame at 200 and 500 viewers and Socket.IO at 200
+Figures: ingest's CPU per frame over 32 VGA cameras with no viewers (``bench/ingest.py``),
+MJPEG CPU per viewer-frame at 200 and 500 viewers and Socket.IO at 200
 (``bench/peers.py``'s measure), recording's and motion's CPU per frame over 32 VGA cameras
 (``bench/recording.py``), and the cluster relay's CPU per frame on a serve-only node
 (``bench/cluster.py``). The ``before`` checkout is a git worktree of REV run by the same
@@ -29,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import cluster, peers, recording  # noqa: E402
+from bench import cluster, ingest, peers, recording  # noqa: E402
 
 Figure = Callable[[], float | None]
 
@@ -84,11 +85,16 @@ def figures(seconds: float) -> dict[str, Figure]:
 
         return run
 
+    def ingested() -> float | None:
+        per_hour: float = ingest.measure(32, seconds)["cpu_s_per_camera_hour"]
+        return round(1e6 * per_hour / (3600 * 15), 1)  # (the cameras send 15 fps)
+
     def relayed() -> float | None:
         value: float | None = cluster.relay_cost(seconds, 3.0, 4)["relayed_us_per_frame"]
         return value
 
     return {
+        "ingest 32 VGA cameras, no viewers: CPU µs per frame": ingested,
         "MJPEG 200 viewers: CPU µs per viewer-frame": viewers("mjpeg", 200),
         "MJPEG 500 viewers: CPU µs per viewer-frame": viewers("mjpeg", 500),
         "Socket.IO 200 viewers: CPU µs per viewer-frame": viewers("socketio", 200),
