@@ -233,3 +233,55 @@ async def test_what_waits_in_the_transport_is_not_overtaken_from_another_room() 
         transport.close()
         peer.close()
         direct._closed()
+
+
+async def test_a_frame_the_kernel_took_in_part_is_not_written_again() -> None:
+    # The kernel takes part of a frame on the fast path; the rest goes through the
+    # transport and the member joins the general path, which runs for the same frame:
+    # it must not write that frame a second time (the rest is under HIGH_WATER).
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        sock, _ = listener.accept()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, sock)
+    ws_state = SimpleNamespace(state=State.OPEN, extensions=[])
+    protocol = cast(WebSocketsSansIOProtocol, SimpleNamespace(close_sent=False, conn=ws_state))
+    direct = DirectWebSocket(protocol, transport)
+    client = Client(direct)
+    room = Room()  # (one member)
+    member = Member("sid", "eio", client, None)
+    room.add(member)
+    no_backlog: Callable[[str], int] = lambda _: 0  # noqa: E731
+    try:
+        assert room.first(member, b"0" * 100, 1, no_backlog)
+        assert room.fast == 1
+        # Frames of 20 KB (under HIGH_WATER) until the kernel takes one in part.
+        sent = [b"0" * 100]
+        for i in range(200):
+            frame = bytes([65 + i % 26]) * 20_000
+            room.deliver(frame, 2 + i, no_backlog)
+            sent.append(frame)
+            if transport.get_write_buffer_size():
+                break
+        assert transport.get_write_buffer_size(), "the kernel took every frame whole"
+        want = b"".join(sent)
+        peer.setblocking(False)
+        got = bytearray()
+        deadline = loop.time() + 10
+        while len(got) < len(want) and loop.time() < deadline:
+            try:
+                got += peer.recv(65536)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.1)
+        with contextlib.suppress(BlockingIOError):
+            got += peer.recv(1 << 20)
+        assert len(got) == len(want), f"{len(got) - len(want)} bytes more than sent once"
+        assert bytes(got) == want
+    finally:
+        client.close()
+        transport.close()
+        peer.close()
+        direct._closed()

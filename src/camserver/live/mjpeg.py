@@ -372,20 +372,21 @@ class MJPEGFanout:
                 behind.append((i, n))
         sent = len(fds)
         self._last = (seq, now)
+        others = list(self._other)  # (before the ones behind join them: they have this part)
         for i, n in behind:
             viewer = self._order[i]
             if not viewer.rest(part, n):
                 sent -= 1
             self._demote(viewer)
             viewer.last_seq, viewer.last_write = seq, now
-        sent += self._deliver_others(part, seq, now)
+        sent += self._deliver_others(others, part, seq, now)
         counters.mjpeg.sent += sent
 
-    def _deliver_others(self, part: bytes, seq: int, now: float) -> int:
+    def _deliver_others(self, others: list[Viewer], part: bytes, seq: int, now: float) -> int:
         """The general path: capped, behind, new, or with no descriptor of their own."""
         sent = slow = rate = 0
         ahead: list[Viewer] = []
-        for viewer in self._other:
+        for viewer in others:
             if viewer.interval and now < viewer.next_at:
                 rate += 1
                 continue

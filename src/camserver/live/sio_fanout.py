@@ -151,12 +151,14 @@ class Room:
             if n != size:
                 behind.append((i, n))
         sent = len(fds) - len(behind)
+        # (Taken before the ones behind join them: they have this frame already.)
+        others = list(self._other)
         for i, n in behind:
             client = self._order[i].client
             assert client is not None
             if _rest(client, wire, n):
                 sent += 1
-        emit = self._general(list(self._other), wire, seq, backlog) if self._other else []
+        emit = self._general(others, wire, seq, backlog) if others else []
         counters.socketio.sent += sent
         return emit
 
