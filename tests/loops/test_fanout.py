@@ -5,7 +5,6 @@ fallback under an ASGI server that offers no direct socket."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -23,7 +22,7 @@ from camserver.live.mjpeg import HIGH_WATER, MJPEGFanout, Viewer, encode_part
 from camserver.live.sockets import UNSENT_LIMIT
 from camserver.streaming.hub import HubFrame, LocalHub
 from tests.conftest import CameraFactory, Server, start_server, wait_for
-from tests.helpers.kernel import unsent_in_kernel
+from tests.helpers.kernel import read_all, tcp_pair, unsent_in_kernel
 from tests.helpers.mjpeg import mjpeg_viewers, slow_reader, streaming_camera
 
 
@@ -269,13 +268,7 @@ async def test_a_part_the_kernel_took_in_part_is_not_written_again() -> None:
     # The kernel takes part of a part on the fast path; the rest goes through the
     # transport and the viewer joins the general path, which runs for the same frame: it
     # must not write that part a second time (the rest is under HIGH_WATER).
-    loop = asyncio.get_running_loop()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        peer = socket.create_connection(listener.getsockname())
-        sock, _ = listener.accept()
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, sock)
+    peer, transport = await tcp_pair(sndbuf=16384, rcvbuf=16384)
     fanout = MJPEGFanout(LocalHub("x"))
     viewer = Viewer(transport, None)
     serving = asyncio.create_task(fanout.serve(viewer))
@@ -291,19 +284,9 @@ async def test_a_part_the_kernel_took_in_part_is_not_written_again() -> None:
                 break
         assert transport.get_write_buffer_size(), "the kernel took every part whole"
         want = b"".join(encode_part(f) for f in frames)
-        peer.setblocking(False)
-        got = bytearray()
-        deadline = loop.time() + 10
-        while len(got) < len(want) and loop.time() < deadline:
-            try:
-                got += peer.recv(65536)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-        await asyncio.sleep(0.1)
-        with contextlib.suppress(BlockingIOError):
-            got += peer.recv(1 << 20)
+        got = await read_all(peer, bytearray(), len(want))
         assert len(got) == len(want), f"{len(got) - len(want)} bytes more than sent once"
-        assert bytes(got) == want
+        assert got == want
     finally:
         viewer.finish()
         await serving

@@ -10,7 +10,6 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -22,6 +21,7 @@ from camserver.live.counters import counters
 from camserver.live.sio_fanout import Client, Member, Room
 from camserver.live.sockets import DirectWebSocket
 from tests.conftest import CameraFactory, Server, wait_for
+from tests.helpers.kernel import read_all, tcp_pair
 from tests.helpers.mjpeg import streaming_camera
 from tests.helpers.socketio import raw_viewer
 
@@ -174,29 +174,33 @@ async def test_a_websocket_the_server_closes_ends_at_once(
     assert delivery.viewers("c1") == 0
 
 
+def _open_websocket(transport: asyncio.Transport) -> tuple[DirectWebSocket, Client]:
+    """A DirectWebSocket over ``transport`` and its client (it reads three things of
+    uvicorn's protocol: an open WebSocket with no extension)."""
+    ws_state = SimpleNamespace(state=State.OPEN, extensions=[])
+    protocol = cast(WebSocketsSansIOProtocol, SimpleNamespace(close_sent=False, conn=ws_state))
+    direct = DirectWebSocket(protocol, transport)
+    return direct, Client(direct)
+
+
+def _no_backlog(eio_sid: str) -> int:
+    return 0
+
+
 async def test_what_waits_in_the_transport_is_not_overtaken_from_another_room() -> None:
     # One client in two rooms, on the fast path in both. The kernel takes part of a frame
     # in the first room and the rest waits in the transport; the client then reads a
     # little (the kernel has room again) before the loop flushes the transport: the next
     # frame from the *other* room must queue behind that rest, not go straight to the
     # kernel ahead of it.
-    loop = asyncio.get_running_loop()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        peer = socket.create_connection(listener.getsockname())
-        sock, _ = listener.accept()
+    #
     # (Buffers small enough that the kernel takes part of a frame; a receive buffer large
     # enough that reading reopens the window at once.)
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, sock)
-    # DirectWebSocket reads three things of uvicorn's protocol: an open WebSocket.
-    ws_state = SimpleNamespace(state=State.OPEN, extensions=[])
-    protocol = cast(WebSocketsSansIOProtocol, SimpleNamespace(close_sent=False, conn=ws_state))
-    direct = DirectWebSocket(protocol, transport)
-    client = Client(direct)
+    peer, transport = await tcp_pair(sndbuf=16384, rcvbuf=65536)
+    direct, client = _open_websocket(transport)
     assert direct.fd >= 0
     rooms = [Room(), Room()]
-    no_backlog: Callable[[str], int] = lambda _: 0  # noqa: E731
+    no_backlog = _no_backlog
     for room in rooms:
         member = Member("sid", "eio", client, None)
         room.add(member)
@@ -215,16 +219,7 @@ async def test_what_waits_in_the_transport_is_not_overtaken_from_another_room() 
         time.sleep(0.05)
         # (Skipped, as the transport holds more than HIGH_WATER, or queued behind.)
         rooms[1].deliver(small, 3, no_backlog)
-        deadline = loop.time() + 10
-        while len(got) < 200 + len(big) and loop.time() < deadline:
-            try:
-                got += peer.recv(65536)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-        await asyncio.sleep(0.1)
-        with contextlib.suppress(BlockingIOError):
-            got += peer.recv(65536)
-        data = bytes(got)
+        data = await read_all(peer, got, 200 + len(big))
         at = data.find(b"B")
         assert data.startswith(b"0" * 200 + big), f"the other room's frame came at byte {at}"
         assert data[200 + len(big) :] in (b"", small)
@@ -239,21 +234,12 @@ async def test_a_frame_the_kernel_took_in_part_is_not_written_again() -> None:
     # The kernel takes part of a frame on the fast path; the rest goes through the
     # transport and the member joins the general path, which runs for the same frame:
     # it must not write that frame a second time (the rest is under HIGH_WATER).
-    loop = asyncio.get_running_loop()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        peer = socket.create_connection(listener.getsockname())
-        sock, _ = listener.accept()
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, sock)
-    ws_state = SimpleNamespace(state=State.OPEN, extensions=[])
-    protocol = cast(WebSocketsSansIOProtocol, SimpleNamespace(close_sent=False, conn=ws_state))
-    direct = DirectWebSocket(protocol, transport)
-    client = Client(direct)
+    peer, transport = await tcp_pair(sndbuf=16384, rcvbuf=16384)
+    direct, client = _open_websocket(transport)
     room = Room()  # (one member)
     member = Member("sid", "eio", client, None)
     room.add(member)
-    no_backlog: Callable[[str], int] = lambda _: 0  # noqa: E731
+    no_backlog = _no_backlog
     try:
         assert room.first(member, b"0" * 100, 1, no_backlog)
         assert room.fast == 1
@@ -267,19 +253,9 @@ async def test_a_frame_the_kernel_took_in_part_is_not_written_again() -> None:
                 break
         assert transport.get_write_buffer_size(), "the kernel took every frame whole"
         want = b"".join(sent)
-        peer.setblocking(False)
-        got = bytearray()
-        deadline = loop.time() + 10
-        while len(got) < len(want) and loop.time() < deadline:
-            try:
-                got += peer.recv(65536)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-        await asyncio.sleep(0.1)
-        with contextlib.suppress(BlockingIOError):
-            got += peer.recv(1 << 20)
+        got = await read_all(peer, bytearray(), len(want))
         assert len(got) == len(want), f"{len(got) - len(want)} bytes more than sent once"
-        assert bytes(got) == want
+        assert got == want
     finally:
         client.close()
         transport.close()
