@@ -14,10 +14,10 @@ import pytest
 import socketio
 import websockets
 
+from camserver.connections import UNSENT_LIMIT
 from camserver.live.counters import counters
 from camserver.live.mjpeg import HIGH_WATER
 from camserver.live.socketio import MAX_BACKLOG
-from camserver.live.sockets import UNSENT_LIMIT
 from tests.conftest import CameraFactory, Server, wait_for
 from tests.helpers.kernel import unsent_in_kernel
 from tests.helpers.socketio import Viewer, raw_viewer

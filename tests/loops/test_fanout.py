@@ -17,9 +17,9 @@ import uvloop
 
 from camserver.codecs.mjpeg import NEED_DATA, Frame, MJPEGParser
 from camserver.config import Settings
+from camserver.connections import UNSENT_LIMIT
 from camserver.live.counters import counters
 from camserver.live.mjpeg import HIGH_WATER, MJPEGFanout, Viewer, encode_part
-from camserver.live.sockets import UNSENT_LIMIT
 from camserver.streaming.hub import HubFrame, LocalHub
 from tests.conftest import CameraFactory, Server, start_server, wait_for
 from tests.helpers.kernel import read_all, tcp_pair, unsent_in_kernel

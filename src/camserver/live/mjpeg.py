@@ -37,8 +37,9 @@ from typing import ClassVar, Final
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from camserver.connections import duplicate
 from camserver.live.counters import counters
-from camserver.live.sockets import DIRECT, DirectWrite, limit_unsent
+from camserver.live.sockets import DIRECT, DirectWrite
 from camserver.streaming.hub import FrameHub, HubFrame
 
 __all__ = [
@@ -180,19 +181,9 @@ class Viewer(Pacer):
         """Write through a duplicate of the transport's socket from now on (a plain TCP
         transport only: under TLS, or with no socket, every part goes through the
         transport)."""
-        if self.transport.get_extra_info("ssl_object") is not None:
-            return
-        fileno = getattr(self.transport.get_extra_info("socket"), "fileno", None)
-        if not callable(fileno):
-            return
-        try:
-            fd = os.dup(fileno())
-        except OSError as exc:  # (out of descriptors: the transport still works)
-            log.debug("mjpeg: no duplicate of the socket (%s): through the transport", exc)
-            return
-        self._sock = socket.socket(fileno=fd)
-        limit_unsent(self._sock)
-        self.fd = fd
+        self._sock = duplicate(self.transport)
+        if self._sock is not None:
+            self.fd = self._sock.fileno()
 
     def close(self) -> None:
         """Close the duplicate (the fan-out no longer names it)."""

@@ -28,9 +28,7 @@ pins uvicorn to the minor version tested.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import os
 import re
 import socket
 from collections.abc import Callable, Iterable
@@ -43,19 +41,17 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from camserver.connections import ConnectionLimits
+from camserver.connections import ConnectionLimits, duplicate
 
 __all__ = [
     "DIRECT",
     "DIRECT_WS",
     "RELIED_ON",
-    "UNSENT_LIMIT",
     "DirectWebSocket",
     "DirectWebSocketsProtocol",
     "DirectWrite",
     "UvicornInternalsChanged",
     "counted_ws_protocol",
-    "limit_unsent",
     "limited_protocol",
     "verify",
 ]
@@ -126,24 +122,6 @@ def verify(relied_on: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = RELI
         )
     if relied_on is RELIED_ON:
         _verified = True
-
-
-UNSENT_LIMIT = 64 * 1024
-"""Bytes a live viewer's socket may hold not yet sent (``TCP_NOTSENT_LOWAT``); past that
-the kernel takes nothing more and the viewer skips frames. Without it Linux queues up to
-``tcp_wmem``'s 4 MB per socket: a viewer that reads slowly fell up to 158 VGA frames
-(10 s at 15 fps) behind before it skipped one, and each of 2,000 viewers joining at once
-cost the server that many copies until its buffers filled."""
-
-
-def limit_unsent(sock: socket.socket) -> None:
-    """Cap what the kernel holds unsent for ``sock`` at :data:`UNSENT_LIMIT` (TCP only;
-    where the option does not exist, as on macOS before 10.15 or under TLS layers, the
-    kernel's own limit stays)."""
-    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
-    if option is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_LIMIT)
 
 
 LINGER = 2.0
@@ -237,16 +215,8 @@ class DirectWebSocket:
         out of descriptors, or closed (frames then go through the transport)."""
         if self._sock is not None or self.transport() is None:
             return self.fd
-        raw = self._raw
-        fileno = getattr(raw.get_extra_info("socket"), "fileno", None)
-        if raw.get_extra_info("ssl_object") is not None or not callable(fileno):
-            return -1
-        try:
-            self._sock = socket.socket(fileno=os.dup(fileno()))
-        except OSError:
-            return -1
-        limit_unsent(self._sock)
-        self.fd = self._sock.fileno()
+        self._sock = duplicate(self._raw)
+        self.fd = -1 if self._sock is None else self._sock.fileno()
         return self.fd
 
     def _writing(self) -> None:
