@@ -73,7 +73,7 @@ def _esphome(
                 raise RuntimeError("the ESPHome streams did not start")
             time.sleep(0.2)
         way = f"ESPHome API ({'Noise' if encrypted else 'plaintext'}, {fps:g} fps)"
-        return rows_of_window(c, proc, way, names, window(c, proc, settle, seconds))
+        return rows_of_window(c, proc, way, names, window(c, proc, settle, seconds, names))
 
 
 def bench(

@@ -310,10 +310,16 @@ def stream_frames(c: httpx.Client) -> dict[str, int]:
 
 
 def window(
-    c: httpx.Client, proc: Any, settle: float, seconds: float
+    c: httpx.Client, proc: Any, settle: float, seconds: float, names: Sequence[str] = ()
 ) -> tuple[dict[str, int], dict[str, int], Meter]:
-    """After ``settle`` s: the streams' frame counts before and after ``seconds`` s of the
-    server's CPU metered."""
+    """Once every one of ``names`` has had a frame (a load process still starting on a busy
+    machine is not measured as a slow camera), and ``settle`` s after: the streams' frame
+    counts before and after ``seconds`` s of the server's CPU metered."""
+    deadline = time.monotonic() + 60
+    while any(stream_frames(c).get(n, 0) == 0 for n in names):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no frames from some of {list(names)} in 60 s")
+        time.sleep(0.1)
     time.sleep(settle)
     before = stream_frames(c)
     meter = Meter(proc)
@@ -360,7 +366,7 @@ def pull_row(
     """``count`` simulated cameras pulled over HTTP (VGA, 15 fps): their row."""
     with cameras(count) as ports, httpx.Client(base_url=url, trust_env=False, timeout=10) as c:
         names = add_streams(url, ports)
-        return rows_of_window(c, proc, way, names, window(c, proc, settle, seconds))
+        return rows_of_window(c, proc, way, names, window(c, proc, settle, seconds, names))
 
 
 def versus_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -108,13 +108,14 @@ def _measure_push(
             ],
             stdout=subprocess.DEVNULL,
         )
+        names = [f"{mode}{i}" for i in range(count)]
         try:
-            measured = window(c, proc, settle, seconds)
+            measured = window(c, proc, settle, seconds, names)
         finally:
             load.wait(timeout=60)
             Path(f.name).unlink()
         way = f"push ({'WebSocket' if mode == 'ws' else 'POST per picture'})"
-        return rows_of_window(c, proc, way, [f"{mode}{i}" for i in range(count)], measured)
+        return rows_of_window(c, proc, way, names, measured)
 
 
 def bench(

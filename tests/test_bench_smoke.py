@@ -34,8 +34,10 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         ("push (WebSocket)", 4),
     ]
     # (A background run beside the suite on 2 cores: a rate, not the camera's 15 fps, which
-    # bench/push.py measures on its own; one CI run saw a push camera under 5 fps.)
-    assert all(r["frames"] > 0 and r["fps_per_camera_min"] > 2 for r in results["push"])
+    # bench/push.py measures on its own; one CI run saw a push camera under 5 fps. The window
+    # opens once every camera has sent a frame: a pusher still starting was a slow camera.)
+    slow = [r for r in results["push"] if not (r["frames"] > 0 and r["fps_per_camera_min"] > 2)]
+    assert not slow, slow
     # ESPHome cameras (Noise and plaintext) carried frames at their rate beside pulled ones.
     ways = [(r["way"], r["cameras"]) for r in results["esphome"]]
     assert ways == [
@@ -44,7 +46,8 @@ def test_benchmarks_smoke_run(request: pytest.FixtureRequest) -> None:
         ("ESPHome API (plaintext, 15 fps)", 2),
         ("ESPHome API (Noise, 10 fps)", 4),
     ]
-    assert all(r["frames"] > 0 and r["fps_per_camera_min"] > 5 for r in results["esphome"])
+    slow = [r for r in results["esphome"] if not (r["frames"] > 0 and r["fps_per_camera_min"] > 5)]
+    assert not slow, slow
     # RTSP out: MJPEG, RTSP over TCP and UDP, and the H.264 encoder all delivered frames.
     outputs = [r["output"] for r in results["rtsp"]]
     assert outputs == [

@@ -293,3 +293,14 @@ async def test_revoking_or_expiry_ends_what_the_token_opened(two: Server) -> Non
         assert not any(done.is_set() for done, _ in kept_got["mjpeg"])
     held = two.state.checker.held
     await wait_for(lambda: len(held) == 0, 10, what="nothing left held once the clients left")
+
+
+def test_new_secrets_never_read_as_an_option() -> None:
+    # One push key in 64 began with "-": `camserver sim --key -x…` (argparse), curl and
+    # ffmpeg took it for an option (a CI run's deep-sleep camera never started).
+    from camserver.tokens import new_token
+
+    tokens = [new_token() for _ in range(2000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert {len(t) for t in tokens} == {43}
+    assert len(set(tokens)) == 2000

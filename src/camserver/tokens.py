@@ -34,7 +34,14 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """A new secret (API token or push key): 43 URL-safe characters, never a leading ``-``.
+
+    A key that starts with ``-`` reads as an option on a command line: argparse (``camserver
+    sim --key -x…``), curl and ffmpeg refuse or misread it, which one key in 64 did.
+    """
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 @dataclass(frozen=True, slots=True)
