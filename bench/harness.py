@@ -13,15 +13,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import httpx
 import psutil
 
 from camserver.sim.camera import free_port_pair
+
+T = TypeVar("T")
 
 PY = sys.executable
 BENCH = Path(__file__).resolve().parent
@@ -86,13 +88,13 @@ def slope(values: Sequence[float], step: float) -> float:
 
 @contextmanager
 def process(
-    args: list[str], env: dict[str, str] | None = None
+    args: list[str], env: dict[str, str] | None = None, stderr: IO[bytes] | int | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     p = subprocess.Popen(
         args,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
     )
     try:
         yield p
@@ -105,10 +107,17 @@ def process(
             p.wait()
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    """Until ``url`` answers; only the status line and headers are read (it may be endless)."""
+class Exited(RuntimeError):
+    """The process that was to answer exited first."""
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers; only the status line and headers are read (it may be endless).
+    Raises :class:`Exited` at once if ``proc``, which is to answer, exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise Exited(f"exited ({proc.returncode}) before {url} answered")
         try:
             with httpx.stream("GET", url, timeout=1, trust_env=False) as resp:
                 if resp.status_code < 500:
@@ -125,8 +134,22 @@ def cameras(
 ) -> Iterator[list[int]]:
     """``count`` simulated cameras in one separate process (``extra``: more ``camserver
     sim`` flags); yields their HTTP ports."""
-    base = free_port_pair(span=2 * count)
-    args = [
+
+    def make() -> tuple[list[str], str, list[int]]:
+        base = free_port_pair(span=2 * count)
+        ports = [base + 2 * i for i in range(count)]
+        return (
+            _sim_args(base, count, fps, framesize, extra),
+            f"http://127.0.0.1:{ports[-1]}/status",
+            ports,
+        )
+
+    with listening(make) as (ports, _):
+        yield ports
+
+
+def _sim_args(base: int, count: int, fps: float, framesize: str, extra: Sequence[str]) -> list[str]:
+    return [
         PY,
         "-m",
         "camserver",
@@ -148,10 +171,32 @@ def cameras(
         "0",
         *extra,
     ]
-    with process(args):
-        ports = [base + 2 * i for i in range(count)]
-        wait_http(f"http://127.0.0.1:{ports[-1]}/status")
-        yield ports
+
+
+@contextmanager
+def listening(
+    make: Callable[[], tuple[list[str], str, T]],
+    env: dict[str, str] | None = None,
+    attempts: int = 5,
+) -> Iterator[tuple[T, subprocess.Popen[bytes]]]:
+    """A process that listens on ports chosen free by ``make`` (which returns its arguments,
+    a URL that answers once it is up, and what to yield), started again on other ports if
+    it exits first because one was taken: on a busy machine (the test suite beside a bench)
+    another process can take a port between its choice and the bind."""
+    for attempt in range(1, attempts + 1):
+        args, url, value = make()
+        with tempfile.TemporaryFile() as log, process(args, env, stderr=log) as p:
+            try:
+                wait_http(url, proc=p)
+            except Exited as exc:
+                log.seek(0)
+                said = log.read()[-3000:].decode(errors="replace")
+                if attempt < attempts and "in use" in said.lower():
+                    continue
+                raise RuntimeError(f"{' '.join(args[:5])}: {exc}\n{said}") from None
+            yield value, p
+            return
+    raise AssertionError("unreachable")
 
 
 @contextmanager
@@ -161,7 +206,6 @@ def camserver(
     """camserver on a free port, run by ``python`` (an interpreter with camserver installed;
     ``$CAMSERVER_BENCH_SRC``: another checkout's ``src`` to run instead, as
     ``bench/compare.py`` does for the code before a change)."""
-    port = free_port()
     other_src = os.environ.get("CAMSERVER_BENCH_SRC")
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -176,11 +220,15 @@ def camserver(
         }
         if other_src:
             env["PYTHONPATH"] = other_src
-        args = [python, "-m", "camserver", "serve", "--port", str(port), "--db", f"{tmp}/b.db"]
-        with process(args, env) as p:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url + "/healthz")
-            yield url, psutil.Process(p.pid)
+
+        def make() -> tuple[list[str], str, int]:
+            port = free_port()
+            args = [python, "-m", "camserver", "serve", "--port", str(port), "--db", db]
+            return args, f"http://127.0.0.1:{port}/healthz", port
+
+        db = f"{tmp}/b.db"
+        with listening(make, env) as (port, p):
+            yield f"http://127.0.0.1:{port}", psutil.Process(p.pid)
 
 
 def add_streams(url: str, ports: list[int]) -> list[str]:
