@@ -324,18 +324,26 @@ async def test_camserver_watch_prints_rate_and_latency(
         json={"name": "c1", "host": cam.address},
         headers={"Authorization": f"Bearer {ADMIN}"},
     )
-    for extra in ((), ("--mjpeg",)):
-        code, out, err = await _watch(locked.url, "c1", "--token", VIEW, "--seconds", "3.5", *extra)
+    # (The four watchers run at once: each is a process of its own.)
+    *watched, nope, tokenless = await asyncio.gather(
+        *(
+            _watch(locked.url, "c1", "--token", VIEW, "--seconds", "3.5", *extra)
+            for extra in ((), ("--mjpeg",))
+        ),
+        _watch(locked.url, "nope", "--token", VIEW, "--seconds", "3"),
+        _watch(locked.url, "c1", "--seconds", "3"),
+    )
+    for code, out, err in watched:
         assert code == 0, err
         lines = re.findall(r"^c1: +([\d.]+) fps  latency (\d+) ms \(max (\d+)\)", out, re.M)
         assert len(lines) >= 2, out
         # The camera sends 10 a second; the first second may include the connection.
         assert max(float(fps) for fps, _, _ in lines) >= 6, out
         assert all(int(median) < 1000 for _, median, _ in lines), out
-    code, out, err = await _watch(locked.url, "nope", "--token", VIEW, "--seconds", "3")
+    code, out, err = nope
     assert code == 1
     assert "no stream named 'nope'" in err
-    code, out, err = await _watch(locked.url, "c1", "--seconds", "3")
+    code, out, err = tokenless
     assert code == 1
     assert "token" in err
 

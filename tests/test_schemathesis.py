@@ -42,6 +42,7 @@ def netns() -> Iterator[str]:
         shutil.rmtree(etc, ignore_errors=True)
 
 
+@pytest.mark.beside  # its own processes: beside the suite (tests/helpers/beside.py)
 def test_no_input_makes_a_server_error(netns: str, tmp_path: Path) -> None:
     env = {
         **os.environ,

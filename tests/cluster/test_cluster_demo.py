@@ -44,6 +44,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_the_cluster_demo_survives_a_stopped_node_until_ctrl_c() -> None:
     base = _free_base()
     demo = subprocess.Popen(

@@ -117,6 +117,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 def test_a_camera_heard_by_three_nodes_is_announced_once_and_listed_on_every_node(
     lab: Lab, tmp_path: Path
 ) -> None:

@@ -54,6 +54,7 @@ def frames_after(v: Any, name: str, t: float) -> list[dict[str, Any]]:
     return [f for f in v.frames if f["name"] == name and f["received"] >= t]
 
 
+@pytest.mark.beside  # Sentinel's failover timers: beside the suite (tests/helpers/beside.py)
 async def test_a_master_killed_under_three_nodes_fails_over_without_two_readers(
     make_cluster: ClusterFactory, sentinels: SentinelSet
 ) -> None:
