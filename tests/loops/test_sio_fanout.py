@@ -35,10 +35,12 @@ class Checked:
         self.replies = 0
         self._head: dict[str, Any] | None = None
 
-    async def read(self, seconds: float, pause: float = 0.0) -> None:
+    async def read(
+        self, seconds: float, pause: float = 0.0, until: asyncio.Event | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        while loop.time() < end:
+        while loop.time() < end and not (until is not None and until.is_set()):
             msg = await asyncio.wait_for(self.ws.recv(), 10)
             if isinstance(msg, bytes):
                 assert self._head is not None, "a binary message with no frame event before it"
@@ -94,7 +96,9 @@ async def test_a_websocket_of_two_streams_gets_whole_messages_beside_uvicorns_wr
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
             finally:
                 sock.detach()
-    reader = asyncio.create_task(fast.read(60))
+    # (It ends when told: cancelled, it waited up to a minute on a busy machine.)
+    stop = asyncio.Event()
+    reader = asyncio.create_task(fast.read(60, until=stop))
     try:
         # Alone on its socket, a viewer that keeps up is on the fast path in both rooms.
         await wait_for(
@@ -103,7 +107,6 @@ async def test_a_websocket_of_two_streams_gets_whole_messages_beside_uvicorns_wr
             what="the fast path in both rooms",
         )
         sent, slow_skips = counters.socketio.sent, counters.socketio.skipped_slow
-        stop = asyncio.Event()
         askers = [asyncio.create_task(_ask(v.ws, stop)) for v in viewers]
         seen_fast = False
 
@@ -117,10 +120,10 @@ async def test_a_websocket_of_two_streams_gets_whole_messages_beside_uvicorns_wr
         watcher = asyncio.create_task(watch_paths())
         await slow.read(6, pause=0.01)
         stop.set()
-        await asyncio.gather(*askers, watcher)
+        await asyncio.gather(*askers, watcher, reader)
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 30)
     for v in viewers:
         v.in_order()
         assert set(v.seqs) == {"c1", "c2"}, v.seqs.keys()
