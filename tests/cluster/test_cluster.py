@@ -133,7 +133,6 @@ async def test_each_camera_pulled_once_and_served_on_every_node(
     assert 'camserver_cluster_leases_held{node="n1"} 1.0' in metrics
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_kill9_of_a_holder_hands_its_camera_over(make_cluster: ClusterFactory) -> None:
     c: Cluster = await make_cluster()
     await c.add_streams()
@@ -164,7 +163,6 @@ async def test_kill9_of_a_holder_hands_its_camera_over(make_cluster: ClusterFact
     assert set((await c.holders()).values()) <= {f"n{i + 1}" for i in others}
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_a_paused_holder_never_delivers_an_old_token(make_cluster: ClusterFactory) -> None:
     c: Cluster = await make_cluster()
     await c.add_streams()
@@ -346,7 +344,6 @@ async def test_on_demand_watched_through_another_node(make_cluster: ClusterFacto
     assert c.max_clients() == [1]
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_sigterm_hands_cameras_over_at_once_and_a_new_node_takes_a_share(
     make_cluster: ClusterFactory,
 ) -> None:

@@ -57,7 +57,6 @@ async def holder(c: Cluster) -> str | None:
     return text(value).rpartition("|")[0] if value else None
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_a_push_camera_through_haproxy_survives_its_node(
     make_cluster: ClusterFactory, haproxy_for: Callable[[Cluster], str]
 ) -> None:

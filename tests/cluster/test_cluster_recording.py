@@ -31,7 +31,6 @@ async def rows(c: Cluster, node: int, stream: str) -> list[dict[str, Any]]:
     return data
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_the_holder_records_and_every_node_plays_it(
     make_cluster: ClusterFactory, tmp_path: Path
 ) -> None:
@@ -93,7 +92,6 @@ async def test_the_holder_records_and_every_node_plays_it(
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_an_event_marked_through_any_node_is_recorded_by_the_holder(
     make_cluster: ClusterFactory,
 ) -> None:

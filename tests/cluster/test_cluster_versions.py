@@ -18,7 +18,6 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.requires("redis-server")
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_a_node_of_a_newer_version_is_refused_readably(make_cluster: ClusterFactory) -> None:
     c: Cluster = await make_cluster(nodes=2, cams=1)
     await c.add_streams()

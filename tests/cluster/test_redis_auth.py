@@ -39,7 +39,6 @@ def locked_redis(tmp_path: Path) -> Iterator[int]:
     proc.wait(10)
 
 
-@pytest.mark.beside  # mostly waits: beside the suite (tests/helpers/beside.py)
 async def test_a_wrong_password_stops_the_node_and_the_right_one_shows_nowhere(
     locked_redis: int, spawn: Callable[..., Proc], tmp_path: Path
 ) -> None:

@@ -116,9 +116,7 @@ def dispatch(config: pytest.Config, items: list[pytest.Item]) -> None:
     marked = [i for i in items if i.get_closest_marker("beside")]
     if not marked or len(marked) == len(items) or os.environ.get(CHILD):
         return
-    # The cluster's tests last there: the main run starts with its own, and two processes
-    # of several nodes each at once are the busiest the suite would get.
-    run = Beside(sorted((i.nodeid for i in marked), key=lambda n: n.startswith("tests/cluster/")))
+    run = Beside([i.nodeid for i in marked])
     config.stash[RUN] = run
     config.add_cleanup(run.stop)
     stand_ins: list[pytest.Item] = []
