@@ -42,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "beside: mostly waits; runs in a process of its own")
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they will
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``background_smoke`` run last; their benchmark run starts now, beside
     the other tests (see tests/test_bench_smoke.py). Likewise ``background_rtsp``: a minute

@@ -12,6 +12,7 @@ under ``CAMSERVER_STRICT=1``). Run alone, a marked test runs in place as any oth
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,9 +80,14 @@ class Beside:
         return verdicts
 
     def stop(self) -> None:
+        # SIGINT: pytest tears its fixtures down (a SIGKILL left their servers running).
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class BesideFailure(Exception):
