@@ -44,6 +44,9 @@ def repair_segment(path: Path) -> Repaired:
             if not src.streams.video:
                 raise RecordingError(f"{path}: no video track")
             video = src.streams.video[0]
+            # Read while the container is open: PyAV 18.1.1 raises AssertionError on a
+            # closed container's stream (the server then failed to start after a kill -9).
+            tb = video.time_base
             with av.open(str(tmp), "w", format="matroska") as out:
                 copy = out.add_stream_from_template(video)
                 for packet in src.demux(video):
@@ -62,7 +65,6 @@ def repair_segment(path: Path) -> Repaired:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    tb = video.time_base
     duration = float(last * tb) if tb is not None else last / 1000
     return Repaired(frames, size, duration)
 
