@@ -242,7 +242,6 @@ async def test_config_changes_reach_every_node_within_a_second(
         )  # add, patch, delete; not the 409
 
 
-@pytest.mark.beside  # an outage of waiting: beside the suite (tests/helpers/beside.py)
 async def test_redis_outage_and_restart(make_cluster: ClusterFactory) -> None:
     c: Cluster = await make_cluster()
     await c.add_streams()
